@@ -1,0 +1,40 @@
+# LatentMap: `make run` opens the app on the bundled sample project, `make test` runs every test.
+# Both set up on first use: .venv with the pinned torch, and the Debian packages for Qt/GL/Xvfb.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
+export MPLBACKEND ?= Agg
+
+.PHONY: setup run test bench clean sample
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml packaging/setup.sh
+	bash packaging/setup.sh "$(PYTHON)" "$(VENV)"
+	touch $(STAMP)
+
+# With no display, run under a virtual screen, save a screenshot and exit 0.
+run: setup
+	@if [ -n "$$DISPLAY" ] || [ -n "$$WAYLAND_DISPLAY" ]; then \
+		$(VENV)/bin/latentmap app --sample; \
+	else \
+		mkdir -p out; \
+		xvfb-run -a -s "-screen 0 1600x1000x24" $(VENV)/bin/latentmap app --sample \
+			--screenshot out/latentmap-sample.png --quit-after 20; \
+	fi
+
+test: setup
+	$(PY) -m pytest -q -ra
+
+bench: setup
+	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# Rebuild the bundled sample project from ../shared/data (maintainers only).
+sample: setup
+	$(PY) resources/sample/build_sample.py
+
+clean:
+	rm -rf $(VENV) .cache out .pytest_cache

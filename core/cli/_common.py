@@ -1,0 +1,93 @@
+"""Pieces shared by sub-commands: project opening, method hyperparameters as options, progress bar."""
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+
+
+def add_project_arg(p: argparse.ArgumentParser, *, positional: bool = False) -> None:
+    if positional:
+        p.add_argument("project", help="project folder")
+    else:
+        p.add_argument("--project", "-p", required=True, help="project folder")
+
+
+def open_project(path):
+    from ..project import Project
+
+    return Project.open(path)
+
+
+def parse_param_overrides(items: list[str], method_cls) -> dict:
+    """``--set lr=1e-3 --set augment=false`` -> typed kwargs checked against the signature."""
+    specs = {s.name: s for s in method_cls.param_specs()}
+    out = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep:
+            raise ValueError(f"--set expects NAME=VALUE, got {item!r}")
+        if key not in specs:
+            raise ValueError(f"{method_cls.__name__} has no hyperparameter {key!r}; "
+                             f"known: {', '.join(specs)}")
+        out[key] = coerce(raw, specs[key])
+    return out
+
+
+def coerce(raw: str, spec):
+    if spec.type is bool:
+        low = raw.lower()
+        if low not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+            raise ValueError(f"{spec.name}: expected true/false, got {raw!r}")
+        return low in ("1", "true", "yes", "on")
+    if spec.type in (int, float):
+        value = spec.type(float(raw)) if spec.type is int else float(raw)
+    elif spec.type in (tuple, list):
+        value = spec.type(ast.literal_eval(raw))
+    elif spec.default is None:
+        try:
+            value = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            value = raw
+    else:
+        value = raw
+    if spec.choices and value not in spec.choices:
+        raise ValueError(f"{spec.name}: {value!r} is not one of {', '.join(map(str, spec.choices))}")
+    return value
+
+
+def describe_params(method_cls) -> str:
+    lines = []
+    for s in method_cls.param_specs():
+        extra = f" one of {list(s.choices)}" if s.choices else ""
+        lines.append(f"  {s.name} = {s.default!r}{extra}  {s.help}")
+    return "\n".join(lines)
+
+
+class ProgressBar:
+    """tqdm bar fed by ``core.jobs.Progress``: one tick per step, loss terms in the postfix."""
+
+    def __init__(self, desc: str):
+        from tqdm import tqdm
+
+        self._tqdm = tqdm
+        self.bar = None
+        self.desc = desc
+
+    def __call__(self, p) -> None:
+        if self.bar is None:
+            total = (p.n_epochs or 0) * (p.steps_per_epoch or 0) or None
+            self.bar = self._tqdm(total=total, desc=self.desc, unit="step", file=sys.stderr,
+                                  dynamic_ncols=True, initial=max(p.global_step - 1, 0))
+        self.bar.update(1)
+        post = {k: f"{v:.4g}" for k, v in p.losses.items()}
+        post.update({k: f"{v:.3f}" for k, v in p.metrics.items()})
+        post["ep"] = p.epoch
+        if p.samples_per_s:
+            post["smp/s"] = f"{p.samples_per_s:.1f}"
+        self.bar.set_postfix(post, refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -1,0 +1,48 @@
+"""Shared fixtures: where the shared data and reference vectors are, and the Qt platform."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("LATENTMAP_SHARED", ROOT.parent / "shared"))
+DATA = SHARED / "data"
+REFERENCE = SHARED / "reference"
+
+os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".cache" / "numba"))
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: trains or renders for more than a few seconds")
+    # pytest-xvfb has started its virtual display before trylast hooks run; VTK, napari and vispy
+    # render only on xcb (Qt's offscreen platform cannot), so use xcb whenever a display exists.
+    if os.environ.get("DISPLAY"):
+        os.environ["QT_QPA_PLATFORM"] = "xcb"
+    else:
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+def need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"shared data not found: {path} (clone with ../shared beside the repo)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    return need(DATA)
+
+
+@pytest.fixture(scope="session")
+def reference() -> Path:
+    return need(REFERENCE)
+
+
+def load_reference(name: str):
+    import numpy as np
+
+    return np.load(need(REFERENCE / name), allow_pickle=False)
