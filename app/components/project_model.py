@@ -1,0 +1,244 @@
+"""The open project as the views see it: cached tables, the active run, and change signals.
+
+Every edit goes through here to the project database (one transaction each) and is then
+announced, so views never talk to each other and never hold the only copy of anything.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from psygnal import Signal
+
+from core.project import Project
+
+#: columns every project can be coloured by, before metadata columns
+BASE_COLUMNS = ("cluster", "label", "predicted", "split", "dataset", "modality", "kind", "dev")
+
+
+class ProjectModel:
+    samples_changed = Signal()
+    labels_changed = Signal(object)        # ids whose labels changed (tuple) or None for "many"
+    label_set_changed = Signal()
+    dev_changed = Signal(object)
+    clustering_changed = Signal(str)
+    run_changed = Signal(object)           # active run id or None
+    projection_changed = Signal(str)       # "pca" | "umap"
+    history_changed = Signal()
+
+    def __init__(self, project: Project, *, author: str | None = None):
+        self.project = project
+        self.author = author
+        self._samples: pd.DataFrame | None = None
+        self._labels: dict[str, list[str]] | None = None
+        run = project.meta("active_run")
+        self._active_run: int | None = int(run) if run else None
+        self._active_clustering: str | None = project.meta("active_clustering")
+
+    @classmethod
+    def open(cls, path, **kw) -> "ProjectModel":
+        return cls(Project.open(Path(path)), **kw)
+
+    def close(self) -> None:
+        self.project.close()
+
+    # ------------------------------------------------------------------ samples
+    @property
+    def samples(self) -> pd.DataFrame:
+        if self._samples is None:
+            self._samples = self.project.samples().set_index("id", drop=False)
+        return self._samples
+
+    def refresh(self) -> None:
+        self._samples = None
+        self._labels = None
+        self.samples_changed.emit()
+
+    def labels(self) -> dict[str, list[str]]:
+        if self._labels is None:
+            self._labels = self.project.labels(self.samples.index.tolist())
+        return self._labels
+
+    def label_names(self) -> list[str]:
+        return self.project.label_names()
+
+    # ------------------------------------------------------------------ active run
+    @property
+    def active_run(self) -> int | None:
+        return self._active_run
+
+    @active_run.setter
+    def active_run(self, run_id: int | None) -> None:
+        self._active_run = run_id
+        self.project.set_meta("active_run", "" if run_id is None else str(run_id))
+        self.run_changed.emit(run_id)
+
+    @property
+    def active_clustering(self) -> str | None:
+        return self._active_clustering or None
+
+    @active_clustering.setter
+    def active_clustering(self, name: str | None) -> None:
+        self._active_clustering = name
+        self.project.set_meta("active_clustering", name or "")
+        self.clustering_changed.emit(name or "")
+
+    def run_name(self) -> str | None:
+        return None if self._active_run is None else f"run-{self._active_run:04d}"
+
+    def embedding(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(ids, features) of the active run, or None before any run was applied."""
+        name = self.run_name()
+        if name is None or not self.project.arrays.exists(f"embeddings/{name}"):
+            return None
+        return self.project.arrays.load(f"embeddings/{name}")
+
+    def projection(self, kind: str = "pca") -> tuple[np.ndarray, np.ndarray] | None:
+        name = self.run_name()
+        if name is None or not self.project.arrays.exists(f"projections/{name}-{kind}"):
+            return None
+        return self.project.arrays.load(f"projections/{name}-{kind}")
+
+    def save_projection(self, kind: str, ids, xy) -> None:
+        self.project.arrays.save(f"projections/{self.run_name()}-{kind}", xy, ids=ids)
+        self.projection_changed.emit(kind)
+
+    def clustering(self) -> pd.Series | None:
+        """Cluster per sample id of the active clustering."""
+        if not self.active_clustering:
+            return None
+        ids, assign = self.project.load_clustering(self.active_clustering)
+        return pd.Series(assign, index=ids, name="cluster")
+
+    # ------------------------------------------------------------------ colouring
+    def columns(self) -> list[str]:
+        meta_cols = set()
+        for m in self.samples["metadata"].head(200):
+            meta_cols.update(k for k, v in m.items() if isinstance(v, (str, int, float, bool)))
+        return list(BASE_COLUMNS) + sorted(f"meta:{c}" for c in meta_cols)
+
+    def column_values(self, column: str, ids) -> tuple[np.ndarray, bool]:
+        """Values of ``column`` for ``ids`` and whether the column is categorical.
+
+        ``label`` is the first label of each sample ('' when unlabelled); ``predicted`` is the
+        Algorithm-1 label of the sample's cluster (manual overrides win).
+        """
+        ids = list(ids)
+        df = self.samples
+        if column == "cluster":
+            cl = self.clustering()
+            if cl is None:
+                return np.array([""] * len(ids), dtype=object), True
+            return cl.reindex(ids).fillna(-1).astype(int).astype(str).to_numpy(dtype=object), True
+        if column == "label":
+            lab = self.labels()
+            return np.array([", ".join(lab.get(i, [])) for i in ids], dtype=object), True
+        if column == "predicted":
+            pred = self.predicted_labels()
+            return np.array([pred.get(i, "") for i in ids], dtype=object), True
+        if column in ("split", "dataset", "modality", "kind"):
+            return df.loc[ids, column].to_numpy(dtype=object), True
+        if column == "dev":
+            return np.where(df.loc[ids, "dev"].to_numpy(), "development", "other").astype(object), True
+        if column.startswith("meta:"):
+            key = column[5:]
+            vals = [df.at[i, "metadata"].get(key) for i in ids]
+            numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals if v is not None)
+            if numeric and len({v for v in vals}) > 12:
+                return np.array([np.nan if v is None else float(v) for v in vals]), False
+            return np.array(["" if v is None else str(v) for v in vals], dtype=object), True
+        if column.startswith("score:"):
+            _, data = self.project.arrays.load(column[6:])
+            return np.asarray(data, dtype=float), False
+        raise KeyError(f"unknown colour column {column!r}")
+
+    def predicted_labels(self) -> dict[str, str]:
+        """sample id -> predicted label names from its cluster's label vector (>= 0.5)."""
+        cl = self.clustering()
+        if cl is None:
+            return {}
+        vec = self.project.cluster_vectors(self.active_clustering)
+        per_cluster: dict[int, str] = {}
+        for cluster, grp in vec.groupby("cluster"):
+            row = grp[grp["source"] == "manual"]
+            row = row if not row.empty else grp[grp["source"] == "algorithm1"]
+            if row.empty:
+                continue
+            v = row.iloc[0]["vector"]
+            names = [k for k, x in v.items() if x is not None and x >= 0.5]
+            per_cluster[int(cluster)] = ", ".join(names)
+        return {sid: per_cluster.get(int(c), "") for sid, c in cl.items()}
+
+    # ------------------------------------------------------------------ edits
+    def set_label(self, ids, label: str, value: bool = True) -> int:
+        n = self.project.set_label(list(ids), label, value, author=self.author)
+        self._after_label_edit(ids)
+        return n
+
+    def toggle_label(self, ids, label: str) -> int:
+        n = self.project.toggle_label(list(ids), label, author=self.author)
+        self._after_label_edit(ids)
+        return n
+
+    def _after_label_edit(self, ids) -> None:
+        self._labels = None
+        self.labels_changed.emit(tuple(ids))
+        self.history_changed.emit()
+
+    def set_dev(self, ids, value: bool = True) -> int:
+        n = self.project.set_dev(list(ids), value, author=self.author)
+        self._samples = None
+        self.dev_changed.emit(tuple(ids))
+        self.history_changed.emit()
+        return n
+
+    def set_cluster_label(self, cluster: int, vector: dict | None) -> None:
+        self.project.set_cluster_label(self.active_clustering, cluster, vector, author=self.author)
+        self.clustering_changed.emit(self.active_clustering)
+        self.history_changed.emit()
+
+    def undo(self) -> dict | None:
+        return self._after_history(self.project.undo(author=self.author))
+
+    def redo(self) -> dict | None:
+        return self._after_history(self.project.redo(author=self.author))
+
+    def _after_history(self, entry):
+        if entry is None:
+            return None
+        kind = entry["kind"]
+        if kind == "label":
+            self._labels = None
+            self.labels_changed.emit(tuple(c[0] for c in entry["changes"]))
+        elif kind == "dev":
+            self._samples = None
+            self.dev_changed.emit(tuple(c[0] for c in entry["changes"]))
+        elif kind == "cluster_label":
+            self.clustering_changed.emit(entry["clustering"])
+        self.history_changed.emit()
+        return entry
+
+    def add_label(self, name: str, color: str | None = None) -> None:
+        self.project.add_label(name, color)
+        self.label_set_changed.emit()
+
+    def rename_label(self, old: str, new: str) -> None:
+        self.project.rename_label(old, new)
+        self._labels = None
+        self.label_set_changed.emit()
+        self.labels_changed.emit(None)
+
+    def remove_label(self, name: str) -> None:
+        self.project.remove_label(name)
+        self._labels = None
+        self.label_set_changed.emit()
+        self.labels_changed.emit(None)
+
+    # ------------------------------------------------------------------ images
+    def thumbnail(self, sample_id: str, size: int = 64) -> np.ndarray:
+        """uint8 2D thumbnail: the image itself, a volume's middle axial slice, a mask's projection."""
+        from core.thumbnails import make_thumbnail
+
+        arr = self.project.load_sample_array(sample_id)
+        return make_thumbnail(arr, size=size, kind=self.samples.at[sample_id, "kind"])
