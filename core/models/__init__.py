@@ -1,0 +1,1 @@
+"""Networks only (trunks, heads); training logic lives in core.methods."""
