@@ -234,18 +234,19 @@ def mask_to_points(mask, n_points: int = 1024, *, seed=0, spacing: Sequence[floa
 
 # ---------------------------------------------------------------------------- project pipeline
 def _array_spacing(geometry) -> tuple[float, float, float]:
-    """Spacing in array axis order from a sample's geometry record (1 mm when unknown)."""
+    """Spacing in array axis order from a sample's geometry record (1 per voxel when unknown).
+
+    The importer keeps ITK's physical ``(x, y, z)`` order in ``spacing`` and the array-axis
+    ``(z, y, x)`` order in ``array_spacing``; arrays are stored in the latter.
+    """
     if not isinstance(geometry, dict):
         return (1.0, 1.0, 1.0)
-    sp = geometry.get("spacing_array") or geometry.get("spacing")
+    sp = geometry.get("array_spacing")
+    if sp is None and geometry.get("spacing") is not None:
+        sp = list(geometry["spacing"])[::-1]
     if sp is None or len(sp) != 3:
         return (1.0, 1.0, 1.0)
-    sp = [float(s) for s in sp]
-    # SimpleITK (and so the importer) reports spacing as (x, y, z) while the stored arrays are
-    # (z, y, x); "spacing_array", when present, is already in array order.
-    if "spacing_array" not in geometry and geometry.get("axis_order", "xyz") == "xyz":
-        sp = sp[::-1]
-    return tuple(sp)
+    return tuple(float(s) for s in sp)
 
 
 def _sample_seed(seed: int, sample_id: str) -> np.random.Generator:
