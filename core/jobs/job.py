@@ -68,6 +68,7 @@ class Job:
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
         self._done = threading.Event()
+        self._stepped = resume is not None
 
     # -------------------------------------------------------------- control
     def cancel(self) -> None:
@@ -113,10 +114,13 @@ class Job:
             self.checkpoint_path = self.project.run_dir(self.run_id) / "checkpoint.pt"
 
     def _checkpoint(self):
-        if self.checkpoint_path is not None and hasattr(self.method, "state_dict"):
-            save_checkpoint(self.checkpoint_path, self.method.state_dict())
-            if self.project is not None and self.run_id is not None:
-                self.project.update_run(self.run_id, checkpoint=self.checkpoint_path)
+        if self.checkpoint_path is None or not hasattr(self.method, "state_dict"):
+            return
+        if not self._stepped:
+            return  # cancelled before the first optimisation step: nothing to resume from
+        save_checkpoint(self.checkpoint_path, self.method.state_dict())
+        if self.project is not None and self.run_id is not None:
+            self.project.update_run(self.run_id, checkpoint=self.checkpoint_path)
 
     def _run_safely(self) -> None:
         self._set_status(RUNNING if not self._cancel.is_set() else CANCELLING)
@@ -129,6 +133,7 @@ class Job:
             gen = self.method.steps(self.data, resume=resume)
             for progress in gen:
                 self.history.append(progress)
+                self._stepped = self._stepped or bool(progress.losses)
                 if self.on_progress:
                     self.on_progress(progress)
                 if progress.epoch_end:
