@@ -229,6 +229,19 @@ class ProjectModel:
         self.label_set_changed.emit()
         self.labels_changed.emit(None)
 
+    def set_label_color(self, name: str, color: str) -> None:
+        self.project.set_label_color(name, color)
+        self.label_set_changed.emit()
+
+    def label_colors(self) -> dict[str, str | None]:
+        return self.project.label_colors()
+
+    def can_undo(self) -> bool:
+        return self.project.can_undo()
+
+    def can_redo(self) -> bool:
+        return self.project.can_redo()
+
     def remove_label(self, name: str) -> None:
         self.project.remove_label(name)
         self._labels = None

@@ -1,0 +1,279 @@
+"""The current sample in an embedded napari viewer: 2D images, 3D volumes (slices or volume
+rendering), CT window/level presets, and the sample's label map and residual heatmap as overlays."""
+from __future__ import annotations
+
+import numpy as np
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, \
+    QWidget
+
+#: name -> (window, level) in Hounsfield units
+CT_PRESETS = {
+    "soft tissue": (400, 40),
+    "lung": (1500, -600),
+    "bone": (2000, 300),
+    "brain": (80, 40),
+    "abdomen": (350, 50),
+    "liver": (150, 30),
+}
+AUTO = "auto (1-99%)"
+FULL = "full range"
+
+
+def window_level_limits(window: float, level: float) -> tuple[float, float]:
+    return level - window / 2.0, level + window / 2.0
+
+
+def auto_limits(data: np.ndarray) -> tuple[float, float]:
+    a = np.asarray(data)
+    sub = a.ravel()[:: max(1, a.size // 200_000)]
+    lo, hi = np.percentile(sub, [1, 99]) if sub.size else (0.0, 1.0)
+    if hi <= lo:
+        lo, hi = float(sub.min(initial=0)), float(sub.max(initial=1))
+        if hi <= lo:
+            hi = lo + 1.0
+    return float(lo), float(hi)
+
+
+def array_scale(geometry: dict | None, ndim: int):
+    """Voxel size in array axis order. The importer records it as ``array_spacing``; a plain
+    ``spacing`` follows SimpleITK (x, y, z) while arrays are stored (z, y, x), so it is reversed."""
+    g = geometry if isinstance(geometry, dict) else {}
+    for key, flip in (("array_spacing", False), ("spacing_array", False), ("spacing", True)):
+        sp = g.get(key)
+        if sp is None or len(sp) != ndim:
+            continue
+        try:
+            sp = [float(s) for s in sp]
+        except (TypeError, ValueError):
+            continue
+        if all(s > 0 for s in sp):
+            return tuple(reversed(sp)) if flip else tuple(sp)
+    return None
+
+
+class ImageView(QWidget):
+    """Follows ``selection.current``; ``shown(id)`` after each sample is displayed."""
+
+    shown = Signal(object)
+
+    def __init__(self, model, selection, parent=None):
+        super().__init__(parent)
+        from napari.components import ViewerModel
+        from napari.qt import QtViewer
+
+        self.model = model
+        self.selection = selection
+        self.sample_id: str | None = None
+        self.viewer = ViewerModel(title="image")
+        self.qt_viewer = QtViewer(self.viewer, show_welcome_screen=False)
+        self._residual_cache: dict[str, tuple[float, dict]] = {}
+
+        self.preset = QComboBox(self)
+        self.preset.addItems([AUTO, FULL, *[f"CT {k} (W{w} L{l})" for k, (w, l) in CT_PRESETS.items()]])
+        self.preset.setToolTip("Window/level: CT presets in Hounsfield units")
+        self.preset.currentIndexChanged.connect(self._apply_window)
+        self.mode3d = QPushButton("3D", self)
+        self.mode3d.setCheckable(True)
+        self.mode3d.setToolTip("Volume rendering (on) or slices (off)")
+        self.mode3d.toggled.connect(self._set_3d)
+        self.show_mask = QCheckBox("label map", self)
+        self.show_mask.setChecked(True)
+        self.show_mask.toggled.connect(lambda on: self._set_visible("labels", on))
+        self.show_residual = QCheckBox("residual", self)
+        self.show_residual.setChecked(True)
+        self.show_residual.toggled.connect(lambda on: self._set_visible("residual", on))
+        self.info = QLabel("no sample selected", self)
+
+        bar = QHBoxLayout()
+        bar.addWidget(QLabel("W/L", self))
+        bar.addWidget(self.preset)
+        bar.addWidget(self.mode3d)
+        bar.addWidget(self.show_mask)
+        bar.addWidget(self.show_residual)
+        bar.addStretch(1)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(2)
+        lay.addLayout(bar)
+        lay.addWidget(self.qt_viewer, 1)
+        lay.addWidget(self.info)
+
+        selection.current_changed.connect(self.show_sample)
+        if selection.current:
+            self.show_sample(selection.current)
+
+    # ------------------------------------------------------------------ display
+    def layer(self, name: str):
+        return self.viewer.layers[name] if name in self.viewer.layers else None
+
+    def show_sample(self, sample_id) -> None:
+        if sample_id is None:
+            self.viewer.layers.clear()
+            self.sample_id = None
+            self.info.setText("no sample selected")
+            self.shown.emit(None)
+            return
+        try:
+            self._show(sample_id)
+        except Exception as exc:  # noqa: BLE001 - a bad file must not take the app down
+            self.viewer.layers.clear()
+            self.sample_id = sample_id
+            self.info.setText(f"{sample_id}: cannot show ({type(exc).__name__}: {exc})")
+            self.shown.emit(sample_id)
+
+    def _show(self, sample_id: str) -> None:
+        row = self.model.samples.loc[sample_id]
+        data = np.asarray(self.model.project.load_sample_array(sample_id))
+        kind = row["kind"]
+        rgb = data.ndim == 3 and data.shape[-1] in (3, 4) and kind == "image2d"
+        if data.ndim == 4 and not rgb:  # time/channel series: first frame
+            data = data[0]
+        spatial = data.ndim - (1 if rgb else 0)
+        scale = array_scale(row["geometry"], spatial) or (1.0,) * spatial
+        old = self.layer("image")
+        same_geometry = old is not None and old.data.shape == data.shape and old.rgb == rgb
+        if not same_geometry:
+            self.viewer.layers.clear()
+            self.viewer.add_image(data, name="image", rgb=rgb, scale=scale,
+                                  colormap="gray", interpolation2d="nearest", rendering="mip")
+        else:
+            old.data = data
+            old.scale = scale
+            for name in ("labels", "residual"):
+                if name in self.viewer.layers:
+                    self.viewer.layers.remove(name)
+        self._current_data = data
+        self._current_kind = kind
+        self._add_overlays(sample_id, data.shape[: spatial], scale)
+        self.sample_id = sample_id
+        self._apply_window()
+        can3d = spatial == 3
+        self.mode3d.setEnabled(can3d)
+        self.viewer.dims.ndisplay = 3 if (can3d and self.mode3d.isChecked()) else 2
+        if not same_geometry:
+            self.viewer.reset_view()
+            if spatial == 3:  # start on the middle slice, not the first (often empty) one
+                self.viewer.dims.set_current_step(0, data.shape[0] // 2)
+        labels = ", ".join(self.model.labels().get(sample_id, [])) or "unlabelled"
+        extra = [n for n in ("labels", "residual") if n in self.viewer.layers]
+        self.info.setText(f"{sample_id} · {kind} {row['modality']} {'x'.join(map(str, data.shape))}"
+                          f" · {row['split'] or 'no split'} · {labels}"
+                          + (f" · overlays: {', '.join(extra)}" if extra else ""))
+        self.shown.emit(sample_id)
+
+    def _add_overlays(self, sample_id, shape, scale) -> None:
+        row = self.model.samples.loc[sample_id]
+        mf = row.get("mask_file")
+        if isinstance(mf, str) and mf:
+            try:
+                mask = np.asarray(self.model.project.load_sample_array(sample_id, mask=True))
+                if mask.shape == tuple(shape):
+                    layer = self.viewer.add_labels(mask.astype(np.int32), name="labels", scale=scale,
+                                                   opacity=0.45)
+                    layer.visible = self.show_mask.isChecked()
+            except (KeyError, OSError, ValueError):
+                pass
+        res = self.residual(sample_id)
+        if res is not None and res.shape == tuple(shape):
+            r = np.abs(res.astype(np.float32))
+            hi = float(np.percentile(r, 99.5)) or 1.0
+            layer = self.viewer.add_image(r, name="residual", colormap="inferno", blending="additive",
+                                          opacity=0.6, scale=scale, contrast_limits=(0.0, hi))
+            layer.visible = self.show_residual.isChecked()
+
+    def residual(self, sample_id: str) -> np.ndarray | None:
+        """The sample's residual map from ``residuals/<id>`` or a stacked ``residuals/<name>``."""
+        store = self.model.project.arrays
+        names = store.names("residuals/")
+        for name in names:
+            if name == f"residuals/{sample_id}":
+                return store.load(name)[1]
+        for name in names:
+            mtime = store.path(name).stat().st_mtime
+            cached = self._residual_cache.get(name)
+            if cached is None or cached[0] != mtime:
+                ids, data = store.load(name)
+                rows = {} if ids is None else {str(s): i for i, s in enumerate(ids)}
+                cached = (mtime, {"rows": rows, "data": data})
+                self._residual_cache[name] = cached
+            i = cached[1]["rows"].get(sample_id)
+            if i is not None:
+                return np.asarray(cached[1]["data"][i])
+        return None
+
+    # ------------------------------------------------------------------ controls
+    def _apply_window(self, *_):
+        layer = self.layer("image")
+        if layer is None or layer.rgb:
+            return
+        text = self.preset.currentText()
+        data = self._current_data
+        if text == AUTO:
+            lo, hi = auto_limits(data)
+        elif text == FULL:
+            lo, hi = float(data.min()), float(data.max())
+            hi = hi if hi > lo else lo + 1
+        else:
+            key = text[3:].split(" (W")[0]
+            lo, hi = window_level_limits(*CT_PRESETS[key])
+        # widen the slider range so a preset outside the data range still applies
+        layer.contrast_limits_range = (min(lo, float(data.min())), max(hi, float(data.max()), lo + 1))
+        layer.contrast_limits = (lo, hi)
+
+    def set_preset(self, name: str) -> None:
+        """Select a window/level preset by its key ('lung', ...), AUTO or FULL."""
+        for i in range(self.preset.count()):
+            t = self.preset.itemText(i)
+            if t == name or t.startswith(f"CT {name} ("):
+                self.preset.setCurrentIndex(i)
+                return
+        raise KeyError(f"no window/level preset {name!r}")
+
+    def _set_3d(self, on: bool) -> None:
+        layer = self.layer("image")
+        if layer is not None and layer.ndim == 3 and not layer.rgb:
+            self.viewer.dims.ndisplay = 3 if on else 2
+            self.viewer.reset_view()
+
+    def _set_visible(self, name: str, on: bool) -> None:
+        layer = self.layer(name)
+        if layer is not None:
+            layer.visible = on
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict:
+        cam = self.viewer.camera
+        return {"preset": self.preset.currentText(), "ndisplay": int(self.viewer.dims.ndisplay),
+                "step": [int(s) for s in self.viewer.dims.current_step],
+                "camera": {"center": list(map(float, cam.center)), "zoom": float(cam.zoom),
+                           "angles": list(map(float, cam.angles))}}
+
+    def restore(self, st: dict | None) -> None:
+        if not st:
+            return
+        i = self.preset.findText(st.get("preset", ""))
+        if i >= 0:
+            self.preset.setCurrentIndex(i)
+        if self.mode3d.isEnabled():
+            self.mode3d.setChecked(st.get("ndisplay") == 3)
+        try:
+            step = st.get("step")
+            if step and len(step) == len(self.viewer.dims.current_step):
+                self.viewer.dims.current_step = tuple(step)
+            cam = st.get("camera") or {}
+            if cam.get("zoom"):
+                self.viewer.camera.zoom = cam["zoom"]
+            if cam.get("center") and len(cam["center"]) == len(self.viewer.camera.center):
+                self.viewer.camera.center = tuple(cam["center"])
+            if cam.get("angles"):
+                self.viewer.camera.angles = tuple(cam["angles"])
+        except (ValueError, TypeError):
+            pass
+
+    def screenshot(self) -> np.ndarray:
+        """RGBA array of the canvas as rendered now."""
+        return self.qt_viewer.screenshot(flash=False)
+
+    def close_viewer(self) -> None:
+        self.qt_viewer.close()

@@ -1,0 +1,549 @@
+"""The main window: docks for every view around the latent scatter, menus, status bar, session
+state, background jobs with progress and cancel, and error dialogs instead of crashes.
+
+Optional panels written separately (clusters, training, evaluation) are listed in
+``OPTIONAL_PANELS`` by module path and docked when their module imports; adding one is one line.
+"""
+from __future__ import annotations
+
+import base64
+import importlib
+import traceback
+from pathlib import Path
+
+from qtpy.QtCore import QByteArray, Qt, QTimer, Signal
+from qtpy.QtGui import QKeySequence
+from qtpy.QtWidgets import QAction, QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, \
+    QProgressBar, QPushButton, QWidget
+
+from app.components import ColourBy, ProjectModel, Selection
+
+#: (dock title, "module:Class", dock area) of panels other helpers provide; each class is built
+#: as ``Class(model, selection)`` (or ``Class(model)``) and docked when its module imports.
+OPTIONAL_PANELS = [
+    ("Clusters", "app._qt.clusters_panel:ClustersPanel", "right"),
+    ("Training", "app._qt.training_panel:TrainingPanel", "bottom"),
+    ("Evaluation", "app._qt.evaluation_panel:EvaluationPanel", "bottom"),
+]
+AREAS = {"left": Qt.LeftDockWidgetArea, "right": Qt.RightDockWidgetArea,
+         "top": Qt.TopDockWidgetArea, "bottom": Qt.BottomDockWidgetArea}
+STATE_KEY = "main_window"
+MAX_SAVED_SELECTION = 100_000
+
+
+def _b64(data: QByteArray) -> str:
+    return base64.b64encode(bytes(data)).decode("ascii")
+
+
+def _unb64(text: str) -> QByteArray:
+    return QByteArray(base64.b64decode(text.encode("ascii")))
+
+
+def _load_class(spec: str):
+    mod, _, cls = spec.partition(":")
+    return getattr(importlib.import_module(mod), cls)
+
+
+class MainWindow(QMainWindow):
+    project_opened = Signal(object)  # the ProjectModel
+
+    def __init__(self, model: ProjectModel | None = None, parent=None, *, optional_panels=True):
+        super().__init__(parent)
+        self.setWindowTitle("LatentMap")
+        self.resize(1500, 950)
+        self.setDockNestingEnabled(True)
+        self.model: ProjectModel | None = None
+        self.selection = Selection()
+        self.colour = ColourBy()
+        self.docks: dict[str, QDockWidget] = {}
+        self.panels: dict[str, QWidget] = {}
+        self.panel_errors: dict[str, str] = {}
+        self.jobs: list = []
+        self._optional_panels = optional_panels
+        self._build_menus()
+        self._build_status()
+        if model is not None:
+            self.set_model(model)
+        else:
+            self._show_empty()
+
+    # ================================================================== menus
+    def _action(self, menu, text, slot, shortcut=None, tip=None) -> QAction:
+        act = QAction(text, self)
+        if shortcut:
+            act.setShortcut(QKeySequence(shortcut))
+        if tip:
+            act.setStatusTip(tip)
+        act.triggered.connect(lambda *_: self._guarded(slot))
+        menu.addAction(act)
+        return act
+
+    def _build_menus(self) -> None:
+        mb = self.menuBar()
+        f = mb.addMenu("&File")
+        self.open_action = self._action(f, "&Open project…", self.open_project_dialog, "Ctrl+O")
+        self.import_action = self._action(f, "&Import files…", self.import_files_dialog, "Ctrl+I",
+                                          "Import images, volumes, meshes, .npz or a manifest")
+        self.import_dir_action = self._action(f, "Import &folder…", self.import_folder_dialog)
+        self.export_menu = f.addMenu("&Export")
+        self._action(self.export_menu, "Labels, clusters, embeddings (CSV/parquet)…", self.export_all_dialog)
+        self._action(self.export_menu, "Selection as manifest…", self.export_selection_dialog)
+        self._action(self.export_menu, "Window as PNG…", self.export_png_dialog)
+        f.addSeparator()
+        self._action(f, "&Quit", self.close, "Ctrl+Q")
+
+        e = mb.addMenu("&Edit")
+        self.undo_action = self._action(e, "&Undo", self.undo, "Ctrl+Z")
+        self.redo_action = self._action(e, "&Redo", self.redo, "Ctrl+Shift+Z")
+        e.addSeparator()
+        self._action(e, "Select &all", lambda: self.selection.select(self.model.samples.index), "Ctrl+A")
+        self._action(e, "Clear selection", self.selection.clear, "Esc")
+
+        self.view_menu = mb.addMenu("&View")
+        self._action(self.view_menu, "Reset layout", self.reset_layout)
+        self.view_menu.addSeparator()
+        h = mb.addMenu("&Help")
+        self._action(h, "About LatentMap", self._about)
+
+    def _build_status(self) -> None:
+        sb = self.statusBar()
+        self.status_project = QLabel("no project", self)
+        self.job_label = QLabel("", self)
+        self.job_bar = QProgressBar(self)
+        self.job_bar.setMaximumWidth(220)
+        self.job_bar.setTextVisible(True)
+        self.job_cancel = QPushButton("Cancel", self)
+        self.job_cancel.clicked.connect(self.cancel_jobs)
+        for w in (self.job_label, self.job_bar, self.job_cancel):
+            w.setVisible(False)
+            sb.addPermanentWidget(w)
+        sb.addPermanentWidget(self.status_project)
+
+    # ================================================================== project
+    def _show_empty(self) -> None:
+        msg = QLabel("<h2>LatentMap</h2><p>File &gt; Open project… (Ctrl+O) or File &gt; Import…</p>", self)
+        msg.setAlignment(Qt.AlignCenter)
+        self.setCentralWidget(msg)
+        # nothing to undo or import into before a project is open
+        for a in (self.undo_action, self.redo_action, self.import_action, self.import_dir_action):
+            a.setEnabled(False)
+
+    def set_model(self, model: ProjectModel) -> None:
+        """Show ``model``'s project: rebuild every view on it and restore its session state."""
+        if self.model is not None:
+            self.save_session()
+            self._teardown_views()
+            self.model.close()
+        self.model = model
+        self.selection = Selection()
+        self.colour = ColourBy()
+        self._build_views()
+        model.history_changed.connect(self._update_history_actions)
+        model.labels_changed.connect(lambda _: self._update_status())
+        model.dev_changed.connect(lambda _: self._update_status())
+        self.selection.changed.connect(lambda _: self._update_status())
+        self._update_history_actions()
+        for a in (self.import_action, self.import_dir_action):
+            a.setEnabled(True)
+        self.setWindowTitle(f"LatentMap — {model.project.name} ({model.project.path})")
+        self.restore_session()
+        self._update_status()
+        self.project_opened.emit(model)
+
+    def open_project(self, path) -> None:
+        from core.project import Project
+
+        self.set_model(ProjectModel(Project.open(Path(path))))
+
+    def open_project_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Open LatentMap project")
+        if path:
+            self.open_project(path)
+
+    # ================================================================== views
+    def _build_views(self) -> None:
+        from app._qt.image_view import ImageView
+        from app._qt.labels_panel import LabelsPanel
+        from app._qt.mesh_view import MeshView
+        from app._qt.neighbours import NeighboursView
+        from app._qt.samples_list import SamplesList
+
+        m, s = self.model, self.selection
+        self.samples_list = SamplesList(m, s)
+        self.image_view = ImageView(m, s)
+        self.mesh_view = MeshView(m, s)
+        self.neighbours_view = NeighboursView(m, s)
+        self.labels_panel = LabelsPanel(m, s)
+        self.labels_panel.install_shortcuts(self)
+
+        self.scatter_view = None
+        try:
+            from app._qt.scatter import ScatterView
+
+            self.scatter_view = ScatterView(m, s, self.colour, self)
+        except ImportError as exc:
+            self.panel_errors["Latent scatter"] = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # noqa: BLE001 - the rest of the app must still open
+            self.panel_errors["Latent scatter"] = f"{type(exc).__name__}: {exc}"
+            traceback.print_exc()
+
+        if self.scatter_view is not None:
+            self.setCentralWidget(self.scatter_view)
+            self.panels["Latent scatter"] = self.scatter_view
+            self.add_panel("Image", self.image_view, "right")
+        else:
+            self.setCentralWidget(self.image_view)
+            self.panels["Image"] = self.image_view
+        self.add_panel("Samples", self.samples_list, "left")
+        self.add_panel("Mesh", self.mesh_view, "right")
+        self.add_panel("Labels", self.labels_panel, "left")
+        self.add_panel("Neighbours", self.neighbours_view, "bottom")
+        if "Image" in self.docks:
+            self.splitDockWidget(self.docks["Image"], self.docks["Mesh"], Qt.Vertical)
+        self.splitDockWidget(self.docks["Samples"], self.docks["Labels"], Qt.Vertical)
+        if self._optional_panels:
+            for title, spec, area in OPTIONAL_PANELS:
+                self._add_optional(title, spec, area)
+        self._default_state = self.saveState()
+
+    def _add_optional(self, title: str, spec: str, area: str) -> None:
+        try:
+            cls = _load_class(spec)
+        except ImportError as exc:  # not written yet, or a dependency is missing
+            self.panel_errors[title] = f"{type(exc).__name__}: {exc}"
+            return
+        try:
+            try:
+                widget = cls(self.model, self.selection)
+            except TypeError:
+                widget = cls(self.model)
+        except Exception as exc:  # noqa: BLE001 - one broken panel must not stop the app
+            self.panel_errors[title] = f"{type(exc).__name__}: {exc}"
+            traceback.print_exc()
+            return
+        dock = self.add_panel(title, widget, area)
+        same = [d for t, d in self.docks.items() if d is not dock and self.dockWidgetArea(d) == AREAS[area]
+                and t not in ("Image", "Mesh", "Samples")]
+        if same:
+            self.tabifyDockWidget(same[0], dock)
+
+    def add_panel(self, name: str, widget: QWidget, area: str = "right") -> QDockWidget:
+        """Dock ``widget`` under ``name`` (also listed in the View menu, state saved by name)."""
+        dock = QDockWidget(name, self)
+        dock.setObjectName(f"dock-{name}")  # saveState/restoreState find docks by object name
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetFloatable
+                         | QDockWidget.DockWidgetClosable)
+        self.addDockWidget(AREAS[area], dock)
+        act = dock.toggleViewAction()
+        self.view_menu.addAction(act)
+        self.docks[name] = dock
+        self.panels[name] = widget
+        return dock
+
+    def _teardown_views(self) -> None:
+        for act in getattr(self.labels_panel, "shortcut_actions", []):
+            self.removeAction(act)
+        for name, dock in list(self.docks.items()):
+            self.view_menu.removeAction(dock.toggleViewAction())
+            self.removeDockWidget(dock)
+            w = dock.widget()
+            self._close_view(w)
+            dock.deleteLater()
+        cw = self.centralWidget()
+        if cw is not None:
+            self._close_view(cw)
+            cw.deleteLater()
+        self.docks.clear()
+        self.panels.clear()
+
+    @staticmethod
+    def _close_view(w) -> None:
+        for meth in ("close_plotter", "close_viewer"):
+            if hasattr(w, meth):
+                try:
+                    getattr(w, meth)()
+                except Exception:  # noqa: BLE001 - closing is best effort
+                    pass
+
+    def reset_layout(self) -> None:
+        if getattr(self, "_default_state", None) is not None:
+            self.restoreState(self._default_state)
+            for d in self.docks.values():
+                d.setVisible(True)
+
+    # ================================================================== session
+    def session_state(self) -> dict:
+        st = {
+            "geometry": _b64(self.saveGeometry()),
+            "dock_state": _b64(self.saveState()),
+            "colour": self.colour.column,
+            "selection": list(self.selection.ids[:MAX_SAVED_SELECTION]),
+            "current": self.selection.current,
+            "filter": self.samples_list.filter_edit.text(),
+            "image": self.image_view.state(),
+            "mesh": self.mesh_view.camera_state(),
+        }
+        for name, w in self.panels.items():
+            if name not in ("Image", "Mesh") and hasattr(w, "state"):
+                try:
+                    st.setdefault("panels", {})[name] = w.state()
+                except Exception:  # noqa: BLE001
+                    pass
+        return st
+
+    def save_session(self) -> None:
+        if self.model is None:
+            return
+        try:
+            self.model.project.save_state(STATE_KEY, self.session_state())
+        except Exception as exc:  # noqa: BLE001 - closing must not fail on this
+            print(f"latentmap: could not save the session state: {exc}")
+
+    def restore_session(self) -> None:
+        st = self.model.project.load_state(STATE_KEY) or {}
+        if not st:
+            return
+        try:
+            if st.get("geometry"):
+                self.restoreGeometry(_unb64(st["geometry"]))
+            if st.get("dock_state"):
+                self.restoreState(_unb64(st["dock_state"]))
+        except Exception:  # noqa: BLE001 - a bad saved layout falls back to the default
+            pass
+        if st.get("colour"):
+            self.colour.column = st["colour"]
+        if st.get("filter"):
+            self.samples_list.filter_edit.setText(st["filter"])
+        known = self.model.samples.index
+        ids = [i for i in st.get("selection", []) if i in known]
+        cur = st.get("current") if st.get("current") in known else None
+        if ids or cur:
+            self.selection.select(ids or [cur], current=cur)
+        self.image_view.restore(st.get("image"))
+        self.mesh_view.restore(st.get("mesh"))
+        for name, pst in (st.get("panels") or {}).items():
+            w = self.panels.get(name)
+            if w is not None and hasattr(w, "restore"):
+                try:
+                    w.restore(pst)
+                except Exception:  # noqa: BLE001
+                    pass
+
+    def closeEvent(self, ev) -> None:
+        self.cancel_jobs()
+        for j in list(self.jobs):
+            j.wait(5)
+        if self.model is not None:
+            self.save_session()
+            self._teardown_views()
+            self.model.close()
+            self.model = None
+        super().closeEvent(ev)
+
+    # ================================================================== edits
+    def undo(self) -> None:
+        entry = self.model.undo()
+        self.statusBar().showMessage(f"Undid: {self._describe(entry)}" if entry else "Nothing to undo", 4000)
+
+    def redo(self) -> None:
+        entry = self.model.redo()
+        self.statusBar().showMessage(f"Redid: {self._describe(entry)}" if entry else "Nothing to redo", 4000)
+
+    @staticmethod
+    def _describe(entry: dict) -> str:
+        k = entry.get("kind")
+        if k == "label":
+            return f"label '{entry.get('label')}' on {len(entry.get('changes', []))} samples"
+        if k == "dev":
+            return f"development set on {len(entry.get('changes', []))} samples"
+        if k == "cluster_label":
+            return f"label of cluster {entry.get('cluster')}"
+        return str(k)
+
+    def _update_history_actions(self) -> None:
+        if self.model is None:
+            return
+        self.undo_action.setEnabled(self.model.can_undo())
+        self.redo_action.setEnabled(self.model.can_redo())
+
+    def _update_status(self) -> None:
+        if self.model is None:
+            return
+        df = self.model.samples
+        run = self.model.run_name() or "no run"
+        self.status_project.setText(
+            f"{self.model.project.name} · {len(df)} samples · {len(self.selection)} selected · "
+            f"{int(df['dev'].sum())} dev · {run}")
+
+    # ================================================================== jobs
+    def run_job(self, task, data=None, *, title: str = "Working", on_done=None, **job_kwargs):
+        """Run ``task`` (a method or ``FunctionTask``) off the GUI thread with progress in the
+        status bar and a Cancel button; ``on_done(qtjob)`` runs on the GUI thread at the end."""
+        from app._qt.jobs import QtJob
+
+        qj = QtJob(task, data, parent=self, **job_kwargs)
+        self.jobs.append(qj)
+        self.job_label.setText(title)
+        self.job_bar.setRange(0, 0)
+        for w in (self.job_label, self.job_bar, self.job_cancel):
+            w.setVisible(True)
+        self.job_cancel.setEnabled(True)
+
+        def progress(p):
+            frac = p.fraction
+            if frac is not None:
+                self.job_bar.setRange(0, 1000)
+                self.job_bar.setValue(int(frac * 1000))
+            if p.message:
+                self.job_label.setText(f"{title}: {p.message[-60:]}")
+
+        def status(s):
+            if s == "cancelling":
+                self.job_label.setText(f"{title}: cancelling…")
+                self.job_cancel.setEnabled(False)
+
+        def done(s):
+            self.jobs.remove(qj)
+            if not self.jobs:
+                for w in (self.job_label, self.job_bar, self.job_cancel):
+                    w.setVisible(False)
+            self.statusBar().showMessage(f"{title}: {s}", 6000)
+            if s == "failed":
+                self.show_error(f"{title} failed", f"{type(qj.error).__name__}: {qj.error}", qj.traceback)
+            if on_done is not None:
+                self._guarded(on_done, qj)
+
+        qj.progress.connect(progress)
+        qj.status.connect(status)
+        qj.done.connect(done)
+        return qj.start()
+
+    def cancel_jobs(self) -> None:
+        for j in list(self.jobs):
+            j.cancel()
+
+    # ================================================================== import / export
+    def import_files_dialog(self) -> None:
+        paths, _ = QFileDialog.getOpenFileNames(self, "Import into the project")
+        if paths:
+            self.import_sources(paths)
+
+    def import_folder_dialog(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Import a folder (DICOM series, images, meshes…)")
+        if path:
+            self.import_sources([path])
+
+    def import_sources(self, paths, *, dataset: str | None = None):
+        """Import ``paths`` (files, folders, manifests) in a background job, then compute the
+        point clouds of the new masks and meshes; progress and Cancel in the status bar."""
+        task = ImportTask(self.model.project, [str(p) for p in paths], dataset=dataset)
+
+        def done(qj):
+            self.model.refresh()
+            lines = task.report.summary_lines() if task.report is not None else []
+            if task.points_message:
+                lines.append(task.points_message)
+            if qj.state in ("finished", "cancelled"):
+                box = QMessageBox(QMessageBox.Information, f"Import {qj.state}",
+                                  "\n".join(lines[:25]) or f"Import {qj.state}.", QMessageBox.Ok, self)
+                if len(lines) > 25:
+                    box.setDetailedText("\n".join(lines))
+                box.show()
+
+        return self.run_job(task, title="Import", on_done=done)
+
+    def export_all_dialog(self) -> None:
+        from core.export import export_all
+
+        folder = QFileDialog.getExistingDirectory(self, "Export labels, clusters, embeddings into")
+        if folder:
+            paths = export_all(self.model.project, folder, fmt="csv")
+            self.statusBar().showMessage(f"exported {len(paths)} files to {folder}", 6000)
+
+    def export_selection_dialog(self) -> None:
+        from core.export import selection_manifest, write_table
+
+        path, _ = QFileDialog.getSaveFileName(self, "Save the selection as a manifest", "selection.csv",
+                                              "CSV (*.csv);;Parquet (*.parquet)")
+        if path:
+            write_table(selection_manifest(self.model.project, list(self.selection.ids)), path)
+            self.statusBar().showMessage(f"saved {len(self.selection)} samples to {path}", 6000)
+
+    def export_png_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save the window as PNG", "latentmap.png", "PNG (*.png)")
+        if path:
+            self.save_screenshot(path)
+
+    def grab_window(self):
+        """The window as on screen, GL views included (QScreen grabs the composed X window)."""
+        from qtpy.QtWidgets import QApplication
+
+        for v in (getattr(self, "mesh_view", None),):
+            if v is not None and v.plotter is not None:
+                v.plotter.render()
+        screen = self.screen() or QApplication.primaryScreen()
+        pix = screen.grabWindow(int(self.winId()))
+        if pix.isNull() or pix.width() == 0:
+            pix = self.grab()
+        return pix
+
+    def save_screenshot(self, path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.grab_window().save(str(path), "PNG"):
+            raise OSError(f"{path}: could not write the screenshot")
+        return path
+
+    # ================================================================== errors
+    def _guarded(self, fn, *args):
+        try:
+            return fn(*args)
+        except Exception as exc:  # noqa: BLE001 - a dialog, not a crash
+            self.show_error("Something went wrong", f"{type(exc).__name__}: {exc}", traceback.format_exc())
+            return None
+
+    def show_error(self, title: str, text: str, details: str = "") -> None:
+        box = QMessageBox(QMessageBox.Warning, title, text, QMessageBox.Ok, self)
+        if details:
+            box.setDetailedText(details)
+        box.setModal(True)
+        if getattr(self, "_non_blocking_errors", False):
+            box.show()  # scripted runs (screenshots) must not block on a dialog
+        else:
+            box.exec()
+
+    def _about(self) -> None:
+        QMessageBox.about(self, "About LatentMap",
+                          "LatentMap: unsupervised learning, clustering and labelling of medical "
+                          "images and shapes.\nViews: latent scatter, image (napari), mesh (PyVista), "
+                          "neighbours, labels.\n" + ("\n".join(f"{k}: not loaded ({v})" for k, v in
+                                                            self.panel_errors.items())))
+
+
+class ImportTask:
+    """The importer's step generator, then the mask -> mesh -> points step for what it
+    imported, as one job (``steps()`` protocol of ``core.jobs.Job``)."""
+
+    name = "import"
+
+    def __init__(self, project, sources, *, dataset=None):
+        self.project = project
+        self.sources = sources
+        self.dataset = dataset
+        self.report = None
+        self.points_message = ""
+
+    def steps(self, data=None, *, resume=None):
+        from core.io.importer import ImportReport, import_steps
+
+        self.report = ImportReport()
+        yield from import_steps(self.project, self.sources, dataset=self.dataset, report=self.report)
+        shape_ids = self.report.shape_ids(self.project)
+        if shape_ids:
+            from core.preprocess.shapes import compute_points
+
+            for p in compute_points(self.project, ids=shape_ids):
+                p.message = f"points: {p.message}"
+                self.points_message = p.message
+                yield p

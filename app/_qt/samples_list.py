@@ -1,0 +1,203 @@
+"""Filterable table of the project's samples (id, split, labels, dev, dataset), linked to the
+shared Selection both ways."""
+from __future__ import annotations
+
+from qtpy.QtCore import QAbstractTableModel, QItemSelection, QItemSelectionModel, QModelIndex, \
+    QSortFilterProxyModel, Qt
+from qtpy.QtWidgets import QAbstractItemView, QHBoxLayout, QLabel, QLineEdit, QTableView, \
+    QVBoxLayout, QWidget
+
+COLUMNS = ("id", "split", "labels", "dev", "dataset", "kind")
+
+
+class SamplesTableModel(QAbstractTableModel):
+    def __init__(self, model, parent=None):
+        super().__init__(parent)
+        self.model = model
+        self._rows: list[tuple] = []
+        self.reload()
+
+    def reload(self) -> None:
+        self.beginResetModel()
+        df = self.model.samples
+        labels = self.model.labels()
+        self._rows = [
+            (sid, split, ", ".join(labels.get(sid, [])), "yes" if dev else "", ds, kind)
+            for sid, split, dev, ds, kind in zip(df["id"], df["split"], df["dev"], df["dataset"], df["kind"])
+        ]
+        self.row_of = {r[0]: i for i, r in enumerate(self._rows)}
+        self.endResetModel()
+
+    def update_ids(self, ids) -> None:
+        """Refresh the labels/dev cells of some rows (or all when ``ids`` is None)."""
+        if ids is None or len(ids) > 2000:
+            self.reload()
+            return
+        df = self.model.samples
+        labels = self.model.labels()
+        for sid in ids:
+            i = self.row_of.get(sid)
+            if i is None:
+                continue
+            r = self._rows[i]
+            self._rows[i] = (r[0], r[1], ", ".join(labels.get(sid, [])),
+                             "yes" if bool(df.at[sid, "dev"]) else "", r[4], r[5])
+            self.dataChanged.emit(self.index(i, 0), self.index(i, len(COLUMNS) - 1))
+
+    def rowCount(self, parent=QModelIndex()):
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent=QModelIndex()):
+        return len(COLUMNS)
+
+    def data(self, index, role=Qt.DisplayRole):
+        if role in (Qt.DisplayRole, Qt.ToolTipRole) and index.isValid():
+            return str(self._rows[index.row()][index.column()])
+        return None
+
+    def headerData(self, section, orientation, role=Qt.DisplayRole):
+        if role == Qt.DisplayRole and orientation == Qt.Horizontal:
+            return COLUMNS[section]
+        return None
+
+    def sample_id(self, row: int) -> str:
+        return self._rows[row][0]
+
+
+class _AllColumnsFilter(QSortFilterProxyModel):
+    """Every whitespace-separated term must occur in some column (case-insensitive)."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.terms: list[str] = []
+
+    def set_text(self, text: str) -> None:
+        self.terms = [t.lower() for t in text.split()]
+        self.invalidateFilter()
+
+    def filterAcceptsRow(self, row, parent):
+        if not self.terms:
+            return True
+        src = self.sourceModel()
+        hay = " ".join(str(v) for v in src._rows[row]).lower()
+        return all(t in hay for t in self.terms)
+
+
+class SamplesList(QWidget):
+    def __init__(self, model, selection, parent=None):
+        super().__init__(parent)
+        self.model = model
+        self.selection = selection
+        self._syncing = False
+        self.table_model = SamplesTableModel(model, self)
+        self.proxy = _AllColumnsFilter(self)
+        self.proxy.setSourceModel(self.table_model)
+
+        self.filter_edit = QLineEdit(self)
+        self.filter_edit.setPlaceholderText("Filter: words matched in any column (e.g. 'test hyperplasia')")
+        self.filter_edit.setClearButtonEnabled(True)
+        self.filter_edit.textChanged.connect(self._on_filter)
+        self.count_label = QLabel(self)
+
+        self.view = QTableView(self)
+        self.view.setModel(self.proxy)
+        self.view.setSortingEnabled(True)
+        self.view.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.view.setSelectionMode(QAbstractItemView.ExtendedSelection)
+        self.view.verticalHeader().setVisible(False)
+        self.view.verticalHeader().setDefaultSectionSize(20)
+        self.view.horizontalHeader().setStretchLastSection(True)
+        self.view.setColumnWidth(0, 190)
+        self.view.selectionModel().selectionChanged.connect(self._on_view_selection)
+        self.view.selectionModel().currentRowChanged.connect(self._on_current_row)
+
+        top = QHBoxLayout()
+        top.addWidget(self.filter_edit, 1)
+        top.addWidget(self.count_label)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(2, 2, 2, 2)
+        lay.addLayout(top)
+        lay.addWidget(self.view)
+
+        selection.changed.connect(self._on_selection)
+        selection.current_changed.connect(self._on_current)
+        model.samples_changed.connect(self._reload)
+        model.labels_changed.connect(self.table_model.update_ids)
+        model.dev_changed.connect(self.table_model.update_ids)
+        self._update_count()
+
+    def _reload(self) -> None:
+        self.table_model.reload()
+        self._on_selection(self.selection.ids)
+
+    def _on_filter(self, text: str) -> None:
+        self.proxy.set_text(text)
+        self._update_count()
+
+    def _update_count(self) -> None:
+        self.count_label.setText(f"{self.proxy.rowCount()} / {self.table_model.rowCount()}")
+
+    def visible_ids(self) -> list[str]:
+        return [self.table_model.sample_id(self.proxy.mapToSource(self.proxy.index(r, 0)).row())
+                for r in range(self.proxy.rowCount())]
+
+    # table -> selection
+    def _on_view_selection(self, *_):
+        if self._syncing:
+            return
+        rows = sorted({self.proxy.mapToSource(i).row() for i in self.view.selectionModel().selectedRows()})
+        ids = [self.table_model.sample_id(r) for r in rows]
+        cur = self.view.currentIndex()
+        current = self.table_model.sample_id(self.proxy.mapToSource(cur).row()) if cur.isValid() else None
+        self._syncing = True
+        try:
+            self.selection.select(ids, current=current if current in set(ids) else None)
+        finally:
+            self._syncing = False
+
+    def _on_current_row(self, cur, _prev):
+        if self._syncing or not cur.isValid():
+            return
+        sid = self.table_model.sample_id(self.proxy.mapToSource(cur).row())
+        if sid in self.selection:
+            self._syncing = True
+            try:
+                self.selection.set_current(sid)
+            finally:
+                self._syncing = False
+
+    # selection -> table
+    def _on_selection(self, ids):
+        if self._syncing:
+            return
+        self._syncing = True
+        try:
+            sm = self.view.selectionModel()
+            sel = QItemSelection()
+            last = self.proxy.columnCount() - 1
+            for sid in list(ids)[:5000]:  # selecting 1M rows one by one would freeze the table
+                r = self.table_model.row_of.get(sid)
+                if r is None:
+                    continue
+                p = self.proxy.mapFromSource(self.table_model.index(r, 0))
+                if p.isValid():
+                    sel.select(p, self.proxy.index(p.row(), last))
+            sm.select(sel, QItemSelectionModel.ClearAndSelect)
+        finally:
+            self._syncing = False
+        self._on_current(self.selection.current)
+
+    def _on_current(self, sid):
+        if self._syncing or sid is None:
+            return
+        r = self.table_model.row_of.get(sid)
+        if r is None:
+            return
+        p = self.proxy.mapFromSource(self.table_model.index(r, 0))
+        if p.isValid():
+            self._syncing = True
+            try:
+                self.view.selectionModel().setCurrentIndex(p, QItemSelectionModel.NoUpdate)
+                self.view.scrollTo(p)
+            finally:
+                self._syncing = False
