@@ -1,0 +1,250 @@
+"""Clusters panel: every cluster with its size, member thumbnails, purity, Algorithm-1 label
+vector (unmatched clusters flagged), manual overrides, re-clustering, and a jump to the
+members in every view (through the shared Selection).
+"""
+from __future__ import annotations
+
+import numpy as np
+from qtpy.QtCore import QSize, Qt
+from qtpy.QtGui import QBrush, QColor, QIcon, QImage, QPixmap
+from qtpy.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QHBoxLayout, QHeaderView,
+                            QLabel, QMenu, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem,
+                            QVBoxLayout, QWidget)
+
+from app._qt.jobs import FunctionTask, QtJob
+from core.cluster.mapping import cluster_rows, run_algorithm1
+
+COLUMNS = ["cluster", "size", "members", "purity", "dev", "Algorithm 1", "override", "status"]
+THUMB = 40
+N_THUMBS = 4
+
+
+class ClustersPanel(QWidget):
+    def __init__(self, model, selection, parent=None):
+        super().__init__(parent)
+        self.model = model
+        self.selection = selection
+        self.rows: list[dict] = []
+        self._thumb_cache: dict[str, QImage] = {}
+        self._job: QtJob | None = None
+        self._build()
+        model.clustering_changed.connect(lambda *_: self.refresh())
+        model.labels_changed.connect(lambda *_: self.refresh())
+        model.dev_changed.connect(lambda *_: self.refresh())
+        model.run_changed.connect(lambda *_: self.refresh())
+        self.refresh()
+
+    # ------------------------------------------------------------------ layout
+    def _build(self) -> None:
+        layout = QVBoxLayout(self)
+        top = QHBoxLayout()
+        self.clustering_box = QComboBox()
+        self.clustering_box.activated.connect(self._choose_clustering)
+        top.addWidget(QLabel("Clustering"))
+        top.addWidget(self.clustering_box, 1)
+        self.alg1_btn = QPushButton("Map clusters to labels")
+        self.alg1_btn.setToolTip("Algorithm 1: each cluster gets the mean label vector of its "
+                                 "development-set members")
+        self.alg1_btn.clicked.connect(self.compute_algorithm1)
+        top.addWidget(self.alg1_btn)
+        layout.addLayout(top)
+
+        re = QHBoxLayout()
+        re.addWidget(QLabel("K"))
+        self.k_spin = QSpinBox()
+        self.k_spin.setRange(2, 1000)
+        self.k_spin.setValue(10)
+        re.addWidget(self.k_spin)
+        self.selection_only = QCheckBox("selection only")
+        re.addWidget(self.selection_only)
+        self.recluster_btn = QPushButton("Re-cluster (k-means)")
+        self.recluster_btn.clicked.connect(lambda: self.recluster())
+        re.addWidget(self.recluster_btn)
+        re.addStretch(1)
+        layout.addLayout(re)
+
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(COLUMNS)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
+        self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
+        self.table.setIconSize(QSize(THUMB * N_THUMBS, THUMB))
+        self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(THUMB + 6)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.cellDoubleClicked.connect(lambda r, c: self.select_members(r))
+        self.table.setContextMenuPolicy(Qt.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._context_menu)
+        layout.addWidget(self.table, 1)
+
+        actions = QHBoxLayout()
+        self.members_btn = QPushButton("Select members")
+        self.members_btn.clicked.connect(lambda: self.select_members(self.table.currentRow()))
+        self.assign_btn = QPushButton("Assign label…")
+        self.assign_btn.clicked.connect(self._assign_menu)
+        self.clear_btn = QPushButton("Clear override")
+        self.clear_btn.clicked.connect(lambda: self.override(self.current_cluster(), None))
+        for b in (self.members_btn, self.assign_btn, self.clear_btn):
+            actions.addWidget(b)
+        actions.addStretch(1)
+        self.info = QLabel("")
+        actions.addWidget(self.info)
+        layout.addLayout(actions)
+
+    # ------------------------------------------------------------------ data
+    def refresh(self) -> None:
+        project = self.model.project
+        names = project.clusterings()["name"].tolist()
+        self.clustering_box.blockSignals(True)
+        self.clustering_box.clear()
+        self.clustering_box.addItems(names)
+        active = self.model.active_clustering
+        if active in names:
+            self.clustering_box.setCurrentText(active)
+        self.clustering_box.blockSignals(False)
+        if not active or active not in names:
+            self.rows = []
+            self.table.setRowCount(0)
+            self.info.setText("no clustering yet: train a method or re-cluster")
+            return
+        self.rows = cluster_rows(project, active, labels=self.model.labels())
+        self._fill_table()
+
+    def _fill_table(self) -> None:
+        self.table.setRowCount(len(self.rows))
+        n_unmatched = 0
+        for r, row in enumerate(self.rows):
+            items = [
+                str(row["cluster"]), str(row["size"]), "",
+                "–" if row["purity"] is None else f"{row['purity']:.2f}",
+                str(row["n_dev"]), _vector_text(row["algorithm1"]),
+                _vector_text(row["manual"]), "unmatched" if row["unmatched"] else "",
+            ]
+            for c, text in enumerate(items):
+                item = QTableWidgetItem(text)
+                if c in (0, 1, 3, 4):
+                    item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
+                if row["unmatched"] and c == 7:
+                    item.setForeground(QBrush(QColor("#c0392b")))
+                self.table.setItem(r, c, item)
+            icon_item = QTableWidgetItem()
+            icon_item.setIcon(QIcon(self._strip(row["members"][:N_THUMBS])))
+            self.table.setItem(r, 2, icon_item)
+            n_unmatched += bool(row["unmatched"])
+        total = sum(r["size"] for r in self.rows)
+        self.info.setText(f"{len(self.rows)} clusters · {total} samples · {n_unmatched} unmatched")
+
+    def _strip(self, ids) -> QPixmap:
+        strip = QImage(THUMB * N_THUMBS, THUMB, QImage.Format_Grayscale8)
+        strip.fill(0)
+        from qtpy.QtGui import QPainter
+
+        painter = QPainter(strip)
+        for i, sid in enumerate(ids):
+            img = self._thumb_cache.get(sid)
+            if img is None:
+                try:
+                    arr = np.ascontiguousarray(self.model.thumbnail(sid, size=THUMB))
+                except Exception:  # noqa: BLE001 - a missing array must not break the table
+                    continue
+                img = QImage(arr.data, arr.shape[1], arr.shape[0], arr.strides[0],
+                             QImage.Format_Grayscale8).copy()
+                self._thumb_cache[sid] = img
+            painter.drawImage(i * THUMB, 0, img.scaled(THUMB, THUMB, Qt.KeepAspectRatio))
+        painter.end()
+        return QPixmap.fromImage(strip)
+
+    def current_cluster(self) -> int | None:
+        r = self.table.currentRow()
+        return self.rows[r]["cluster"] if 0 <= r < len(self.rows) else None
+
+    # ------------------------------------------------------------------ actions
+    def _choose_clustering(self) -> None:
+        self.model.active_clustering = self.clustering_box.currentText()
+
+    def select_members(self, row: int) -> None:
+        """Jump from a cluster to its members in every view."""
+        if 0 <= row < len(self.rows):
+            self.selection.select(self.rows[row]["members"])
+
+    def compute_algorithm1(self) -> dict:
+        """Mean development-set label vector per cluster, stored in the project."""
+        result = run_algorithm1(self.model.project, self.model.active_clustering)
+        self.model.clustering_changed.emit(self.model.active_clustering)
+        return result
+
+    def override(self, cluster: int | None, label: str | None) -> None:
+        if cluster is None:
+            return
+        vector = None if label is None else {n: float(n == label) for n in self.model.label_names()}
+        self.model.set_cluster_label(cluster, vector)
+
+    def _assign_menu(self) -> None:
+        cluster = self.current_cluster()
+        if cluster is None:
+            return
+        menu = QMenu(self)
+        for name in self.model.label_names():
+            menu.addAction(name, lambda n=name: self.override(cluster, n))
+        menu.exec_(self.assign_btn.mapToGlobal(self.assign_btn.rect().bottomLeft()))
+
+    def _context_menu(self, pos) -> None:
+        row = self.table.rowAt(pos.y())
+        if row < 0:
+            return
+        self.table.selectRow(row)
+        cluster = self.rows[row]["cluster"]
+        menu = QMenu(self)
+        menu.addAction("Select members", lambda: self.select_members(row))
+        sub = menu.addMenu("Assign label")
+        for name in self.model.label_names():
+            sub.addAction(name, lambda n=name: self.override(cluster, n))
+        menu.addAction("Clear override", lambda: self.override(cluster, None))
+        menu.exec_(self.table.viewport().mapToGlobal(pos))
+
+    def recluster(self, k: int | None = None, *, selection_only: bool | None = None) -> QtJob:
+        """k-means with K clusters on the active embedding (or the selection only), in the background."""
+        from core.cluster import kmeans
+
+        emb = self.model.embedding()
+        if emb is None:
+            raise RuntimeError("no embedding yet: train a method first")
+        k = int(k or self.k_spin.value())
+        only = self.selection_only.isChecked() if selection_only is None else selection_only
+        ids, feats = emb
+        if only:
+            keep = np.isin(ids, np.array(self.selection.ids, dtype=ids.dtype))
+            if keep.sum() < 2:
+                raise RuntimeError("select at least two samples to re-cluster the selection")
+            ids, feats = ids[keep], feats[keep]
+        name = f"{self.model.run_name()}-{'sel-' if only else ''}kmeans{k}"
+        project = self.model.project
+
+        def work(report, cancelled):
+            report(0, 2, f"k-means K={k} on {len(ids)} samples")
+            assign = kmeans(feats, k)
+            report(1, 2, "saving")
+            project.save_clustering(name, ids.tolist(), assign, run_id=self.model.active_run,
+                                    params={"k": k, "selection_only": only})
+            return name
+
+        job = QtJob(FunctionTask(work, name="recluster"), None, parent=self)
+        self.recluster_btn.setEnabled(False)
+
+        def done(status):
+            self.recluster_btn.setEnabled(True)
+            if status == "finished":
+                self.model.active_clustering = name
+            else:
+                self.info.setText(f"re-clustering {status}: {job.error}")
+
+        job.done.connect(done)
+        self._job = job
+        return job.start()
+
+
+def _vector_text(vec) -> str:
+    if not vec:
+        return ""
+    items = sorted(((k, v) for k, v in vec.items() if v is not None and v > 0), key=lambda kv: -kv[1])
+    return ", ".join(f"{k} {v:.2f}" for k, v in items[:4])
