@@ -101,14 +101,14 @@ def read_dicom_file(path, *, modality: str | None = None, **_):
         arr, n_comp = _read_pixels_pydicom(path, photometric, sitk_error=exc)
         geometry = _geometry_from_tags(tags, arr.ndim - (1 if n_comp > 1 else 0))
         reader_used = "pydicom"
+    if reader_used == "SimpleITK" and np.allclose(geometry.get("spacing", [1.0]), 1.0):
+        geometry.update(_enhanced_spacing(path, arr.ndim - (1 if n_comp > 1 else 0)))
     kind, arr = _kind_and_array(arr, n_comp)
-    if kind == "image2d":
-        for key in ("spacing", "origin", "array_spacing"):
-            if key in geometry and len(geometry[key]) == 3:
-                geometry[key] = geometry[key][:2] if key != "array_spacing" else geometry[key][1:]
-        if "direction" in geometry and len(geometry["direction"]) == 9:
-            d = np.asarray(geometry["direction"]).reshape(3, 3)[:2, :2]
-            geometry["direction"] = d.ravel().tolist()
+    if kind == "image2d" and len(geometry.get("spacing", [])) == 3:
+        # A slice keeps its 3D place in the patient (origin, direction); spacing is in-plane.
+        geometry["slice_thickness"] = geometry["spacing"][2]
+        geometry["spacing"] = geometry["spacing"][:2]
+        geometry["array_spacing"] = geometry["spacing"][::-1]
     metadata = dict(tags)
     metadata["reader"] = reader_used
     if n_comp > 1:
@@ -141,6 +141,23 @@ def _read_pixels_pydicom(path, photometric: str, *, sitk_error) -> tuple[np.ndar
         intercept = float(ds.get("RescaleIntercept", 0) or 0)
         arr = arr.astype(np.float32) * slope + intercept
     return np.asarray(arr), n_comp
+
+
+def _enhanced_spacing(path, ndim: int) -> dict:
+    """Pixel spacing of an enhanced (multi-frame) object, kept in its functional groups where
+    GDCM does not look."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+        pm = ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+        row, col = (float(v) for v in pm.PixelSpacing)
+    except Exception:  # noqa: BLE001 - no functional groups: keep what SimpleITK found
+        return {}
+    spacing = [col, row]
+    if ndim == 3:
+        spacing.append(float(getattr(pm, "SpacingBetweenSlices", None) or getattr(pm, "SliceThickness", 1.0) or 1.0))
+    return {"spacing": spacing, "array_spacing": spacing[::-1]}
 
 
 def _geometry_from_tags(tags: dict, ndim: int) -> dict:

@@ -1,0 +1,47 @@
+"""``latentmap info PROJECT``: what a project holds (counts by split, modality, kind, dataset, label)."""
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("info", help="print what a project holds",
+                       description="Counts by split, modality, kind, dataset and label; the "
+                                   "development set, runs and stored arrays.")
+    p.add_argument("project", help="project folder")
+    p.set_defaults(func=run_info)
+
+
+def run_info(args) -> int:
+    from ._common import open_project
+
+    project = open_project(args.project)
+    for line in info_lines(project):
+        print(line)
+    return 0
+
+
+def info_lines(project) -> list[str]:
+    s = project.summary()
+    lines = [f"project {s['name']} ({s['path']}), schema {s['schema_version']}",
+             f"samples: {s['n_samples']}"]
+    for title, key in (("split", "by_split"), ("modality", "by_modality"), ("kind", "by_kind"),
+                       ("dataset", "by_dataset"), ("label", "by_label")):
+        counts = s[key]
+        if not counts:
+            lines.append(f"by {title}: (none)")
+            continue
+        lines.append(f"by {title}:")
+        width = max(len(str(k)) for k in counts)
+        for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], str(kv[0]))):
+            lines.append(f"  {str(k):<{width}}  {v}")
+    lines.append(f"development set: {s['n_dev']} samples")
+    runs = project.runs()
+    lines.append(f"runs: {len(runs)}")
+    for r in runs.itertuples():
+        lines.append(f"  {r.id}: {r.method} {r.status}" + (f" ({r.message})" if r.message else ""))
+    arrays = s["arrays"]
+    meshes = [a for a in arrays if a.startswith("meshes/")]
+    others = [a for a in arrays if not a.startswith("meshes/")]
+    lines.append(f"arrays: {len(arrays)}" + (f" ({len(meshes)} meshes)" if meshes else ""))
+    for name in others:
+        lines.append(f"  {name}")
+    return lines
