@@ -127,3 +127,29 @@ def strong_augment(x, *, generator=None, scale=(0.4, 1.0), ratio=(3 / 4, 4 / 3),
 
 
 AUGMENTATIONS = {"weak": weak_augment, "strong": strong_augment}
+
+
+def to_unit_tensor(x, device=None):
+    """Images as a float (B, C, H, W) tensor in [0, 1] for the 2D trunks.
+
+    uint8 (MedMNIST) is divided by 255; other integer or float images (CT in HU, ...) are
+    min-max scaled per image. (B, H, W) gains a channel axis; (B, H, W, 3|4) colour images
+    become grayscale (the mean of the colour channels).
+    """
+    import numpy as np
+
+    a = np.asarray(x)
+    if a.ndim == 4 and a.shape[-1] in (3, 4) and a.shape[1] not in (1, 3):
+        a = a[..., :3].mean(-1)
+    if a.ndim == 3:
+        a = a[:, None]
+    if a.ndim != 4:
+        raise ValueError(f"expected 2D images (N x H x W or N x C x H x W), got shape {a.shape}")
+    if a.dtype == np.uint8:
+        t = torch.from_numpy(np.ascontiguousarray(a)).to(device).float() / 255.0
+    else:
+        t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(device)
+        lo = t.amin(dim=(1, 2, 3), keepdim=True)
+        hi = t.amax(dim=(1, 2, 3), keepdim=True)
+        t = (t - lo) / (hi - lo).clamp_min(1e-8)
+    return t

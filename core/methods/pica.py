@@ -62,3 +62,255 @@ def pui_loss(logits_orig: torch.Tensor, logits_pert: torch.Tensor, lam: float = 
     pui = F.normalize(x, p=2, dim=0).t() @ F.normalize(y, p=2, dim=0)
     loss_pui = F.cross_entropy(pui, torch.arange(k, device=pui.device))
     return loss_pui + lam * loss_prior, loss_pui, loss_prior
+
+
+# --------------------------------------------------------------------------- the method
+import numpy as np  # noqa: E402
+
+from ..jobs import Progress, RateMeter  # noqa: E402
+from .base import Method  # noqa: E402
+
+
+def _step_generator(seed: int, *parts: int) -> torch.Generator:
+    # One generator per (run seed, epoch, head, step): resuming at any step redraws exactly the
+    # augmentations an uninterrupted run would have drawn, without saving generator states.
+    ss = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, *[int(p) for p in parts]])
+    return torch.Generator().manual_seed(int(ss.generate_state(1, dtype=np.uint64)[0] >> 1))
+
+
+def n_reference_classes(data) -> int:
+    """Classes (single-label) or label combinations (multi-label) present among labelled samples."""
+    from ..metrics.clustering import reference_labels
+
+    if data.y is None:
+        return 0
+    ref = reference_labels(data.y)
+    return int(len(np.unique(ref[ref >= 0])))
+
+
+def epoch_cluster_metrics(data, assign, index=None) -> dict:
+    """NMI, Hungarian accuracy, ARI and purity of ``assign`` against the labels of ``data``
+    (restricted to ``index`` when given), or {} when nothing there is labelled."""
+    from ..metrics.clustering import clustering_scores, reference_labels
+
+    if data.y is None:
+        return {}
+    ref = reference_labels(data.y)
+    if index is not None:
+        ref = ref[index]
+    ok = ref >= 0
+    if ok.sum() < 2:
+        return {}
+    return clustering_scores(ref[ok], np.asarray(assign)[ok])
+
+
+class PICA(Method):
+    """Deep clustering by partition confidence maximisation, with an optional Dirichlet prior.
+
+    A trunk (ResNet-18 by default, as the ultrasound paper) carries two linear heads: an
+    over-clustering head (``n_overclusters``) and the target head (``n_clusters``). Each epoch
+    trains the heads one after the other, each over one pass of the data (PICA's alternation):
+    for every batch, the original images under the weak scheme and ``n_repeat`` copies under the
+    strong scheme go through the trunk and the current head, and ``pui_loss`` is minimised with
+    Adam (lr 1e-4, as both PICA and the ultrasound paper).
+
+    ``n_clusters=0`` takes the number of classes (label combinations for multi-label sets) of
+    the labelled samples, or 10 without labels; ``n_overclusters=0`` takes 7 x that (PICA's
+    STL-10 setting, 70 over 10). After each epoch, when labels exist, the target head's
+    clusters on up to ``eval_samples`` samples are scored (NMI, Hungarian accuracy, ARI, purity).
+    """
+
+    name = "pica"
+    input_kind = "image2d"
+    param_choices = {"backbone": ("resnet18", "vgg16_bn"), "prior": ("entropy", "dirichlet")}
+    param_help = {
+        "backbone": "trunk network",
+        "n_clusters": "target clusters (0: number of classes in the labels, else 10)",
+        "n_overclusters": "over-clustering head size (0: 7 x n_clusters)",
+        "epochs": "passes over the data (each trains both heads)",
+        "batch_size": "original images per step",
+        "lr": "Adam learning rate",
+        "weight_decay": "Adam weight decay",
+        "lam": "weight of the cluster-size prior",
+        "prior": "entropy (PICA) or dirichlet (ultrasound paper's L_SD)",
+        "alpha": "Dirichlet concentration (> 1 favours balanced clusters)",
+        "n_repeat": "strongly augmented copies of each image per step",
+        "eval_samples": "samples scored against labels after each epoch (0: all)",
+        "seed": "random seed",
+        "device": "auto, cpu or cuda",
+    }
+
+    def __init__(self, *, backbone: str = "resnet18", n_clusters: int = 0, n_overclusters: int = 0,
+                 epochs: int = 100, batch_size: int = 256, lr: float = 1e-4, weight_decay: float = 0.0,
+                 lam: float = 2.0, prior: str = "entropy", alpha: float = 1.5, n_repeat: int = 3,
+                 eval_samples: int = 5000, seed: int = 0, device: str = "auto"):
+        self.backbone = backbone
+        self.n_clusters = n_clusters
+        self.n_overclusters = n_overclusters
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.lam = lam
+        self.prior = prior
+        self.alpha = alpha
+        self.n_repeat = n_repeat
+        self.eval_samples = eval_samples
+        self.seed = seed
+        self.device = device
+
+    # ------------------------------------------------------------------ building
+    def _head_sizes(self, data) -> list[int]:
+        k = int(self.n_clusters) or n_reference_classes(data) or 10
+        k_over = int(self.n_overclusters) or 7 * k
+        return [k_over, k]
+
+    def _build(self, head_sizes, in_channels: int = 1) -> None:
+        from ..device import pick_device
+        from ..models.backbones2d import build_backbone
+        from ..models.heads import ClusterNet
+
+        if self.prior not in ("entropy", "dirichlet"):
+            raise ValueError(f"prior must be 'entropy' or 'dirichlet', got {self.prior!r}")
+        if int(self.n_repeat) < 1 or int(self.batch_size) < 2:
+            raise ValueError("n_repeat must be >= 1 and batch_size >= 2")
+        self.device_ = pick_device(self.device)
+        torch.manual_seed(int(self.seed))
+        self.head_sizes_ = [int(k) for k in head_sizes]
+        self.in_channels_ = int(in_channels)
+        self.model_ = ClusterNet(build_backbone(self.backbone, in_channels), self.head_sizes_).to(self.device_)
+        self.optimizer_ = torch.optim.Adam(self.model_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        self.epoch_, self.step_, self.global_step_ = 0, 0, 0
+        self.history_: list[dict] = []
+
+    # ------------------------------------------------------------------ training
+    def steps(self, data, *, resume: dict | None = None):
+        from ..device import autocast
+        from .augment2d import strong_augment, to_unit_tensor, weak_augment
+
+        n = len(data)
+        if n < 2:
+            raise ValueError(f"PICA needs at least 2 images, got {n}")
+        if resume is not None:
+            self.load_state_dict(resume)
+        else:
+            x0 = to_unit_tensor(data.x[:1])
+            self._build(self._head_sizes(data), in_channels=x0.shape[1])
+        bs = min(int(self.batch_size), n)
+        n_batches = n // bs  # drop_last: a tiny last batch makes the cluster-size prior meaningless
+        n_heads = len(self.head_sizes_)
+        per_epoch = n_heads * n_batches
+        meter = RateMeter(max(0, (int(self.epochs) - self.epoch_) * per_epoch - self.step_))
+        eval_idx = self._eval_index(n)
+        model, opt, dev = self.model_, self.optimizer_, self.device_
+        r = int(self.n_repeat)
+        while self.epoch_ < int(self.epochs):
+            epoch = self.epoch_
+            model.train()
+            while self.step_ < per_epoch:
+                s = self.step_
+                head, b = divmod(s, n_batches)
+                perm = np.random.default_rng([int(self.seed), epoch, head]).permutation(n)
+                idx = np.sort(perm[b * bs:(b + 1) * bs])
+                g = _step_generator(self.seed, epoch, head, b)
+                x = to_unit_tensor(data.x[idx], dev)
+                xo = weak_augment(x, generator=g)
+                xp = strong_augment(x.repeat(r, 1, 1, 1), generator=g)
+                with autocast(dev):
+                    lo = model(xo, heads=[head])[0]
+                    lp = model(xp, heads=[head])[0]
+                loss, l_pui, l_prior = pui_loss(lo, lp, lam=self.lam, prior=self.prior, alpha=self.alpha)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                self.step_ += 1
+                self.global_step_ += 1
+                rate, eta = meter.update(len(idx))
+                last = self.step_ == per_epoch
+                # the two heads alternate, so the message (not a loss term) says which one this is
+                losses = {"loss": loss.item(), "pui": l_pui.item(), self.prior: l_prior.item()}
+                metrics = {}
+                if last:
+                    self.epoch_, self.step_ = epoch + 1, 0
+                    metrics = self._epoch_metrics(data, eval_idx)
+                    self.history_.append({"epoch": epoch, **losses, **metrics})
+                yield Progress(epoch=epoch, step=s + 1, global_step=self.global_step_,
+                               n_epochs=int(self.epochs), steps_per_epoch=per_epoch, losses=losses,
+                               metrics=metrics, samples_per_s=rate, eta_s=eta, epoch_end=last,
+                               message=f"head {'over' if head < n_heads - 1 else 'target'}-clustering")
+                if last:
+                    break
+
+    def _eval_index(self, n: int) -> np.ndarray:
+        m = int(self.eval_samples)
+        if m <= 0 or m >= n:
+            return np.arange(n)
+        return np.sort(np.random.default_rng([int(self.seed), 7919]).choice(n, m, replace=False))
+
+    def _epoch_metrics(self, data, eval_idx) -> dict:
+        if data.y is None or not data.labelled[eval_idx].any():
+            return {}
+        assign = self._predict(data.x[eval_idx])[1]
+        out = epoch_cluster_metrics(data, assign, eval_idx)
+        out["n_used_clusters"] = float(len(np.unique(assign)))
+        return out
+
+    # ------------------------------------------------------------------ inference
+    def _check_fitted(self):
+        if getattr(self, "model_", None) is None:
+            raise RuntimeError("PICA is not fitted: train it or load a checkpoint first")
+
+    @torch.no_grad()
+    def _predict(self, x, batch_size: int = 512):
+        """(trunk features, target-head argmax, target-head probabilities) for raw images."""
+        from ..device import autocast
+        from .augment2d import to_unit_tensor
+
+        self._check_fitted()
+        model, dev = self.model_, self.device_
+        was_training = model.training
+        model.eval()
+        feats, probs = [], []
+        for i in range(0, len(x), batch_size):
+            xb = to_unit_tensor(x[i:i + batch_size], dev)
+            with autocast(dev):
+                f = model.trunk(xb)
+                logits = model.heads[-1](f)
+            feats.append(f.float().cpu())
+            probs.append(torch.softmax(logits.float(), 1).cpu())
+        model.train(was_training)
+        f = torch.cat(feats).numpy() if feats else np.zeros((0, model.trunk.out_dim), np.float32)
+        p = torch.cat(probs).numpy() if probs else np.zeros((0, self.head_sizes_[-1]), np.float32)
+        return f, p.argmax(1), p
+
+    def transform(self, data) -> np.ndarray:
+        """Trunk features (N x 512), no augmentation."""
+        return self._predict(getattr(data, "x", data))[0]
+
+    def predict_clusters(self, data) -> np.ndarray:
+        """Target-head cluster per sample (argmax)."""
+        return self._predict(getattr(data, "x", data))[1]
+
+    def predict_proba(self, data) -> np.ndarray:
+        """Target-head cluster probabilities (N x n_clusters)."""
+        return self._predict(getattr(data, "x", data))[2]
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        self._check_fitted()
+        return {"params": self.get_params(), "head_sizes": list(self.head_sizes_),
+                "in_channels": self.in_channels_, "model": self.model_.state_dict(),
+                "optimizer": self.optimizer_.state_dict(), "epoch": self.epoch_, "step": self.step_,
+                "global_step": self.global_step_, "history": list(self.history_),
+                "torch_rng": torch.get_rng_state()}
+
+    def load_state_dict(self, state: dict) -> "PICA":
+        self._build(state["head_sizes"], in_channels=state.get("in_channels", 1))
+        self.model_.load_state_dict(state["model"])
+        self.optimizer_.load_state_dict(state["optimizer"])
+        self.epoch_, self.step_ = int(state["epoch"]), int(state["step"])
+        self.global_step_ = int(state["global_step"])
+        self.history_ = list(state.get("history", []))
+        if "torch_rng" in state:
+            torch.set_rng_state(state["torch_rng"])
+        return self

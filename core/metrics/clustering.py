@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["contingency", "hungarian_accuracy", "hungarian_mapping", "nmi", "ari", "purity",
+__all__ = ["contingency", "hungarian_accuracy", "hungarian_mapping", "nmi", "ari", "purity", "reference_labels",
            "clustering_scores"]
 
 
@@ -89,3 +89,23 @@ def clustering_scores(labels, predicts) -> dict:
     """All four at once, keyed ``acc``, ``nmi``, ``ari``, ``purity``."""
     return {"acc": hungarian_accuracy(labels, predicts), "nmi": nmi(labels, predicts),
             "ari": ari(labels, predicts), "purity": purity(labels, predicts)}
+
+
+def reference_labels(y) -> np.ndarray:
+    """One integer reference class per sample from a SampleSet's ``y`` (N x C multi-hot).
+
+    Single-label rows give their class; multi-label rows give the id of their label
+    combination (the ultrasound paper clusters label combinations); unlabelled rows give -1.
+    """
+    y = np.asarray(y)
+    if y.ndim == 1:
+        return y.astype(int)
+    out = np.full(len(y), -1, dtype=int)
+    lab = y.sum(1) > 0
+    if lab.any():
+        if (y[lab].sum(1) == 1).all():
+            out[lab] = y[lab].argmax(1)
+        else:
+            _, inv = np.unique((y[lab] > 0).astype(np.uint8), axis=0, return_inverse=True)
+            out[lab] = inv.ravel()
+    return out
