@@ -68,6 +68,10 @@ class ImageView(QWidget):
         self.viewer = ViewerModel(title="image")
         self.qt_viewer = QtViewer(self.viewer, show_welcome_screen=False)
         self._residual_cache: dict[str, tuple[float, dict]] = {}
+        # fit the view to the canvas again on resize until the user zooms or pans themselves
+        self._autofit = True
+        self._fitting = False
+        self.viewer.camera.events.zoom.connect(self._camera_moved)
 
         self.preset = QComboBox(self)
         self.preset.addItems([AUTO, FULL, *[f"CT {k} (W{w} L{l})" for k, (w, l) in CT_PRESETS.items()]])
@@ -152,7 +156,7 @@ class ImageView(QWidget):
         self.mode3d.setEnabled(can3d)
         self.viewer.dims.ndisplay = 3 if (can3d and self.mode3d.isChecked()) else 2
         if not same_geometry:
-            self.viewer.reset_view()
+            self.fit()
             if spatial == 3:  # start on the middle slice, not the first (often empty) one
                 self.viewer.dims.set_current_step(0, data.shape[0] // 2)
         labels = ", ".join(self.model.labels().get(sample_id, [])) or "unlabelled"
@@ -202,6 +206,25 @@ class ImageView(QWidget):
                 return np.asarray(cached[1]["data"][i])
         return None
 
+    def fit(self) -> None:
+        self._fitting = True
+        try:
+            self.viewer.reset_view()
+        finally:
+            self._fitting = False
+        self._autofit = True
+
+    def _camera_moved(self, *_):
+        if not self._fitting:
+            self._autofit = False
+
+    def resizeEvent(self, ev):
+        super().resizeEvent(ev)
+        if self._autofit and len(self.viewer.layers):
+            from qtpy.QtCore import QTimer
+
+            QTimer.singleShot(0, self.fit)  # after the canvas has its new size
+
     # ------------------------------------------------------------------ controls
     def _apply_window(self, *_):
         layer = self.layer("image")
@@ -234,7 +257,7 @@ class ImageView(QWidget):
         layer = self.layer("image")
         if layer is not None and layer.ndim == 3 and not layer.rgb:
             self.viewer.dims.ndisplay = 3 if on else 2
-            self.viewer.reset_view()
+            self.fit()
 
     def _set_visible(self, name: str, on: bool) -> None:
         layer = self.layer(name)
@@ -263,6 +286,7 @@ class ImageView(QWidget):
                 self.viewer.dims.current_step = tuple(step)
             cam = st.get("camera") or {}
             if cam.get("zoom"):
+                self._autofit = False
                 self.viewer.camera.zoom = cam["zoom"]
             if cam.get("center") and len(cam["center"]) == len(self.viewer.camera.center):
                 self.viewer.camera.center = tuple(cam["center"])

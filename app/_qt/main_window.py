@@ -21,7 +21,7 @@ from app.components import ColourBy, ProjectModel, Selection
 #: (dock title, "module:Class", dock area) of panels other helpers provide; each class is built
 #: as ``Class(model, selection)`` (or ``Class(model)``) and docked when its module imports.
 OPTIONAL_PANELS = [
-    ("Clusters", "app._qt.clusters_panel:ClustersPanel", "right"),
+    ("Clusters", "app._qt.clusters_panel:ClustersPanel", "bottom"),
     ("Training", "app._qt.training_panel:TrainingPanel", "bottom"),
     ("Evaluation", "app._qt.evaluation_panel:EvaluationPanel", "bottom"),
 ]
@@ -50,7 +50,7 @@ class MainWindow(QMainWindow):
     def __init__(self, model: ProjectModel | None = None, parent=None, *, optional_panels=True):
         super().__init__(parent)
         self.setWindowTitle("LatentMap")
-        self.resize(1500, 950)
+        self.resize(1600, 1000)
         self.setDockNestingEnabled(True)
         self.model: ProjectModel | None = None
         self.selection = Selection()
@@ -201,10 +201,25 @@ class MainWindow(QMainWindow):
         if "Image" in self.docks:
             self.splitDockWidget(self.docks["Image"], self.docks["Mesh"], Qt.Vertical)
         self.splitDockWidget(self.docks["Samples"], self.docks["Labels"], Qt.Vertical)
+        self._first_optional: dict[str, QDockWidget] = {}
         if self._optional_panels:
             for title, spec, area in OPTIONAL_PANELS:
                 self._add_optional(title, spec, area)
+        for first in self._first_optional.values():
+            first.raise_()
+        self._size_docks()
         self._default_state = self.saveState()
+
+    def _size_docks(self) -> None:
+        d = self.docks
+        self.resizeDocks([d["Samples"]], [340], Qt.Horizontal)
+        if "Image" in d:
+            self.resizeDocks([d["Image"]], [520], Qt.Horizontal)
+            self.resizeDocks([d["Image"], d["Mesh"]], [330, 300], Qt.Vertical)
+        self.resizeDocks([d["Samples"], d["Labels"]], [330, 300], Qt.Vertical)
+        self.resizeDocks([d["Neighbours"]], [260], Qt.Vertical)
+        if "bottom" in self._first_optional:
+            self.resizeDocks([d["Neighbours"], self._first_optional["bottom"]], [700, 800], Qt.Horizontal)
 
     def _add_optional(self, title: str, spec: str, area: str) -> None:
         try:
@@ -222,10 +237,14 @@ class MainWindow(QMainWindow):
             traceback.print_exc()
             return
         dock = self.add_panel(title, widget, area)
-        same = [d for t, d in self.docks.items() if d is not dock and self.dockWidgetArea(d) == AREAS[area]
-                and t not in ("Image", "Mesh", "Samples")]
-        if same:
-            self.tabifyDockWidget(same[0], dock)
+        # bottom panels share the half beside the neighbours strip as tabs; others tab together
+        first = self._first_optional.get(area)
+        if first is None:
+            self._first_optional[area] = dock
+            if area == "bottom" and "Neighbours" in self.docks:
+                self.splitDockWidget(self.docks["Neighbours"], dock, Qt.Horizontal)
+        else:
+            self.tabifyDockWidget(first, dock)
 
     def add_panel(self, name: str, widget: QWidget, area: str = "right") -> QDockWidget:
         """Dock ``widget`` under ``name`` (also listed in the View menu, state saved by name)."""
@@ -259,7 +278,7 @@ class MainWindow(QMainWindow):
 
     @staticmethod
     def _close_view(w) -> None:
-        for meth in ("close_plotter", "close_viewer"):
+        for meth in ("disconnect_models", "close_plotter", "close_viewer"):
             if hasattr(w, meth):
                 try:
                     getattr(w, meth)()
@@ -303,6 +322,7 @@ class MainWindow(QMainWindow):
     def restore_session(self) -> None:
         st = self.model.project.load_state(STATE_KEY) or {}
         if not st:
+            self._select_first()
             return
         try:
             if st.get("geometry"):
@@ -320,6 +340,8 @@ class MainWindow(QMainWindow):
         cur = st.get("current") if st.get("current") in known else None
         if ids or cur:
             self.selection.select(ids or [cur], current=cur)
+        else:
+            self._select_first()
         self.image_view.restore(st.get("image"))
         self.mesh_view.restore(st.get("mesh"))
         for name, pst in (st.get("panels") or {}).items():
@@ -329,6 +351,15 @@ class MainWindow(QMainWindow):
                     w.restore(pst)
                 except Exception:  # noqa: BLE001
                     pass
+
+    def _select_first(self) -> None:
+        """A first open shows something at once: the first embedded sample (else the first)."""
+        emb = self.model.embedding()
+        ids = [str(emb[0][0])] if emb is not None and emb[0] is not None and len(emb[0]) else []
+        if not ids and len(self.model.samples):
+            ids = [self.model.samples.index[0]]
+        if ids:
+            self.selection.select(ids, current=ids[0])
 
     def closeEvent(self, ev) -> None:
         self.cancel_jobs()

@@ -152,6 +152,7 @@ class MeshView(QWidget):
             self.info.setText("no sample selected")
         else:
             self.info.setText(" | ".join(n for n in notes if n))
+            self.info.setToolTip("\n".join(notes))
         self.shown_ids = ids
         p.subplot(0, 0)
         if ids:
@@ -164,7 +165,7 @@ class MeshView(QWidget):
         p = self.plotter
         mesh = self.mesh(sid) if self.show_mesh.isChecked() else None
         pts = self.points(sid) if self.show_points.isChecked() else None
-        note = [sid[-24:]]
+        note = [sid]
         if mesh is not None:
             v, f = mesh
             if pts is not None:  # points live in the normalised frame: bring the mesh there
@@ -174,8 +175,8 @@ class MeshView(QWidget):
                        opacity=opacity, smooth_shading=True, specular=0.3)
             note.append(f"{len(v)} vertices")
         if pts is not None:
-            p.add_points(np.asarray(pts, dtype=np.float32), color="#ffd966" if opacity == 1.0 else colour,
-                         point_size=5, render_points_as_spheres=True)
+            p.add_points(np.asarray(pts, dtype=np.float32), color="#3fd0ff" if opacity == 1.0 else colour,
+                         point_size=4, render_points_as_spheres=True)
             note.append(f"{len(pts)} points")
         if mesh is None and pts is None:
             note.append("no mesh or points")

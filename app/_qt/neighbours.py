@@ -40,6 +40,8 @@ class _Tile(QFrame):
         text.setStyleSheet("font-size: 9pt")
         lay.addWidget(img)
         lay.addWidget(text)
+        lay.addStretch(1)
+        self.setFixedWidth(pixmap.width() + 16 if pixmap is not None else 100)
 
     def mousePressEvent(self, ev):
         self.clicked.emit(self.sid)

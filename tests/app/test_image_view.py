@@ -1,0 +1,83 @@
+"""napari image view: follows the current sample; 2D/3D, window/level presets, label map and
+residual overlays; renders something."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.app.conftest import nonblank
+
+
+@pytest.fixture
+def image_view(qtbot, model):
+    from app._qt.image_view import ImageView
+    from app.components import Selection
+
+    sel = Selection()
+    view = ImageView(model, sel)
+    qtbot.addWidget(view)
+    view.resize(700, 600)
+    view.show()
+    qtbot.waitExposed(view)
+    yield view, sel
+    view.close_viewer()
+
+
+def test_follows_current_sample_and_shows_mask_volume(qtbot, image_view, project_copy):
+    view, sel = image_view
+    _, info = project_copy
+    sid = info["mask_ids"][0]
+    with qtbot.waitSignal(view.shown, timeout=10000):
+        sel.select([sid], current=sid)
+    layer = view.layer("image")
+    assert layer.data.shape == (64, 64, 64)
+    np.testing.assert_array_equal(layer.data, view.model.project.load_sample_array(sid))
+    assert view.viewer.dims.current_step[0] == 32  # middle slice, not the first
+    assert sid in view.info.text()
+    shot = view.screenshot()
+    assert nonblank(shot), "image canvas is blank"
+    # next sample: same geometry, data replaced in place
+    sid2 = info["mask_ids"][1]
+    sel.set_current(sid2)
+    assert view.sample_id == sid2
+    np.testing.assert_array_equal(view.layer("image").data, view.model.project.load_sample_array(sid2))
+
+
+def test_ct_presets_overlays_and_3d(qtbot, image_view, project_copy):
+    view, sel = image_view
+    _, info = project_copy
+    ct = info["ct_id"]
+    sel.select([ct], current=ct)
+    assert view.layer("image").data.shape == (30, 101, 122)
+    # organ label map and residual heatmap overlays
+    labels = view.layer("labels")
+    assert labels is not None and labels.data.max() == 117
+    assert view.layer("residual") is not None
+    assert view.layer("image").scale.tolist() == [3.0, 3.0, 3.0]
+    view.set_preset("lung")
+    assert tuple(view.layer("image").contrast_limits) == pytest.approx((-1350.0, 150.0))
+    view.set_preset("brain")
+    assert tuple(view.layer("image").contrast_limits) == pytest.approx((0.0, 80.0))
+    view.show_mask.setChecked(False)
+    assert not view.layer("labels").visible
+    view.show_mask.setChecked(True)
+    assert nonblank(view.screenshot())
+    # volume rendering and back to slices
+    view.mode3d.setChecked(True)
+    assert view.viewer.dims.ndisplay == 3
+    qtbot.wait(200)
+    assert nonblank(view.screenshot()), "3D rendering is blank"
+    view.mode3d.setChecked(False)
+    assert view.viewer.dims.ndisplay == 2
+    st = view.state()
+    assert st["preset"].startswith("CT brain")
+
+
+def test_bad_sample_reports_instead_of_raising(qtbot, image_view, project_copy):
+    view, sel = image_view
+    _, info = project_copy
+    sid = info["mask_ids"][0]
+    f = view.model.project.path / view.model.samples.at[sid, "data_file"]
+    f.write_bytes(b"not an npy file")
+    sel.select([sid], current=sid)
+    assert "cannot show" in view.info.text()
