@@ -24,6 +24,7 @@ import numpy as np
 
 from ..jobs.progress import Progress, RateMeter
 from ..project import Project, SampleRecord, make_id
+from ..project.store import DB_NAME
 from . import labelmaps
 from .dicom import is_dicom, read_dicom_series, series_in_folder
 from .manifest import ManifestRow
@@ -101,8 +102,13 @@ def default_dataset(path: Path) -> str:
 def _plan_folder(folder: Path, dataset: str | None, report: ImportReport) -> list[_Unit]:
     units: list[_Unit] = []
     for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         d = Path(dirpath)
+        if (d / DB_NAME).exists():
+            # A LatentMap project (maybe the one being imported into): its files are not data.
+            report.ignored.append(str(d / DB_NAME))
+            dirnames[:] = []
+            continue
+        dirnames[:] = sorted(x for x in dirnames if not x.startswith("."))
         units.extend(_plan_files(d, [d / f for f in sorted(filenames)], dataset, report))
     return units
 
