@@ -1,0 +1,430 @@
+"""DeepDiffusion (Furuya & Ohbuchi 2022) as used for inner-ear shapes (López Diez et al. 2023).
+
+A PointNet encoder and a trainable memory ``M`` (one row per training shape, the "intrinsic
+features") are optimised together with the latent manifold ranking (LMR) loss, so that cosine
+distance between features ranks shapes the way diffusion on the feature manifold would.
+
+The loss is a pure function at the top (``lmr_loss``); the method class is below.
+
+Scaling: the reference computes softmax(M M^T) for all N memory rows although only the rows of
+the batch's kNN are used. Here only the B rows softmax(f_b M^T) and the B*k neighbour rows
+softmax(m_n M^T) are formed, so a step costs O((B + B k) N D) time and O((B + B k) N) memory.
+The reference variant has a hand-written backward that fuses the softmax/clip/renormalise/KL
+chain and needs two matrix products for the gradient (autograd needs several more).
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+try:  # torch is imported lazily by the registry; importing this module needs it
+    import torch
+    import torch.nn.functional as F
+except ImportError as exc:  # pragma: no cover - torch is a hard dependency of the engine
+    raise ImportError("core.methods.deepdiffusion needs torch") from exc
+
+from ..jobs import Progress, RateMeter
+from .base import Method
+
+_CLIP = 1e-6  # the reference clips ranking vectors to [1e-6, 1] before renormalising
+
+
+# ====================================================================================== loss
+def l2_normalise(h: "torch.Tensor") -> "torch.Tensor":
+    """The reference's ``l2normalize``: (h + 1e-8) / sqrt(max(|h + 1e-8|^2, 1e-12))."""
+    x = h + 1e-8
+    return x / torch.sqrt(torch.clamp((x * x).sum(1, keepdim=True), min=1e-12))
+
+
+def _neighbours(score: "torch.Tensor", k: int):
+    """Padded kNN per row: entries >= the k-th largest of the row (ties can give more than k).
+
+    Returns (idx B x K, valid B x K). ``topk`` with K = the largest tie-extended count holds every
+    selected entry of every row, because selected entries are >= the k-th value and the others
+    are below it; rows with fewer selected entries are padded with unselected ones (valid False).
+    """
+    n = score.shape[1]
+    k = max(1, min(int(k), n))
+    with torch.no_grad():
+        kth = torch.topk(score, k, dim=1).values[:, -1:]
+        mask = score >= kth
+        width = int(mask.sum(1).max())
+        idx = torch.topk(score, width, dim=1).indices
+        valid = mask.gather(1, idx)
+    return idx, valid
+
+
+def _ranking(z: "torch.Tensor"):
+    """Softmax, clip to [1e-6, 1], renormalise (tf ``Categorical(probs)``): (P, X, log X, s)."""
+    p = torch.softmax(z, dim=-1)
+    pc = p.clamp(_CLIP, 1.0)
+    s = pc.sum(-1, keepdim=True)
+    x = pc / s
+    return p, x, torch.log(x), s
+
+
+def _ranking_backward(g, p, x, s):
+    """Gradient through renormalise, clip and softmax (the chain of ``_ranking``)."""
+    g = (g - (g * x).sum(-1, keepdim=True)) / s
+    g = g * ((p >= _CLIP) & (p <= 1.0))
+    return p * (g - (g * p).sum(-1, keepdim=True))
+
+
+def _norm_clipped(x):
+    """The reference's cosine norms: sqrt(clip(|x|^2, 1e-8, 1e8)) and where the clip passes."""
+    ss = (x * x).sum(-1)
+    return torch.sqrt(ss.clamp(1e-8, 1e8)), (ss >= 1e-8) & (ss <= 1e8)
+
+
+class _ReferenceLMR(torch.autograd.Function):
+    """Fitting and smoothness terms of takahikof/DeepDiffusion ``define_loss`` on (f, M).
+
+    Forward and backward are written out so the N-wide work is a few fused passes over the
+    (B + B k) x N ranking rows and three (B + B k) x N x D matrix products in all.
+    """
+
+    @staticmethod
+    def forward(ctx, f, memory, source_idx, k):
+        b = f.shape[0]
+        z_b = f @ memory.T                                              # B x N logits
+        nf, nf_ok = _norm_clipped(f)
+        nm, nm_ok = _norm_clipped(memory)
+        sim = (1.0 + z_b / (nf[:, None] * nm[None, :])) / 2.0           # (1 + cos) / 2
+        idx, valid = _neighbours(sim, k)
+        w = sim.gather(1, idx)
+        valid = valid & (w != 0)  # the reference keeps the nonzero entries of the k-sparse matrix
+        kk = idx.shape[1]
+        q_nb = memory.index_select(0, idx.reshape(-1))                   # B*K x D
+        z_nb = (q_nb @ memory.T).view(b, kk, -1)                         # B x K x N
+        p_a, a, la, s_a = _ranking(z_b)
+        # neighbour rows in place: they are the N-wide bulk of the work
+        p_n = z_nb.sub_(z_nb.amax(-1, keepdim=True)).exp_()  # softmax in place
+        p_n.div_(p_n.sum(-1, keepdim=True))
+        bn = p_n.clamp(_CLIP, 1.0)
+        s_n = bn.sum(-1, keepdim=True)
+        bn.div_(s_n)
+        lb = torch.log(bn)
+        # KL(a||b) + KL(b||a) = sum a log a + sum b log b - <b, log a> - <a, log b>, as products
+        h_a = (a * la).sum(-1)
+        h_b = torch.linalg.vecdot(bn, lb)
+        b_la = torch.bmm(bn, la[:, :, None]).squeeze(-1)
+        a_lb = torch.bmm(lb, a[:, :, None]).squeeze(-1)
+        d = (h_a[:, None] + h_b - b_la - a_lb) * valid
+        smooth = (w * d).sum()
+        lse = torch.logsumexp(z_b, dim=1)
+        fit = (lse - z_b.gather(1, source_idx[:, None]).squeeze(1)).sum()
+        ctx.save_for_backward(f, memory, source_idx, z_b, nf, nf_ok, nm, nm_ok, idx, valid, w, d,
+                              q_nb, p_a, a, la, s_a, p_n, bn, lb, s_n, h_b, b_la)
+        return fit, smooth
+
+    @staticmethod
+    def backward(ctx, g_fit, g_smooth):
+        (f, memory, source_idx, z_b, nf, nf_ok, nm, nm_ok, idx, valid, w, d,
+         q_nb, p_a, a, la, s_a, p_n, bn, lb, s_n, h_b, b_la) = ctx.saved_tensors
+        b, kk = idx.shape
+        n = memory.shape[0]
+        wv = (w * valid) * g_smooth                                     # B x K
+        # d/dA of sum_j w_j KLsym(A, B_j), without B x K x N temporaries
+        g_a = wv.sum(1, keepdim=True) * (la + 1.0) \
+            - torch.bmm(wv[:, None, :], lb).squeeze(1) \
+            - torch.bmm(wv[:, None, :], bn).squeeze(1) / a
+        g_zb = _ranking_backward(g_a, p_a, a, s_a)
+        # d/dB_j = w_j (log B_j + 1 - log A - A / B_j); through the renormalisation the row
+        # constant becomes 1 - H(B_j) + <log A, B_j> (sum A = 1): fused, in place
+        c = (1.0 - h_b + b_la)[:, :, None]
+        g = torch.sub(lb, la[:, None, :])
+        g.addcdiv_(a[:, None, :].expand_as(bn), bn, value=-1.0)
+        g.add_(c).mul_(wv[:, :, None] / s_n)
+        g.masked_fill_(p_n < _CLIP, 0.0)  # softmax values never exceed 1: only the low clip bites
+        g.sub_(torch.linalg.vecdot(g, p_n)[:, :, None]).mul_(p_n)
+        g_zn = g.view(b * kk, n)
+        # fitting term: softmax - onehot
+        soft = torch.softmax(z_b, dim=1)
+        soft[torch.arange(b, device=f.device), source_idx] -= 1.0
+        g_zb = g_zb + g_fit * soft
+        # the weights (1 + cos) / 2 carry gradient too (into the logits and both norms)
+        g_w = g_smooth * d                                              # zero where invalid
+        nm_sel = nm[idx]
+        z_sel = z_b.gather(1, idx)
+        t = g_w / (2.0 * nf[:, None] * nm_sel)                          # d sim / d z
+        g_zb.scatter_add_(1, idx, t)
+        tz = t * z_sel
+        g_nf = -(tz / nf[:, None]).sum(1) * nf_ok
+        g_nm_sel = -(tz / nm_sel) * nm_ok[idx]
+        # logits z_b = f M^T, z_nb = M[idx] M^T
+        grad_m = g_zb.T @ f
+        grad_m.addmm_(g_zn.T, q_nb)
+        grad_f = g_zb @ memory + (g_nf / nf)[:, None] * f
+        g_q = g_zn @ memory
+        g_q += (g_nm_sel / nm_sel).reshape(-1, 1) * q_nb
+        grad_m.index_add_(0, idx.reshape(-1), g_q)
+        return grad_f, grad_m, None, None
+
+
+def _paper_lmr(f, memory, source_idx, k):
+    """The inner-ear paper's formula: kNN and weights by w = f_b m_n^T, unclipped softmax,
+    Jensen-Shannon divergence 0.5 KL(a||m) + 0.5 KL(b||m), m = (a + b) / 2, sums over the batch."""
+    z_b = f @ memory.T
+    idx, valid = _neighbours(z_b, k)
+    b, kk = idx.shape
+    w = z_b.gather(1, idx) * valid
+    a = torch.softmax(z_b, dim=1)[:, None, :]
+    bn = torch.softmax((memory.index_select(0, idx.reshape(-1)) @ memory.T).view(b, kk, -1), dim=-1)
+    m = 0.5 * (a + bn)
+    lm = torch.log(m)
+    js = 0.5 * (a * (torch.log(a) - lm)).sum(-1) + 0.5 * (bn * (torch.log(bn) - lm)).sum(-1)
+    smooth = (w * js).sum()
+    fit = (torch.logsumexp(z_b, 1) - z_b.gather(1, source_idx[:, None]).squeeze(1)).sum()
+    return fit, smooth
+
+
+def lmr_loss(h, memory, source_idx, k: int, lam: float, variant: str = "reference"):
+    """Latent manifold ranking loss. Returns ``(loss, loss_fitting, loss_smoothness)``.
+
+    ``h``: B x D encoder output before l2 normalisation; ``memory``: N x D intrinsic features;
+    ``source_idx``: B indices of each sample's own memory row (its diffusion source).
+    loss = loss_fitting + lam * loss_smoothness, both summed over the batch.
+
+    ``variant="reference"`` is takahikof/DeepDiffusion: kNN = entries >= the k-th largest
+    (1 + cos) / 2 similarity (ties kept), weights = those similarities (with gradient),
+    ranking vectors softmax clipped to [1e-6, 1] and renormalised, dissimilarity = KL(a||b) +
+    KL(b||a). ``variant="paper"`` is the inner-ear paper's formula: kNN and weights by the dot
+    product f_b m_n^T, plain softmax, Jensen-Shannon divergence.
+
+    Always computed in float32 or wider (autocast is switched off inside).
+    """
+    if variant not in ("reference", "paper"):
+        raise ValueError(f"lmr_loss: unknown variant {variant!r} (reference | paper)")
+    if h.ndim != 2 or memory.ndim != 2 or h.shape[1] != memory.shape[1]:
+        raise ValueError(f"lmr_loss: h {tuple(h.shape)} and memory {tuple(memory.shape)} must be "
+                         "B x D and N x D")
+    src = torch.as_tensor(source_idx, device=h.device).long().reshape(-1)
+    if src.shape[0] != h.shape[0]:
+        raise ValueError(f"lmr_loss: {src.shape[0]} source indices for a batch of {h.shape[0]}")
+    with torch.autocast(device_type=h.device.type, enabled=False):
+        dtype = torch.promote_types(torch.promote_types(h.dtype, memory.dtype), torch.float32)
+        f = l2_normalise(h.to(dtype))
+        mem = memory.to(dtype)
+        if variant == "reference":
+            fit, smooth = _ReferenceLMR.apply(f, mem, src, int(k))
+        else:
+            fit, smooth = _paper_lmr(f, mem, src, int(k))
+    return fit + lam * smooth, fit, smooth
+
+
+# ====================================================================================== method
+def _as_points(data, where: str = "DeepDiffusion"):
+    x = data.x if hasattr(data, "x") else data
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 3 or x.shape[-1] != 3:
+        raise ValueError(f"{where}: expected point clouds N x P x 3 (the project's 'points' array, "
+                         f"from core.preprocess.shapes.compute_points), got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError(f"{where}: point clouds contain NaN or inf values")
+    return x
+
+
+class DeepDiffusion(Method):
+    """PointNet + latent manifold ranking, trained without labels on point clouds.
+
+    Hyperparameters (scikit-learn style, stored under the same names):
+    ``epochs``, ``batch_size`` (paper: 8), ``lr`` (Adam learning rate; default 1e-4 as in both
+    public implementations: the inner-ear paper's 1e-8 is almost surely a typo, nothing
+    trains at that rate), ``lam`` and ``k`` (LMR balance and kNN size; paper: 0.6 and 10),
+    ``out_dim`` (feature size; paper: 254), ``augment`` (the paper's affine augmentation with
+    probability 0.8), ``seed``, ``device`` ("auto" = CUDA with bf16 autocast when present),
+    ``eval_every`` (retrieval mAP on the labelled val split every that many epochs; 0 = never),
+    ``loss_variant`` ("reference" = takahikof/DeepDiffusion's loss, "paper" = the paper's formula).
+
+    The memory (one row per training sample) is initialised from a first forward pass over all
+    training samples (l2-normalised) and then trained by the same Adam as the encoder. Each
+    epoch drops the last incomplete batch, as the reference does (BatchNorm needs >= 2).
+    Learned state: ``encoder_``, ``memory_``, ``train_ids_``.
+    """
+
+    name = "deepdiffusion"
+    input_kind = "points"
+    param_choices = {"loss_variant": ("reference", "paper")}
+    param_help = {
+        "epochs": "passes over the training shapes",
+        "batch_size": "shapes per step (paper: 8)",
+        "lr": "Adam learning rate (paper prints 1e-8: a typo; public code uses 1e-4)",
+        "lam": "weight of the smoothness term (paper: 0.6)",
+        "k": "neighbours in the latent manifold ranking (paper: 10)",
+        "out_dim": "feature dimension (paper: 254)",
+        "augment": "random affine augmentation with probability 0.8",
+        "seed": "random seed (runs repeat exactly on the CPU)",
+        "device": "auto | cpu | cuda",
+        "eval_every": "retrieval mAP on the val split every N epochs (0: never)",
+        "loss_variant": "reference (original code) or paper (formula as printed)",
+    }
+
+    def __init__(self, *, epochs: int = 300, batch_size: int = 8, lr: float = 1e-4, lam: float = 0.6,
+                 k: int = 10, out_dim: int = 254, augment: bool = True, seed: int = 0,
+                 device: str = "auto", eval_every: int = 10, loss_variant: str = "reference"):
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.lam = lam
+        self.k = k
+        self.out_dim = out_dim
+        self.augment = augment
+        self.seed = seed
+        self.device = device
+        self.eval_every = eval_every
+        self.loss_variant = loss_variant
+
+    # ---------------------------------------------------------------- pieces
+    def _check_params(self):
+        if self.loss_variant not in self.param_choices["loss_variant"]:
+            raise ValueError(f"DeepDiffusion: loss_variant must be reference or paper, got {self.loss_variant!r}")
+        for name in ("epochs", "batch_size", "k", "out_dim"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"DeepDiffusion: {name} must be >= 1, got {getattr(self, name)!r}")
+
+    def _build(self):
+        from ..device import pick_device
+        from ..models.pointnet import PointNetEncoder
+
+        self.device_ = pick_device(self.device)
+        torch.manual_seed(int(self.seed))
+        self.encoder_ = PointNetEncoder(int(self.out_dim)).to(self.device_)
+
+    def _generator(self, *parts) -> "torch.Generator":
+        # One generator per (seed, epoch, step): a resumed run draws exactly what it would have.
+        g = torch.Generator()
+        g.manual_seed(int(np.random.SeedSequence([int(self.seed), *parts]).generate_state(1)[0]))
+        return g
+
+    @torch.no_grad()
+    def _features(self, points: np.ndarray, batch: int = 64) -> "torch.Tensor":
+        from ..device import autocast
+
+        self.encoder_.eval()
+        out = []
+        for i in range(0, len(points), batch):
+            x = torch.from_numpy(points[i:i + batch]).to(self.device_)
+            with autocast(self.device_):
+                h = self.encoder_(x)
+            out.append(l2_normalise(h.float()))
+        return torch.cat(out) if out else torch.zeros(0, int(self.out_dim), device=self.device_)
+
+    def _make_optimizer(self):
+        self.optimizer_ = torch.optim.Adam(list(self.encoder_.parameters()) + [self.memory_], lr=float(self.lr))
+
+    def _evaluate(self, val_x, val_y) -> dict:
+        from ..metrics.retrieval import retrieval_map
+
+        feats = self._features(val_x).cpu().numpy()
+        r = retrieval_map(feats, val_y, curve=False)
+        return {"val_map": r.map, "val_map_balanced": r.map_balanced}
+
+    # ---------------------------------------------------------------- the contract
+    def steps(self, data, *, resume: dict | None = None):
+        from ..device import autocast, seed_everything
+        from ..preprocess.shapes import augment_points_torch
+
+        self._check_params()
+        points = _as_points(data)
+        split = np.asarray(getattr(data, "split", None) if getattr(data, "split", None) is not None
+                           else [""] * len(points))
+        ids = np.asarray(getattr(data, "ids", np.arange(len(points)).astype(str)))
+        train_mask = split == "train"
+        if not train_mask.any():  # no split information: train on everything given
+            train_mask = np.ones(len(points), dtype=bool)
+        train_x = np.ascontiguousarray(points[train_mask])
+        n_train = len(train_x)
+        if n_train < 2:
+            raise ValueError(f"DeepDiffusion needs at least 2 training shapes, got {n_train}")
+        val_x = val_y = None
+        y = getattr(data, "y", None)
+        if y is not None and int(self.eval_every) > 0:
+            labelled = np.asarray(data.labelled)
+            vmask = (split == "val") & labelled
+            if vmask.sum() >= 2:
+                val_x, val_y = points[vmask], np.asarray(data.class_index)[vmask]
+
+        seed_everything(int(self.seed))
+        self._build()
+        if resume is not None:
+            self.load_state_dict(resume)
+            if int(resume.get("n_train", n_train)) != n_train:
+                raise ValueError(f"DeepDiffusion: checkpoint was trained on {resume['n_train']} shapes, "
+                                 f"the data has {n_train} training shapes")
+        else:
+            self.memory_ = torch.nn.Parameter(self._features(train_x).float().contiguous())
+            self._make_optimizer()
+            self.epoch_, self.step_, self.global_step_ = 0, 0, 0
+            self.train_ids_ = ids[train_mask]
+        self.n_train_ = n_train
+
+        bs = min(int(self.batch_size), n_train)
+        spe = max(1, n_train // bs)
+        n_epochs = int(self.epochs)
+        meter = RateMeter(total_steps=n_epochs * spe - self.global_step_)
+        train_t = torch.from_numpy(train_x)
+        while self.epoch_ < n_epochs:
+            epoch = self.epoch_
+            perm = torch.randperm(n_train, generator=self._generator(epoch))
+            for step in range(self.step_, spe):
+                idx = perm[step * bs:(step + 1) * bs]
+                x = train_t[idx].to(self.device_)
+                if self.augment:
+                    x = augment_points_torch(x, generator=self._generator(epoch, step, 1), p=0.8)
+                self.encoder_.train()
+                with autocast(self.device_):
+                    h = self.encoder_(x)
+                loss, fit, smooth = lmr_loss(h.float(), self.memory_, idx.to(self.device_), int(self.k),
+                                             float(self.lam), variant=self.loss_variant)
+                self.optimizer_.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer_.step()
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"DeepDiffusion: loss became {loss.item()} at epoch {epoch}, "
+                                             f"step {step}; lower lr")
+                last = step + 1 == spe
+                self.global_step_ += 1
+                self.epoch_, self.step_ = (epoch + 1, 0) if last else (epoch, step + 1)
+                metrics = {}
+                if last and val_x is not None and ((epoch + 1) % int(self.eval_every) == 0
+                                                   or epoch + 1 == n_epochs):
+                    metrics = self._evaluate(val_x, val_y)
+                rate, eta = meter.update(len(idx))
+                yield Progress(epoch=epoch, step=step + 1, global_step=self.global_step_,
+                               n_epochs=n_epochs, steps_per_epoch=spe,
+                               losses={"loss": loss.item(), "fit": fit.item(), "smooth": smooth.item()},
+                               metrics=metrics, samples_per_s=rate, eta_s=eta, epoch_end=last)
+
+    def transform(self, data) -> np.ndarray:
+        """l2-normalised features (N x out_dim float32) for any point clouds, seen or not."""
+        if getattr(self, "encoder_", None) is None:
+            raise RuntimeError("DeepDiffusion.transform: fit the method or load a checkpoint first")
+        return self._features(_as_points(data, "DeepDiffusion.transform")).cpu().numpy().astype(np.float32)
+
+    def state_dict(self) -> dict:
+        return {"params": self.get_params(), "encoder": self.encoder_.state_dict(),
+                "memory": self.memory_.detach().cpu(), "optimizer": self.optimizer_.state_dict(),
+                "epoch": self.epoch_, "step": self.step_, "global_step": self.global_step_,
+                "n_train": self.n_train_, "train_ids": [str(s) for s in self.train_ids_],
+                "torch_rng": torch.get_rng_state()}
+
+    def load_state_dict(self, state: dict) -> "DeepDiffusion":
+        for key in ("encoder", "memory", "epoch", "step"):
+            if key not in state:
+                raise ValueError(f"DeepDiffusion checkpoint has no {key!r} entry")
+        if getattr(self, "encoder_", None) is None:
+            self._build()
+        self.encoder_.load_state_dict(state["encoder"])
+        self.memory_ = torch.nn.Parameter(state["memory"].to(self.device_).float().contiguous())
+        self._make_optimizer()
+        if state.get("optimizer") is not None:
+            self.optimizer_.load_state_dict(state["optimizer"])
+        self.epoch_, self.step_ = int(state["epoch"]), int(state["step"])
+        self.global_step_ = int(state.get("global_step", 0))
+        self.n_train_ = int(state.get("n_train", self.memory_.shape[0]))
+        self.train_ids_ = np.asarray(state.get("train_ids", []), dtype=str)
+        if "torch_rng" in state:
+            torch.set_rng_state(state["torch_rng"])
+        return self
