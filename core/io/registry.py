@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-# Files that sit beside data but are not samples: skipped silently (reported as "ignored").
+# Files that sit beside data but are not samples (notes, label tables, the pixel files of a
+# MetaImage .mhd header): skipped silently, counted as "ignored".
 IGNORED_PATTERNS = ("*.md", "*.txt", "*.json", "*.py", "*.yaml", "*.yml", "*.html", "*.pdf",
-                    "*.log", ".*", "thumbs.db", "*.sha256", "*.md5", "license*", "readme*")
+                    "*.log", "*.raw", "*.zraw", ".*", "thumbs.db", "*.sha256", "*.md5", "license*", "readme*")
 
 
 @dataclass(frozen=True)

@@ -39,18 +39,87 @@ def guess_modality(path) -> str:
     return ""
 
 
+def _nifti_header(head: bytes):
+    """(data offset, bytes of voxel data) from a NIfTI-1 or NIfTI-2 header, or None."""
+    import struct
+
+    for endian in ("<", ">"):
+        size = struct.unpack(endian + "i", head[:4])[0]
+        if size == 348 and len(head) >= 348:
+            dims = struct.unpack(endian + "8h", head[40:56])
+            bitpix = struct.unpack(endian + "h", head[72:74])[0]
+            offset = int(struct.unpack(endian + "f", head[108:112])[0])
+            break
+        if size == 540 and len(head) >= 540:
+            bitpix = struct.unpack(endian + "h", head[14:16])[0]
+            dims = struct.unpack(endian + "8q", head[16:80])
+            offset = struct.unpack(endian + "q", head[168:176])[0]
+            break
+    else:
+        return None
+    ndim = dims[0]
+    if not 1 <= ndim <= 7 or bitpix <= 0:
+        return None
+    n = 1
+    for d in dims[1 : ndim + 1]:
+        n *= max(int(d), 1)
+    return max(offset, 352 if size == 348 else 544), n * bitpix // 8
+
+
+def check_nifti_complete(path: Path) -> None:
+    """ITK reads a truncated NIfTI without complaint (the missing voxels become zeros), so
+    compare the bytes present with what the header promises, and decompress .gz to the end."""
+    import gzip
+    import zlib
+
+    gz = path.name.lower().endswith(".gz")
+    try:
+        if gz:
+            with gzip.open(path, "rb") as fh:
+                head = fh.read(544)
+                total = len(head)
+                while chunk := fh.read(1 << 22):
+                    total += len(chunk)
+        else:
+            with open(path, "rb") as fh:
+                head = fh.read(544)
+            total = path.stat().st_size
+    except (EOFError, OSError, zlib.error) as exc:
+        raise ReadError(path, f"cannot read image (truncated or corrupt?): {exc}") from exc
+    info = _nifti_header(head)
+    if info is None:
+        raise ReadError(path, "cannot read image (truncated or corrupt?): not a NIfTI header")
+    offset, nbytes = info
+    if total < offset + nbytes:
+        raise ReadError(path, f"cannot read image (truncated or corrupt?): the header promises "
+                              f"{nbytes} bytes of voxels after byte {offset}, the file has "
+                              f"{max(total - offset, 0)}")
+
+
 def read_sitk_image(path):
     import SimpleITK as sitk
 
     path = Path(path)
     if path.stat().st_size == 0:
         raise ReadError(path, "empty file (0 bytes)")
+    if ".nii" in path.name.lower():
+        check_nifti_complete(path)
     try:
         return sitk.ReadImage(str(path))
     except RuntimeError as exc:
-        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
-        detail = lines[-1] if lines else "unknown error"
-        raise ReadError(path, f"cannot read image (truncated or corrupt?): {detail}") from exc
+        raise ReadError(path, f"cannot read image (truncated or corrupt?): {itk_reason(exc)}") from exc
+
+
+def itk_reason(exc: Exception) -> str:
+    """The informative line of an ITK exception, without source paths and object addresses."""
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    for i, ln in enumerate(lines):
+        if "ERROR:" in ln:
+            rest = [re.sub(r"^.*?ERROR:\s*\w+\(0x[0-9a-f]+\):\s*", "", ln)] + lines[i + 1 : i + 3]
+            # ITK appends a stale errno ("No such file or directory") to files that do exist.
+            rest = [r for r in rest if not r.startswith("Reason: No such file")]
+            return " ".join(rest)[:300]
+    return lines[-1] if lines else "unknown error"
 
 
 @register("volume", *VOLUME_PATTERNS)

@@ -125,6 +125,25 @@ def test_every_nifti_sample_imports(tmp_path, name, shape, frames):
         assert df["geometry"].iloc[0]["spacing"] == pytest.approx([2.0, 2.0, 2.2], abs=1e-3)
 
 
+@pytest.mark.parametrize("ext", ["nrrd", "mha", "mhd"])
+def test_nrrd_and_metaimage_volumes(tmp_path, ext):
+    import SimpleITK as sitk
+
+    src = sitk.ReadImage(str(need(DATA / "nifti_samples" / "anatomical.nii")))
+    path = tmp_path / f"t1.{ext}"
+    sitk.WriteImage(src, str(path), True)
+    project = Project.create(tmp_path / "p")
+    report = import_source(project, path)
+    assert report.imported == 1 and not report.skipped
+    s = project.samples().iloc[0]
+    assert s["kind"] == "volume" and s["shape"] == [25, 41, 33]
+    assert s["geometry"]["spacing"] == pytest.approx(list(src.GetSpacing()))
+    assert s["geometry"]["origin"] == pytest.approx(list(src.GetOrigin()))
+    assert s["geometry"]["direction"] == pytest.approx(list(src.GetDirection()))
+    assert s["geometry"]["array_spacing"] == pytest.approx(list(src.GetSpacing())[::-1])
+    np.testing.assert_array_equal(project.load_sample_array(s["id"]), sitk.GetArrayFromImage(src))
+
+
 @pytest.fixture(scope="module")
 def totalseg(tmp_path_factory):
     project = Project.create(tmp_path_factory.mktemp("ts") / "p")
