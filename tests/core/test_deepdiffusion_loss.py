@@ -1,0 +1,91 @@
+"""LMR loss against the reference vectors (takahikof TF code and the paper's formula)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REFERENCE, load_reference
+from core.methods.deepdiffusion import lmr_loss
+
+VARIANTS = {"tf": "reference", "formula": "paper"}
+
+
+def _cases():
+    names = sorted(p.name for p in REFERENCE.glob("deepdiffusion_*.npz")) if REFERENCE.exists() else []
+    cases = [n for n in names if n.split("_")[1] in VARIANTS]
+    return cases or ["deepdiffusion_tf_init.npz", "deepdiffusion_formula_init.npz"]
+
+
+def _rel(a, b):
+    return float(np.abs(np.asarray(a, np.float64) - b).max() / max(np.abs(b).max(), 1e-12))
+
+
+@pytest.mark.parametrize("name", _cases())
+def test_loss_matches_reference(name):
+    d = load_reference(name)
+    variant = VARIANTS[name.split("_")[1]]
+    h = torch.tensor(d["h"], dtype=torch.float32, requires_grad=True)
+    memory = torch.tensor(d["M"], dtype=torch.float32, requires_grad=True)
+    loss, fit, smooth = lmr_loss(h, memory, torch.as_tensor(d["source_idx"]), int(d["k"]),
+                                 float(d["lam"]), variant=variant)
+    assert loss.item() == pytest.approx(float(d["loss"]), rel=1e-5)
+    assert fit.item() == pytest.approx(float(d["loss_fitting"]), rel=1e-5)
+    assert smooth.item() == pytest.approx(float(d["loss_smoothness"]), rel=1e-5, abs=1e-6)
+    gh, gm = torch.autograd.grad(loss, [h, memory])
+    assert _rel(gh.numpy(), d["grad_h"]) < 1e-4
+    assert _rel(gm.numpy(), d["grad_M"]) < 1e-4
+
+
+def _autograd_reference(h, memory, src, k, lam):
+    """Plain autograd transcription of the TF graph (full kNN mask, dense pairs): the oracle."""
+    x = h + 1e-8
+    f = x / torch.sqrt(torch.clamp((x * x).sum(1, keepdim=True), min=1e-12))
+    nf = torch.sqrt(torch.clamp((f * f).sum(1, keepdim=True), 1e-8, 1e8))
+    nm = torch.sqrt(torch.clamp((memory * memory).sum(1), 1e-8, 1e8))
+    logits = f @ memory.T
+    s = (1 + logits / (nf * nm)) / 2
+    kth = torch.topk(s, min(k, s.shape[1]), dim=1).values[:, -1:]
+    bi, ni = (s >= kth).nonzero(as_tuple=True)
+    a = torch.softmax(f[bi] @ memory.T, 1).clamp(1e-6, 1)
+    b = torch.softmax(memory[ni] @ memory.T, 1).clamp(1e-6, 1)
+    a, b = a / a.sum(1, keepdim=True), b / b.sum(1, keepdim=True)
+    d = (a * (a.log() - b.log())).sum(1) + (b * (b.log() - a.log())).sum(1)
+    smooth = (s[bi, ni] * d).sum()
+    fit = (torch.logsumexp(logits, 1) - logits[torch.arange(len(src)), src]).sum()
+    return fit + lam * smooth
+
+
+@pytest.mark.parametrize("n,d,b,k,lam,scale", [(16, 6, 8, 10, 0.6, 1.5), (12, 8, 4, 3, 1.0, 1.0),
+                                               (20, 5, 3, 25, 0.3, 3.0)])
+def test_reference_variant_general_sizes_and_ties(n, d, b, k, lam, scale):
+    g = torch.Generator().manual_seed(n * 100 + k)
+    memory0 = torch.randn(n, d, generator=g, dtype=torch.float64) * scale  # unnormalised memory
+    memory0[1] = memory0[0]                                                # tied neighbours
+    h0 = torch.randn(b, d, generator=g, dtype=torch.float64)
+    h0[0] = memory0[0] * 2.0                                                # a sample tied twice
+    src = torch.randperm(n, generator=g)[:b]
+    out = []
+    for fn in (lambda hh, mm: lmr_loss(hh, mm, src, k, lam)[0],
+               lambda hh, mm: _autograd_reference(hh, mm, src, k, lam)):
+        hh, mm = h0.clone().requires_grad_(), memory0.clone().requires_grad_()
+        loss = fn(hh, mm)
+        out.append((loss.item(), *torch.autograd.grad(loss, [hh, mm])))
+    assert out[0][0] == pytest.approx(out[1][0], rel=1e-10)
+    assert torch.allclose(out[0][1], out[1][1], rtol=1e-8, atol=1e-12)
+    assert torch.allclose(out[0][2], out[1][2], rtol=1e-8, atol=1e-12)
+
+
+def test_reference_backward_gradcheck():
+    g = torch.Generator().manual_seed(3)
+    h = torch.randn(3, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    memory = torch.randn(7, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    src = torch.tensor([0, 4, 6])
+    assert torch.autograd.gradcheck(lambda a, m: lmr_loss(a, m, src, 3, 0.7), (h, memory))
+
+
+def test_bad_input_is_named():
+    with pytest.raises(ValueError, match="variant"):
+        lmr_loss(torch.zeros(2, 3), torch.zeros(4, 3), [0, 1], 2, 1.0, variant="nope")
+    with pytest.raises(ValueError, match="source indices"):
+        lmr_loss(torch.zeros(2, 3), torch.zeros(4, 3), [0], 2, 1.0)
