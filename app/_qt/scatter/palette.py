@@ -85,10 +85,6 @@ class Coding:
         v = self._labels[i]
         return "–" if not np.isfinite(v) else f"{v:.4g}"
 
-    def rgb(self) -> np.ndarray:
-        """``(n, 3)`` float32 per point colours (0..1)."""
-        return (self.colours[self.codes].astype(np.float32) / 255.0)
-
 
 def code_values(values, categorical: bool, *, n_bins: int = 256) -> Coding:
     """Turn a column's values into per point colour codes (see :class:`Coding`)."""

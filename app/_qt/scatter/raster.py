@@ -2,10 +2,9 @@
 
 A pyqtgraph ``ScatterPlotItem`` draws every marker with QPainter on every repaint (about a
 second at 1M points). Instead, while many points are in view, the visible points are binned
-into a screen-sized grid with ``np.bincount`` (a count and a colour sum per pixel, one pass for
-unselected and selected points together), the mean colour of each pixel is shown with an
-opacity that grows with log(count), and the selected layer is composited over a faded
-unselected layer. The result is one RGBA image the view draws in a few milliseconds and only
+into a screen-sized grid with ``np.bincount`` (unselected and selected points in one pass),
+each pixel holding points gets its colour and an opacity that grows with log(count), and the
+selected layer is composited over a faded unselected layer. The result is one RGBA image the view draws in a few milliseconds and only
 recomputes when the visible range, the colours or the selection change.
 """
 from __future__ import annotations
@@ -54,75 +53,97 @@ class PointIndex:
         return hi - lo if m is None else int(np.count_nonzero(m))
 
 
-def _spread(a: np.ndarray, r: int) -> np.ndarray:
-    """Box-sum over (2r+1)^2 pixels of the last two axes (separable), so isolated points show
-    as small squares instead of single pixels."""
-    for _ in range(r):
-        b = a.copy()
-        b[..., 1:, :] += a[..., :-1, :]
-        b[..., :-1, :] += a[..., 1:, :]
-        a = b.copy()
-        a[..., 1:] += b[..., :-1]
-        a[..., :-1] += b[..., 1:]
-    return a
-
-
-def _premultiplied(planes, *, alpha_min, alpha_scale, cmax, grey=0.0):
-    """Premultiplied rgb ``(3, H, W)`` and alpha ``(H, W)`` of one accumulated layer
-    (``planes``: count, then the red, green and blue sums)."""
-    count = planes[0]
-    # opacity grows with log(count); a lookup table over integer counts avoids a log per pixel
+def _alpha_lut(cmax: float, alpha_min: float) -> np.ndarray:
+    """Opacity per integer count: grows with log(count), a lookup instead of a log per pixel."""
     k = np.arange(int(cmax) + 1, dtype=np.float32)
-    lut = np.where(k > 0, alpha_min + (1 - alpha_min) * np.log1p(k) / np.log1p(max(cmax, 1.0)), 0.0)
-    alpha = (lut * alpha_scale).astype(np.float32)[count.astype(np.intp)]
-    scale = alpha / np.maximum(count, 1.0)       # mean colour times alpha
-    rgb = planes[1:4] * scale
-    if grey:
-        rgb = rgb * (1 - grey) + (0.6 * grey) * alpha
-    return rgb, alpha
+    return np.where(k > 0, alpha_min + (1 - alpha_min) * np.log1p(k) / np.log1p(max(cmax, 1.0)),
+                    0.0).astype(np.float32)
 
 
-def rasterise(x, y, rgb, rect, shape, *, selected=None, spread=1, alpha_min=0.45,
-              faded_alpha=0.22, faded_grey=0.5) -> np.ndarray:
-    """Premultiplied ARGB32 image as uint8 ``(H, W, 4)`` in B, G, R, A byte order (row 0 at
-    ``rect``'s y0): ``QImage.Format_ARGB32_Premultiplied`` on little-endian machines.
+def _pack(rgb_p: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """Premultiplied float rgb (k, 3) and alpha (k,) in 0..1 -> ARGB32 words."""
+    q = (rgb_p * 255 + 0.5).astype(np.uint32)
+    return (((a * 255 + 0.5).astype(np.uint32) << 24) | (q[:, 0] << 16) | (q[:, 1] << 8) | q[:, 2])
 
-    ``rgb`` is ``(3, n)`` float32 colours in 0..1. When ``selected`` (bool, n) has any True, the
-    other points are drawn faded and greyed under the selected ones.
+
+def dilate(img: np.ndarray, r: int) -> np.ndarray:
+    """3x3 (r times) maximum of ARGB32 words: alpha is the top byte, so every pixel takes its most
+    opaque neighbour and isolated points grow into small squares; selected (opaque) points win."""
+    for _ in range(r):
+        b = img.copy()
+        np.maximum(b[1:], img[:-1], out=b[1:])
+        np.maximum(b[:-1], img[1:], out=b[:-1])
+        img = b.copy()
+        np.maximum(img[:, 1:], b[:, :-1], out=img[:, 1:])
+        np.maximum(img[:, :-1], b[:, 1:], out=img[:, :-1])
+    return img
+
+
+def rasterise(x, y, codes, palette, rect, shape, *, selected=None, spread=1, alpha_min=0.45,
+              faded_alpha=0.22, faded_grey=0.5, mean_colour_max=300_000) -> np.ndarray:
+    """Premultiplied ARGB32 image ``(H, W)`` uint32 (``QImage.Format_ARGB32_Premultiplied``),
+    row 0 at ``rect``'s y0.
+
+    Point ``i`` has colour ``palette[codes[i]]`` (``palette``: (k, 3) uint8); a pixel shows the
+    mean colour of its points (above ``mean_colour_max`` points: the colour of one of them, as in
+    an overplotted scatter) with an opacity growing with log(count). ``spread`` r grows each
+    point to a (2r+1)^2 square. When ``selected`` (bool per point) has any True, the other points
+    are drawn faded and greyed under the selected ones.
+
+    The grid is only used for counting (``bincount``); colours are computed for the pixels that
+    hold points, so the cost follows the number of points more than the screen size.
     """
     x0, y0, x1, y1 = rect
     H, W = shape
-    npx = H * W
-    ix = (x - x0) * (W / (x1 - x0))
-    iy = (y - y0) * (H / (y1 - y0))
-    np.clip(ix, 0, W - 1, out=ix)
-    np.clip(iy, 0, H - 1, out=iy)
-    pix = iy.astype(np.intp)
+    npx = W * H
+    fx = (x - x0) * (W / (x1 - x0))
+    fy = (y - y0) * (H / (y1 - y0))
+    np.clip(fx, 0, W - 1, out=fx)
+    np.clip(fy, 0, H - 1, out=fy)
+    pix = fy.astype(np.intp)
     pix *= W
-    pix += ix.astype(np.intp)
+    pix += fx.astype(np.intp)
     two = selected is not None and bool(selected.any())
-    layers = 2 if two else 1
     if two:
-        pix += selected.astype(np.intp) * npx   # selected points go to a second grid, same pass
-    planes = np.empty((4, layers * npx), dtype=np.float32)
-    planes[0] = np.bincount(pix, minlength=layers * npx)
-    for c in range(3):
-        planes[c + 1] = np.bincount(pix, weights=rgb[c], minlength=layers * npx)
-    planes = planes.reshape(4, layers, H, W)
-    if spread:
-        planes = _spread(planes, spread)
-    cmax = float(planes[0].max()) if planes.size else 1.0
-    if not two:
-        rgb_p, a = _premultiplied(planes[:, 0], alpha_min=alpha_min, alpha_scale=1.0, cmax=cmax)
+        pix += selected.astype(np.intp) * npx   # selected points counted in a second grid
+    count = np.bincount(pix, minlength=(2 if two else 1) * npx)
+    nz = np.flatnonzero(count)                  # sorted: unselected pixels come first
+    slot = np.empty(len(count), dtype=np.intp)
+    slot[nz] = np.arange(len(nz))
+    pslot = slot[pix]
+    cnt = count[nz].astype(np.float32)
+    pal = np.asarray(palette, dtype=np.float32) / 255.0
+    codes = np.asarray(codes)
+    if len(pix) <= mean_colour_max:
+        mean = np.empty((len(nz), 3), np.float32)
+        for c in range(3):
+            mean[:, c] = np.bincount(pslot, weights=pal[:, c][codes], minlength=len(nz))
+        mean /= cnt[:, None]
     else:
-        base, base_a = _premultiplied(planes[:, 0], alpha_min=alpha_min, alpha_scale=faded_alpha,
-                                      cmax=cmax, grey=faded_grey)
-        sel, sel_a = _premultiplied(planes[:, 1], alpha_min=0.75, alpha_scale=1.0, cmax=cmax)
-        keep = 1 - sel_a
-        rgb_p = sel + base * keep
-        a = sel_a + base_a * keep
-    out = np.empty((H, W, 4), dtype=np.uint8)
-    for c, ch in ((2, 0), (1, 1), (0, 2)):          # B, G, R
-        out[..., c] = rgb_p[ch] * 255 + 0.5
-    out[..., 3] = a * 255 + 0.5
-    return out
+        # overplot, as any scatter does: one point's colour per pixel (three weighted bincounts
+        # would cost more than everything else at a million points)
+        top = np.empty(len(nz), dtype=codes.dtype)
+        top[pslot] = codes
+        mean = pal[top]
+    cmax = float(cnt.max()) if len(cnt) else 1.0
+    out = np.zeros(npx, dtype=np.uint32)
+    if not two:
+        a = _alpha_lut(cmax, alpha_min)[cnt.astype(np.intp)]
+        out[nz] = _pack(mean * a[:, None], a)
+    else:
+        nb = int(np.searchsorted(nz, npx))     # nz[:nb] unselected, nz[nb:] selected
+        ba = _alpha_lut(cmax, alpha_min)[cnt[:nb].astype(np.intp)] * faded_alpha
+        brgb = (mean[:nb] * (1 - faded_grey) + 0.6 * faded_grey) * ba[:, None]
+        out[nz[:nb]] = _pack(brgb, ba)
+        sp = nz[nb:] - npx
+        sa = _alpha_lut(cmax, 0.75)[cnt[nb:].astype(np.intp)]
+        srgb = mean[nb:] * sa[:, None]
+        # composite over the faded layer where both have points
+        under = count[sp] > 0
+        j = slot[sp[under]]                    # compact index of the faded pixel below
+        keep = np.zeros(len(sp), np.float32)
+        keep[under] = ba[j]
+        srgb[under] += brgb[j] * (1 - sa[under])[:, None]
+        out[sp] = _pack(srgb, sa + keep * (1 - sa))
+    img = out.reshape(H, W)
+    return dilate(img, spread) if spread else img

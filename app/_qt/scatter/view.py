@@ -46,14 +46,15 @@ class _RasterItem(pg.GraphicsObject):
         self._buf = None
         self._rect = QtCore.QRectF()
 
-    def set_image(self, bgra: np.ndarray | None, rect=None) -> None:
+    def set_image(self, argb: np.ndarray | None, rect=None) -> None:
+        """``argb``: (H, W) uint32 premultiplied ARGB32 words, row 0 at the rect's y0."""
         self.prepareGeometryChange()
-        if bgra is None:
+        if argb is None:
             self._img, self._buf = None, None
         else:
-            h, w, _ = bgra.shape
-            self._buf = bgra  # QImage does not own the buffer: keep it alive
-            self._img = QtGui.QImage(bgra.data, w, h, w * 4, QtGui.QImage.Format_ARGB32_Premultiplied)
+            h, w = argb.shape
+            self._buf = np.ascontiguousarray(argb)  # QImage does not own the buffer: keep it alive
+            self._img = QtGui.QImage(self._buf.data, w, h, w * 4, QtGui.QImage.Format_ARGB32_Premultiplied)
             x0, y0, x1, y1 = rect
             self._rect = QtCore.QRectF(x0, y0, x1 - x0, y1 - y0)
         self.update()
@@ -66,6 +67,14 @@ class _RasterItem(pg.GraphicsObject):
             p.setRenderHint(QtGui.QPainter.SmoothPixmapTransform, False)
             # row 0 holds the lowest y; the view's y axis points up, so no flip is needed
             p.drawImage(self._rect, self._img)
+
+
+class _Markers(pg.ScatterPlotItem):
+    """Markers that leave clicks to the view box (pyqtgraph's would accept a click on a marker
+    and the view's nearest-point selection would never see it)."""
+
+    def mouseClickEvent(self, ev):
+        ev.ignore()
 
 
 class _ViewBox(pg.ViewBox):
@@ -157,7 +166,6 @@ class ScatterView(QtWidgets.QWidget):
         self._ids = np.zeros(0, dtype=object)       # in sorted (x) order
         self._id_lookup = None                      # pandas Index over self._ids, built lazily
         self._coding: Coding | None = None
-        self._rgb = np.zeros((3, 0), np.float32)
         self._sel = np.zeros(0, bool)
         self._n_selected = 0
         self._expected: tuple | None = None         # (mode, hits) of our own pending select()
@@ -167,6 +175,7 @@ class ScatterView(QtWidgets.QWidget):
         self._faded_brushes: list = []
         self._umap: _UmapThread | None = None
         self._drag_path: list[tuple[float, float]] = []
+        self.last_drag = np.zeros((0, 2))           # the last lasso or box, in data coordinates
 
         self._build_ui()
         self._connect_models()
@@ -188,12 +197,12 @@ class ScatterView(QtWidgets.QWidget):
         self._raster = _RasterItem()
         self._raster.setZValue(0)
         self.vb.addItem(self._raster, ignoreBounds=True)
-        self._markers = pg.ScatterPlotItem(pxMode=True, size=6, pen=None, antialias=True)
+        self._markers = _Markers(pxMode=True, size=6, pen=None, antialias=True)
         self._markers.setZValue(1)
-        self._sel_markers = pg.ScatterPlotItem(pxMode=True, size=7, antialias=True,
+        self._sel_markers = _Markers(pxMode=True, size=7, antialias=True,
                                                pen=pg.mkPen(30, 30, 30, 220, width=1))
         self._sel_markers.setZValue(2)
-        self._current_item = pg.ScatterPlotItem(pxMode=True, size=17, brush=None, antialias=True,
+        self._current_item = _Markers(pxMode=True, size=17, brush=None, antialias=True,
                                                 pen=pg.mkPen(0, 0, 0, 255, width=2.5))
         self._current_item.setZValue(3)
         for it in (self._markers, self._sel_markers, self._current_item):
@@ -463,7 +472,6 @@ class ScatterView(QtWidgets.QWidget):
 
     def _apply_coding(self, coding: Coding, title: str) -> None:
         self._coding = coding
-        self._rgb = np.ascontiguousarray(coding.rgb().T)
         cols = coding.colours
         self._brushes = [pg.mkBrush(int(r), int(g), int(b), 235) for r, g, b in cols]
         self._faded_brushes = [pg.mkBrush(int(r * .45 + 140), int(g * .45 + 140), int(b * .45 + 140), 95)
@@ -557,10 +565,9 @@ class ScatterView(QtWidgets.QWidget):
         if not self._render_timer.isActive():
             self._render_timer.start()
 
-    def flush(self) -> None:
-        """Render now if a render is pending (tests and benchmarks)."""
-        if self._render_timer.isActive():
-            self._render_timer.stop()
+    def flush(self, force: bool = False) -> None:
+        """Render now if a render is pending (or always, with ``force``): tests and benchmarks."""
+        if force or self._render_timer.isActive():
             self._render()
 
     def _screen_size(self) -> tuple[int, int]:
@@ -597,11 +604,11 @@ class ScatterView(QtWidgets.QWidget):
                      max(1, int(round(W * (1 + 2 * self.raster_pad) / cell))))
             lo, hi, m = self._index.visible(rect)
             sl = slice(lo, hi)
-            x, y, rgb, sel = self._index.x[sl], self._index.y[sl], self._rgb[:, sl], self._sel[sl]
+            x, y, codes, sel = self._index.x[sl], self._index.y[sl], self._coding.codes[sl], self._sel[sl]
             if m is not None:
-                x, y, rgb, sel = x[m], y[m], rgb[:, m], sel[m]
-            img = rasterise(x, y, rgb, rect, shape, selected=sel if self._n_selected else None,
-                            spread=0 if cell == 2 else 1)
+                x, y, codes, sel = x[m], y[m], codes[m], sel[m]
+            img = rasterise(x, y, codes, self._coding.colours, rect, shape,
+                            selected=sel if self._n_selected else None, spread=0 if cell == 2 else 1)
             self._raster.set_image(img, rect)
             self.render_mode = "raster"
         self.last_render_ms = (time.perf_counter() - t0) * 1e3
@@ -742,6 +749,7 @@ class ScatterView(QtWidgets.QWidget):
         if ev.isFinish():
             mode = mode_for(ev.modifiers())
             path, self._drag_path = self._drag_path, []
+            self.last_drag = np.asarray(path)
             self._lasso_item.hide()
             self._box_item.hide()
             if self.tool == "lasso":
