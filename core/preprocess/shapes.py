@@ -257,7 +257,7 @@ def _sample_seed(seed: int, sample_id: str) -> np.random.Generator:
 
 
 def compute_points(project, ids=None, n_points: int = 1024, seed: int = 0, *,
-                   save_meshes: bool = True) -> Iterator:
+                   save_meshes: bool = True, label: int | None = None) -> Iterator:
     """Generator: points for every 'mask' and 'mesh' sample of a project.
 
     Yields one ``core.jobs.Progress`` per sample (its ``message`` names the sample, or why it
@@ -265,51 +265,75 @@ def compute_points(project, ids=None, n_points: int = 1024, seed: int = 0, *,
     the end writes the ``points`` array (N x n_points x 3, with ids). When ``points`` already
     exists with the same ``n_points``, rows of samples not recomputed are kept. A sample that
     fails is skipped and reported; the generator's return value is the list of
-    ``(id, reason)`` failures, also summarised in the last Progress message.
+    ``(id, reason)`` failures, also summarised in the last Progress message. Closing the
+    generator early (a cancelled job) still writes the points computed so far.
+
+    ``label``: use only this label id of each mask (multi-label maps), and also take the
+    label maps attached to 'volume' samples (e.g. an organ of a CT's segmentation).
     """
     from ..jobs import Progress, RateMeter
 
-    df = project.samples() if ids is None else project.samples(ids=list(ids))
+    kinds = ("mask", "mesh", "volume") if label is not None else ("mask", "mesh")
     failures: list[tuple[str, str]] = []
     if ids is None:
-        df = df[df["kind"].isin(["mask", "mesh"])]
+        df = project.samples()
     else:
-        for sid, kind in zip(df["id"], df["kind"]):
-            if kind not in ("mask", "mesh"):
-                failures.append((sid, f"kind {kind!r} is not a mask or a mesh"))
-        df = df[df["kind"].isin(["mask", "mesh"])]
+        ids = [str(i) for i in ids]
+        known = [i for i in ids if project.has_sample(i)]
+        failures += [(i, "no such sample in the project") for i in ids if i not in set(known)]
+        df = project.samples(ids=known) if known else project.samples().iloc[:0]
+    if label is not None:
+        has_mask = df["mask_file"].notna()
+        usable = df["kind"].isin(["mask", "mesh"]) | ((df["kind"] == "volume") & has_mask)
+    else:
+        usable = df["kind"].isin(["mask", "mesh"])
+    if ids is not None:
+        for sid, kind in zip(df.loc[~usable, "id"], df.loc[~usable, "kind"]):
+            why = "a volume without a label map" if kind == "volume" else f"kind {kind!r}"
+            failures.append((sid, f"{why} is not a mask or a mesh"
+                             + ("" if label is not None or kind != "volume"
+                                else " (pass label= to mesh a volume's label map)")))
+    df = df[usable]
     n = len(df)
     meter = RateMeter(total_steps=n)
     done_ids: list[str] = []
     done_pts: list[np.ndarray] = []
     t0 = time.perf_counter()
-    for i, (sid, kind, geometry) in enumerate(zip(df["id"], df["kind"], df["geometry"])):
-        try:
-            if kind == "mask":
-                verts, faces = mask_to_mesh(project.load_sample_array(sid),
-                                            _array_spacing(geometry), name=sid)
-                if save_meshes:
-                    project.arrays.save(f"meshes/{sid}", verts, faces=faces)
-            else:
-                mesh = project.arrays.load_extra(f"meshes/{sid}")
-                if "faces" not in mesh:
-                    raise ValueError(f"mesh {sid!r}: stored mesh has no 'faces' array")
-                verts, faces = mesh["data"], mesh["faces"]
-            pts = normalise_points(sample_surface(verts, faces, n_points,
-                                                  seed=_sample_seed(seed, sid), name=sid))
-            done_ids.append(sid)
-            done_pts.append(pts)
-            msg = sid
-        except (ValueError, KeyError, OSError) as exc:
-            reason = str(exc) or type(exc).__name__
-            failures.append((sid, reason))
-            msg = f"{sid} skipped: {reason}"
-        rate, eta = meter.update(1)
-        yield Progress(epoch=0, step=i + 1, global_step=i + 1, n_epochs=1, steps_per_epoch=n,
-                       samples_per_s=rate, eta_s=eta, message=msg)
+    saved = False
+    try:
+        for i, (sid, kind, geometry) in enumerate(zip(df["id"], df["kind"], df["geometry"])):
+            try:
+                if kind == "mesh":
+                    mesh = project.arrays.load_extra(f"meshes/{sid}")
+                    if "faces" not in mesh:
+                        raise ValueError(f"mesh {sid!r}: stored mesh has no 'faces' array")
+                    verts, faces = mesh["data"], mesh["faces"]
+                else:
+                    mask = project.load_sample_array(sid, mask=kind == "volume")
+                    if label is not None:
+                        mask = np.asarray(mask) == int(label)
+                    verts, faces = mask_to_mesh(mask, _array_spacing(geometry), name=sid)
+                    if save_meshes:
+                        project.arrays.save(f"meshes/{sid}", verts, faces=faces)
+                pts = normalise_points(sample_surface(verts, faces, n_points,
+                                                      seed=_sample_seed(seed, sid), name=sid))
+                done_ids.append(sid)
+                done_pts.append(pts)
+                msg = sid
+            except Exception as exc:  # one bad sample must not stop the others
+                reason = str(exc) or type(exc).__name__
+                failures.append((sid, reason))
+                msg = f"{sid} skipped: {reason}"
+            rate, eta = meter.update(1)
+            yield Progress(epoch=0, step=i + 1, global_step=i + 1, n_epochs=1, steps_per_epoch=n,
+                           samples_per_s=rate, eta_s=eta, message=msg)
+        if done_ids:
+            _save_points(project, done_ids, np.stack(done_pts), n_points)
+        saved = True
+    finally:
+        if not saved and done_ids:  # closed early: keep what was computed
+            _save_points(project, done_ids, np.stack(done_pts), n_points)
 
-    if done_ids:
-        _save_points(project, done_ids, np.stack(done_pts), n_points)
     summary = (f"points: {len(done_ids)} samples -> {n_points} points each in "
                f"{time.perf_counter() - t0:.1f} s; {len(failures)} skipped")
     if failures:

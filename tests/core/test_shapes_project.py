@@ -98,3 +98,40 @@ def test_spacing_from_geometry():
     assert _array_spacing({"spacing": [0.5, 0.7, 3.0], "array_spacing": [3.0, 0.7, 0.5]}) == (3.0, 0.7, 0.5)
     assert _array_spacing({"spacing": [0.5, 0.7, 3.0]}) == (3.0, 0.7, 0.5)
     assert _array_spacing({}) == (1.0, 1.0, 1.0)
+
+
+def test_unknown_ids_and_early_close(project):
+    proj, ids = project
+    _, failures = _run(compute_points(proj, ids=["nope", ids[0]]))
+    assert failures == [("nope", "no such sample in the project")]
+    proj.arrays.delete("points")
+    gen = compute_points(proj)
+    for _ in range(3):
+        next(gen)
+    gen.close()  # a cancelled job: the three clouds done so far are kept
+    stored, pts = proj.arrays.load("points")
+    assert list(stored) == ids[:3] and pts.shape == (3, 1024, 3)
+
+
+def test_organ_of_a_ct_label_map(tmp_path):
+    import SimpleITK as sitk
+
+    ct = sitk.ReadImage(str(need(DATA / "totalseg_example/example_ct_sm.nii.gz")))
+    seg = sitk.GetArrayFromImage(sitk.ReadImage(str(need(DATA / "totalseg_example/example_seg.nii.gz"))))
+    proj = Project.create(tmp_path / "ct")
+    data = proj.save_sample_array("data/ct.npy", sitk.GetArrayFromImage(ct))
+    mask = proj.save_sample_array("data/ct.mask.npy", seg)
+    geometry = {"spacing": [3.0, 3.0, 3.0], "array_spacing": [3.0, 3.0, 3.0]}
+    proj.add_samples([SampleRecord(id="ct", kind="volume", shape=seg.shape, geometry=geometry,
+                                   data_file=data, mask_file=mask)])
+    _, failures = _run(compute_points(proj, ids=["ct"]))
+    assert failures and "label=" in failures[0][1]
+    _, failures = _run(compute_points(proj, label=5))  # liver
+    assert failures == []
+    mesh = proj.arrays.load_extra("meshes/ct")
+    import trimesh
+
+    vol = trimesh.Trimesh(mesh["data"], mesh["faces"], process=False).volume
+    assert vol == pytest.approx((seg == 5).sum() * 27.0, rel=0.1)  # mm^3: spacing applied
+    assert proj.arrays.load("points")[1].shape == (1, 1024, 3)
+    proj.close()
