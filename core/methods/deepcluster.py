@@ -1,0 +1,408 @@
+"""DeepCluster (Caron et al. 2018) as adapted by DeepMCAT (Kart et al. 2021).
+
+Pure pieces first (feature preprocessing, k-means with faiss-style empty-cluster splitting,
+the uniform pseudo-label sampler, NMI between epochs), then the ``DeepCluster`` method.
+
+DeepMCAT's changes to DeepCluster kept here: VGG-16-BN with adaptive average pooling, raw
+(not Sobel-filtered) images, features only l2-normalised (PCA-whitening to 256 dimensions is
+DeepCluster's default; here ``pca_dim`` > 0, off by default), 8 x over-clustering, SGD lr 0.05,
+momentum 0.9, weight decay 1e-5, augmentation during training. k-means is our own Lloyd
+iteration (faiss is not installed) with faiss's ``Clustering::train`` rules: random initial
+centroids drawn from the data, a fixed number of iterations, and empty clusters refilled by
+splitting a big one.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..jobs import Progress, RateMeter
+from .base import Method
+
+__all__ = ["preprocess_features", "kmeans_faiss_style", "split_empty_clusters", "images_lists",
+           "uniform_label_indexes", "nmi_between", "DeepCluster"]
+
+
+# --------------------------------------------------------------------------- pure pieces
+def preprocess_features(features: np.ndarray, pca_dim: int = 0, eps: float = 1e-12):
+    """Optional PCA-whitening to ``pca_dim`` components (eigenvalue power -0.5, as DeepCluster's
+    ``faiss.PCAMatrix(d, pca_dim, eigen_power=-0.5)``), then row l2-normalisation.
+    Returns ``(features, pca)`` where ``pca`` is ``(mean, projection)`` or None, to re-apply
+    the same map to other samples."""
+    x = np.asarray(features, dtype=np.float32)
+    pca = None
+    if pca_dim and pca_dim > 0:
+        mean = x.mean(0)
+        xc = x - mean
+        cov = (xc.T.astype(np.float64) @ xc) / max(len(x), 1)
+        evals, evecs = np.linalg.eigh(cov)
+        order = np.argsort(evals)[::-1][:int(pca_dim)]
+        proj = (evecs[:, order] / np.sqrt(np.maximum(evals[order], 1e-12))).astype(np.float32)
+        pca = (mean.astype(np.float32), proj)
+        x = xc @ proj
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), eps)
+    return x.astype(np.float32), pca
+
+
+def apply_preprocessing(features: np.ndarray, pca) -> np.ndarray:
+    x = np.asarray(features, dtype=np.float32)
+    if pca is not None:
+        x = (x - pca[0]) @ pca[1]
+    return (x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+def split_empty_clusters(centroids: np.ndarray, counts: np.ndarray, n: int, rng: np.random.RandomState,
+                         eps: float = 1.0 / 1024) -> int:
+    """faiss ``split_clusters``: each empty centroid copies a cluster chosen with probability
+    (size - 1) / (n - k) (scanning clusters in turn), both perturbed by +-eps on alternating
+    dimensions, and the donor's count is halved. In place; returns the number of splits."""
+    k, d = centroids.shape
+    n_split = 0
+    signs = np.where(np.arange(d) % 2 == 0, 1.0, -1.0).astype(centroids.dtype)
+    for ci in range(k):
+        if counts[ci] != 0:
+            continue
+        if n <= k:
+            break
+        cj = 0
+        while True:
+            p = (counts[cj] - 1.0) / float(n - k)
+            if rng.random_sample() < p:
+                break
+            cj = (cj + 1) % k
+        centroids[ci] = centroids[cj] * (1 + signs * eps)
+        centroids[cj] = centroids[cj] * (1 - signs * eps)
+        counts[ci] = counts[cj] // 2
+        counts[cj] -= counts[ci]
+        n_split += 1
+    return n_split
+
+
+def _assign(x: torch.Tensor, c: torch.Tensor, chunk: int = 8192):
+    out_i, out_d = [], []
+    c2 = (c * c).sum(1)
+    for i in range(0, len(x), chunk):
+        xb = x[i:i + chunk]
+        d = (xb * xb).sum(1, keepdim=True) - 2 * xb @ c.T + c2[None]
+        dmin, imin = d.min(1)
+        out_i.append(imin)
+        out_d.append(dmin.clamp_min(0))
+    return torch.cat(out_i), torch.cat(out_d)
+
+
+def kmeans_faiss_style(x: np.ndarray, k: int, *, n_iter: int = 20, seed: int = 0, device=None):
+    """Lloyd's k-means as faiss trains it: ``k`` distinct data points as initial centroids, then
+    ``n_iter`` rounds of assignment and centroid update with empty clusters split from big ones.
+    Returns ``(assignments, centroids, objective)``; the objective is the sum of squared
+    distances of the last assignment step (faiss's ``obj``)."""
+    xt = torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)
+    n, d = xt.shape
+    k = int(k)
+    if not 1 <= k <= n:
+        raise ValueError(f"k-means needs 1 <= k <= n, got k={k} for {n} points")
+    rng = np.random.RandomState(int(seed) & 0x7FFFFFFF)
+    c = xt[torch.as_tensor(rng.choice(n, k, replace=False), device=xt.device)].clone()
+    assign = None
+    for _ in range(int(n_iter)):
+        assign, dist = _assign(xt, c)
+        counts = torch.bincount(assign, minlength=k)
+        sums = torch.zeros_like(c).index_add_(0, assign, xt)
+        c = sums / counts.clamp_min(1)[:, None].to(sums.dtype)
+        if (counts == 0).any():
+            cn, cc = c.cpu().numpy(), counts.cpu().numpy().copy()
+            split_empty_clusters(cn, cc, n, rng)
+            c = torch.as_tensor(cn, device=xt.device)
+    assign, dist = _assign(xt, c)
+    return assign.cpu().numpy().astype(np.int64), c.cpu().numpy(), float(dist.sum())
+
+
+def images_lists(assignments, n_clusters: int) -> list[list[int]]:
+    """Sample indices per cluster (DeepCluster's ``images_lists``), empty lists kept."""
+    lists: list[list[int]] = [[] for _ in range(int(n_clusters))]
+    for i, a in enumerate(np.asarray(assignments).astype(int)):
+        lists[a].append(i)
+    return lists
+
+
+def uniform_label_indexes(n: int, lists, rng=None) -> np.ndarray:
+    """DeepCluster's ``UnifLabelSampler.generate_indexes_epoch``: per non-empty cluster draw
+    int(n / n_nonempty) + 1 members (with replacement only when the cluster is that small or
+    smaller), concatenate, shuffle, truncate to ``n`` (or pad once by repetition).
+
+    ``rng`` is a ``np.random.RandomState`` (or the ``np.random`` module itself); the draws
+    follow the reference's legacy call sequence, so the same seed gives the same indexes."""
+    rng = np.random if rng is None else rng
+    nonempty = sum(1 for lst in lists if len(lst) != 0)
+    if nonempty == 0:
+        raise ValueError("no non-empty cluster to sample from")
+    size = int(n / nonempty) + 1
+    res = np.array([])
+    for lst in lists:
+        if len(lst) == 0:
+            continue
+        idx = rng.choice(lst, size, replace=(len(lst) <= size))
+        res = np.concatenate((res, idx))
+    rng.shuffle(res)
+    out = list(res.astype("int"))
+    if len(out) >= n:
+        return np.asarray(out[:n], dtype=np.int64)
+    out += out[: (n - len(out))]
+    return np.asarray(out, dtype=np.int64)
+
+
+def nmi_between(prev, cur, average_method: str = "arithmetic") -> float:
+    """NMI between two epochs' assignments (DeepCluster's stability curve). ``arithmetic`` is
+    DeepMCAT's eq. 2 and today's scikit-learn default; ``geometric`` was the default when
+    DeepCluster was released."""
+    from ..metrics.clustering import nmi
+
+    return nmi(prev, cur, average_method=average_method)
+
+
+# --------------------------------------------------------------------------- the method
+class DeepCluster(Method):
+    """Alternate k-means on the network's features and classification of the pseudo-labels.
+
+    Each epoch is ``1 + n_batches`` steps. Step 1 extracts features of every sample (no
+    augmentation, eval mode), preprocesses them (l2, optional PCA-whitening), runs k-means with
+    ``n_clusters`` centroids (0: ``overcluster_factor`` x the number of classes, 8 x as DeepMCAT;
+    80 without labels), logs the NMI with the previous epoch's assignments (``nmi_prev``) and,
+    when labels exist, NMI against them and cluster purity (DeepMCAT eq. 3), re-initialises the
+    top layer and draws the epoch's samples uniformly over the pseudo-labels. The following
+    steps train the network with cross-entropy on strongly augmented batches of those samples
+    (SGD, lr 0.05, momentum 0.9, weight decay 1e-5 on trunk and classifier; a fresh plain SGD
+    for the new top layer, as DeepCluster).
+
+    ``transform`` gives the clustered features; ``predict_clusters`` the nearest centroid of the
+    last k-means (the over-clustering, which Algorithm 1 can name).
+    """
+
+    name = "deepcluster"
+    input_kind = "image2d"
+    param_choices = {"backbone": ("vgg16_bn", "resnet18")}
+    param_help = {
+        "backbone": "trunk network (DeepMCAT: VGG-16-BN)",
+        "n_clusters": "k-means clusters (0: overcluster_factor x number of classes, else 80)",
+        "overcluster_factor": "clusters per class when n_clusters is 0",
+        "epochs": "clustering + training rounds",
+        "batch_size": "images per step",
+        "lr": "SGD learning rate",
+        "momentum": "SGD momentum",
+        "weight_decay": "SGD weight decay",
+        "hidden_dim": "width of the classifier between trunk and top layer",
+        "mlp_depth": "linear layers in the classifier (0: cluster the trunk's features)",
+        "dropout": "dropout in the classifier",
+        "pca_dim": "PCA-whitening dimensions before k-means (0: off, DeepMCAT)",
+        "kmeans_iter": "k-means iterations",
+        "augment": "strong augmentation of training batches",
+        "seed": "random seed",
+        "device": "auto, cpu or cuda",
+    }
+
+    def __init__(self, *, backbone: str = "vgg16_bn", n_clusters: int = 0, overcluster_factor: int = 8,
+                 epochs: int = 200, batch_size: int = 256, lr: float = 0.05, momentum: float = 0.9,
+                 weight_decay: float = 1e-5, hidden_dim: int = 512, mlp_depth: int = 2, dropout: float = 0.5,
+                 pca_dim: int = 0, kmeans_iter: int = 20, augment: bool = True, seed: int = 0,
+                 device: str = "auto"):
+        self.backbone = backbone
+        self.n_clusters = n_clusters
+        self.overcluster_factor = overcluster_factor
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.hidden_dim = hidden_dim
+        self.mlp_depth = mlp_depth
+        self.dropout = dropout
+        self.pca_dim = pca_dim
+        self.kmeans_iter = kmeans_iter
+        self.augment = augment
+        self.seed = seed
+        self.device = device
+
+    # ------------------------------------------------------------------ building
+    def _k(self, data) -> int:
+        from .pica import n_reference_classes
+
+        if int(self.n_clusters) > 0:
+            k = int(self.n_clusters)
+        else:
+            c = n_reference_classes(data)
+            k = int(self.overcluster_factor) * c if c else 80
+        return max(1, min(k, len(data)))
+
+    def _build(self, k: int, in_channels: int = 1) -> None:
+        from ..device import pick_device
+        from ..models.backbones2d import build_backbone
+        from ..models.heads import FeatureClassifierNet
+
+        self.device_ = pick_device(self.device)
+        torch.manual_seed(int(self.seed))
+        self.k_ = int(k)
+        self.in_channels_ = int(in_channels)
+        self.model_ = FeatureClassifierNet(build_backbone(self.backbone, in_channels), int(self.hidden_dim),
+                                           depth=int(self.mlp_depth), dropout=float(self.dropout),
+                                           n_classes=self.k_).to(self.device_)
+        body = [p for n, p in self.model_.named_parameters() if not n.startswith("top_layer.")]
+        self.optimizer_ = torch.optim.SGD(body, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+        self._new_top_optimizer()
+        self.epoch_, self.step_, self.global_step_ = 0, 0, 0
+        self.assign_ = None        # this epoch's pseudo-labels
+        self.prev_assign_ = None   # the previous epoch's
+        self.indexes_ = None       # this epoch's uniformly drawn sample order
+        self.centroids_ = None
+        self.pca_ = None
+        self.history_: list[dict] = []
+        self.epoch_metrics_: dict = {}
+
+    def _new_top_optimizer(self):
+        self.top_optimizer_ = torch.optim.SGD(self.model_.top_layer.parameters(), lr=self.lr,
+                                              weight_decay=self.weight_decay)
+
+    # ------------------------------------------------------------------ features
+    @torch.no_grad()
+    def _features(self, x, batch_size: int = 512) -> np.ndarray:
+        from ..device import autocast
+        from .augment2d import to_unit_tensor
+
+        model, dev = self.model_, self.device_
+        was_training = model.training
+        model.eval()
+        out = []
+        for i in range(0, len(x), batch_size):
+            xb = to_unit_tensor(x[i:i + batch_size], dev)
+            with autocast(dev):
+                out.append(model.features(xb).float().cpu())
+        model.train(was_training)
+        return torch.cat(out).numpy() if out else np.zeros((0, model.feature_dim), np.float32)
+
+    def _cluster(self, data) -> dict:
+        """Step 1 of an epoch: k-means pseudo-labels, metrics, new top layer, uniform sample order."""
+        from ..metrics.clustering import nmi, purity, reference_labels
+
+        feats = self._features(data.x)
+        x, pca = preprocess_features(feats, int(self.pca_dim))
+        kseed = int(np.random.SeedSequence([int(self.seed) & 0xFFFFFFFF, self.epoch_, 1]).generate_state(1)[0])
+        assign, centroids, obj = kmeans_faiss_style(x, self.k_, n_iter=int(self.kmeans_iter), seed=kseed,
+                                                    device=self.device_)
+        self.prev_assign_, self.assign_ = self.assign_, assign
+        self.centroids_, self.pca_ = centroids, pca
+        metrics = {"n_used_clusters": float(len(np.unique(assign)))}
+        if self.prev_assign_ is not None:
+            metrics["nmi_prev"] = nmi(self.prev_assign_, assign)
+        if data.y is not None:
+            ref = reference_labels(data.y)
+            ok = ref >= 0
+            if ok.sum() >= 2:
+                metrics["nmi"] = nmi(ref[ok], assign[ok])
+                metrics["purity"] = purity(ref[ok], assign[ok])
+        rs = np.random.RandomState(int(np.random.SeedSequence(
+            [int(self.seed) & 0xFFFFFFFF, self.epoch_, 2]).generate_state(1)[0]) & 0x7FFFFFFF)
+        self.indexes_ = uniform_label_indexes(len(data), images_lists(assign, self.k_), rs)
+        g = torch.Generator().manual_seed(int(self.seed) * 100003 + self.epoch_)
+        self.model_.reset_top_layer(self.k_, generator=g)
+        self._new_top_optimizer()
+        self.epoch_metrics_ = metrics
+        return {"kmeans": obj / max(len(x), 1)}, metrics
+
+    # ------------------------------------------------------------------ training
+    def steps(self, data, *, resume: dict | None = None):
+        from ..device import autocast
+        from .augment2d import strong_augment, to_unit_tensor
+        from .pica import _step_generator
+
+        n = len(data)
+        if n < 2:
+            raise ValueError(f"DeepCluster needs at least 2 images, got {n}")
+        if resume is not None:
+            self.load_state_dict(resume)
+        else:
+            self._build(self._k(data), in_channels=to_unit_tensor(data.x[:1]).shape[1])
+        bs = min(int(self.batch_size), n)
+        n_batches = max(1, n // bs)
+        per_epoch = 1 + n_batches
+        meter = RateMeter(max(0, (int(self.epochs) - self.epoch_) * per_epoch - self.step_))
+        while self.epoch_ < int(self.epochs):
+            epoch = self.epoch_
+            while self.step_ < per_epoch:
+                s = self.step_
+                if s == 0:
+                    losses, metrics = self._cluster(data)
+                    n_seen = n
+                    msg = f"k-means, {self.k_} clusters"
+                else:
+                    model = self.model_
+                    model.train()
+                    idx = self.indexes_[(s - 1) * bs:s * bs]
+                    x = to_unit_tensor(data.x[idx], self.device_)
+                    if self.augment:
+                        x = strong_augment(x, generator=_step_generator(self.seed, epoch, s))
+                    target = torch.as_tensor(self.assign_[idx], device=self.device_)
+                    with autocast(self.device_):
+                        logits = model(x)
+                    loss = F.cross_entropy(logits.float(), target)
+                    self.optimizer_.zero_grad(set_to_none=True)
+                    self.top_optimizer_.zero_grad(set_to_none=True)
+                    loss.backward()
+                    self.optimizer_.step()
+                    self.top_optimizer_.step()
+                    losses, metrics, n_seen, msg = {"ce": loss.item()}, {}, len(idx), "training"
+                self.step_ += 1
+                self.global_step_ += 1
+                rate, eta = meter.update(n_seen)
+                last = self.step_ == per_epoch
+                if last:
+                    metrics = dict(self.epoch_metrics_)
+                    self.history_.append({"epoch": epoch, **losses, **metrics})
+                    self.epoch_, self.step_ = epoch + 1, 0
+                yield Progress(epoch=epoch, step=s + 1, global_step=self.global_step_, n_epochs=int(self.epochs),
+                               steps_per_epoch=per_epoch, losses=losses, metrics=metrics, samples_per_s=rate,
+                               eta_s=eta, epoch_end=last, message=msg)
+                if last:
+                    break
+
+    # ------------------------------------------------------------------ inference
+    def _check_fitted(self):
+        if getattr(self, "model_", None) is None:
+            raise RuntimeError("DeepCluster is not fitted: train it or load a checkpoint first")
+
+    def transform(self, data) -> np.ndarray:
+        """The features k-means clusters (classifier output before its last ReLU), no augmentation."""
+        self._check_fitted()
+        return self._features(getattr(data, "x", data))
+
+    def predict_clusters(self, data) -> np.ndarray:
+        """Nearest centroid of the last k-means for each sample (the over-clustering)."""
+        self._check_fitted()
+        if self.centroids_ is None:
+            raise RuntimeError("DeepCluster has not clustered yet: train at least one step")
+        x = apply_preprocessing(self.transform(data), self.pca_)
+        return _assign(torch.as_tensor(x), torch.as_tensor(self.centroids_))[0].numpy().astype(np.int64)
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict:
+        self._check_fitted()
+        return {"params": self.get_params(), "k": self.k_, "in_channels": self.in_channels_,
+                "model": self.model_.state_dict(), "optimizer": self.optimizer_.state_dict(),
+                "top_optimizer": self.top_optimizer_.state_dict(), "epoch": self.epoch_, "step": self.step_,
+                "global_step": self.global_step_, "assign": self.assign_, "prev_assign": self.prev_assign_,
+                "indexes": self.indexes_, "centroids": self.centroids_, "pca": self.pca_,
+                "history": list(self.history_), "epoch_metrics": dict(self.epoch_metrics_),
+                "torch_rng": torch.get_rng_state()}
+
+    def load_state_dict(self, state: dict) -> "DeepCluster":
+        self._build(int(state["k"]), in_channels=int(state.get("in_channels", 1)))
+        self.model_.load_state_dict(state["model"])
+        self.optimizer_.load_state_dict(state["optimizer"])
+        self.top_optimizer_.load_state_dict(state["top_optimizer"])
+        self.epoch_, self.step_ = int(state["epoch"]), int(state["step"])
+        self.global_step_ = int(state["global_step"])
+        self.assign_, self.prev_assign_ = state.get("assign"), state.get("prev_assign")
+        self.indexes_, self.centroids_, self.pca_ = state.get("indexes"), state.get("centroids"), state.get("pca")
+        self.history_ = list(state.get("history", []))
+        self.epoch_metrics_ = dict(state.get("epoch_metrics", {}))
+        if "torch_rng" in state:
+            torch.set_rng_state(state["torch_rng"])
+        return self
