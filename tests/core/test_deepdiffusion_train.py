@@ -57,10 +57,10 @@ def test_progress_memory_transform(vessel_points):
 
 
 def test_resume_continues_exactly(vessel_points, tmp_path):
-    full = _method()
+    full = _method(epochs=2)
     full_hist = list(full.steps(vessel_points))
     # interrupted after 4 steps (mid epoch 1), checkpointed, resumed by a fresh object
-    part = _method()
+    part = _method(epochs=2)
     gen = part.steps(vessel_points)
     first = [next(gen) for _ in range(4)]
     gen.close()

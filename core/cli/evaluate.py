@@ -1,0 +1,81 @@
+"""``latentmap evaluate --project DIR [--run ID] [--out DIR]``: retrieval mAP and Table 1.
+
+Uses the run's stored embedding (``latentmap embed`` or the end of ``latentmap train``) and the
+project's labels on one split (default test): leave-one-out cosine retrieval mAP (overall, per
+class, class-balanced) and the inner-ear paper's Table 1, written as CSV + markdown with ROC/PR
+curves and the cosine distance matrix as PNGs. The summary is also stored in the run's metrics.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ._common import add_project_arg, open_project
+
+
+def register(sub) -> None:
+    p = sub.add_parser("evaluate", help="retrieval mAP and Table 1 of a run's embedding",
+                       description="Retrieval mAP and the inner-ear Table 1 on a labelled split, "
+                                   "from a run's stored embedding; writes CSV, markdown and PNG figures.")
+    add_project_arg(p)
+    p.add_argument("--run", type=int, help="run id (default: the active run, else the latest with a checkpoint)")
+    p.add_argument("--out", help="report folder (default: the run's folder / evaluation-SPLIT)")
+    p.add_argument("--split", default="test", help="which split to evaluate (default: test; 'all' for every sample)")
+    p.set_defaults(func=run_evaluate)
+
+
+def labelled_embedding(project, run_id: int, split: str = "test"):
+    """(ids, embedding, class index, class names) of the split's single-labelled samples."""
+    from ..pipeline import run_name
+
+    name = f"embeddings/{run_name(run_id)}"
+    if not project.arrays.exists(name):
+        raise ValueError(f"run {run_id} has no stored embedding ({name}); run `latentmap embed --run {run_id}`")
+    ids, emb = project.arrays.load(name)
+    ids = np.asarray(ids).astype(str)
+    df = project.samples() if split == "all" else project.samples(split=split)
+    keep = np.isin(ids, df["id"].astype(str).to_numpy())
+    ids, emb = ids[keep], emb[keep]
+    if len(ids) == 0:
+        raise ValueError(f"run {run_id}: no embedded samples in split {split!r}")
+    names = project.label_names()
+    if not names:
+        raise ValueError(f"{project.path}: the project has no labels to evaluate against")
+    y = project.label_matrix(list(ids), names)
+    used = y.any(0)
+    names = [n for n, u in zip(names, used) if u]
+    y = y[:, used]
+    single = y.sum(1) == 1
+    if single.sum() < 2:
+        raise ValueError(f"run {run_id}: fewer than 2 samples with exactly one label in split {split!r}")
+    return ids[single], emb[single], y[single].argmax(1), names
+
+
+def run_evaluate(args) -> int:
+    from ..metrics.report import write_retrieval_report
+    from .embed import pick_run
+
+    project = open_project(args.project)
+    run = pick_run(project, args.run)
+    run_id = int(run["id"])
+    ids, emb, lab, names = labelled_embedding(project, run_id, args.split)
+    out = Path(args.out) if args.out else project.run_dir(run_id) / f"evaluation-{args.split}"
+    res = write_retrieval_report(out, emb, lab, class_names=names,
+                                 title=f"run {run_id} ({run['method']}), {args.split} split")
+    ret, t1 = res["retrieval"], res["table1"]
+    print(f"run {run_id} ({run['method']}), split {args.split}: {len(ids)} labelled samples, "
+          f"{len(names)} classes")
+    print(f"  retrieval mAP {ret.map:.4f}, class-balanced {ret.map_balanced:.4f}")
+    for c, v in ret.map_per_class.items():
+        print(f"    {c}: {v:.4f} (n={ret.support[c]})")
+    for row in ("max accuracy", "mean accuracy", "mean roc_auc", "mean ap", "max f1", "mean pr_auc"):
+        print(f"  Table 1 {row}: {t1.table[row]['overall']:.4f}")
+    print(f"  report: {out}")
+    metrics = dict(run.get("metrics") or {})
+    metrics[f"evaluation_{args.split}"] = {"map": ret.map, "map_balanced": ret.map_balanced,
+                                           "map_per_class": ret.map_per_class,
+                                           "table1_overall": {k: v["overall"] for k, v in t1.table.items()},
+                                           "report": str(out)}
+    project.update_run(run_id, metrics=metrics)
+    return 0
