@@ -25,14 +25,21 @@ class QtJob(QObject):
         self.job = Job(method, data, on_progress=self._on_progress, on_status=self._on_status,
                        **job_kwargs)
 
-    # called on the worker thread: only emit
+    # called on the worker thread: only emit. When the window that owned this bridge is gone
+    # (closed mid-job), the signals have no receiver left and the job simply runs on.
     def _on_progress(self, p: Progress) -> None:
-        self.progress.emit(p)
+        try:
+            self.progress.emit(p)
+        except RuntimeError:
+            pass
 
     def _on_status(self, s: str) -> None:
-        self.status.emit(s)
-        if s in (FINISHED, CANCELLED, FAILED):
-            self.done.emit(s)
+        try:
+            self.status.emit(s)
+            if s in (FINISHED, CANCELLED, FAILED):
+                self.done.emit(s)
+        except RuntimeError:
+            pass
 
     def start(self) -> "QtJob":
         self.job.start()

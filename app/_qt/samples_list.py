@@ -133,7 +133,13 @@ class SamplesList(QWidget):
         self._on_selection(self.selection.ids)
 
     def _on_filter(self, text: str) -> None:
-        self.proxy.set_text(text)
+        # filtering hides rows; it must not deselect the hidden samples everywhere else
+        self._syncing = True
+        try:
+            self.proxy.set_text(text)
+        finally:
+            self._syncing = False
+        self._on_selection(self.selection.ids)
         self._update_count()
 
     def _update_count(self) -> None:

@@ -1,0 +1,247 @@
+"""The main window on a project built from shared data: a programmatic lasso drives every view;
+labels survive undo, redo, close and reopen; session state comes back; import runs in the
+background; screenshots are not blank; ``latentmap app --screenshot`` works end to end."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from qtpy.QtCore import Qt
+
+from tests.app.conftest import nonblank
+from tests.conftest import DATA, ROOT, need
+
+
+def _qimage_array(img) -> np.ndarray:
+    img = img.convertToFormat(img.Format.Format_RGB32)
+    ptr = img.constBits()
+    return np.frombuffer(ptr, np.uint8, img.sizeInBytes()).reshape(img.height(), img.bytesPerLine())[
+        :, : img.width() * 4].reshape(img.height(), img.width(), 4)
+
+
+@pytest.fixture(autouse=True)
+def _no_modal_dialogs(monkeypatch):
+    from qtpy.QtWidgets import QMessageBox
+
+    shown = []
+    monkeypatch.setattr(QMessageBox, "exec", lambda self: shown.append(self.text()) or QMessageBox.Ok)
+    monkeypatch.setattr(QMessageBox, "information", lambda *a, **k: QMessageBox.Ok)
+    monkeypatch.setattr(QMessageBox, "warning", lambda *a, **k: QMessageBox.Ok)
+    return shown
+
+
+def open_window(qtbot, path):
+    from app._qt.main_window import MainWindow
+    from app.components import ProjectModel
+
+    win = MainWindow(ProjectModel.open(path, author="tester"))
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    return win
+
+
+def test_lasso_drives_every_view_and_labels_survive_reopen(qtbot, project_copy, _no_modal_dialogs):
+    path, info = project_copy
+    win = open_window(qtbot, path)
+    # a first open shows the first embedded sample everywhere
+    first = info["mask_ids"][0]
+    assert win.selection.current == first
+    assert win.image_view.sample_id == first and win.mesh_view.shown_ids == [first]
+
+    # programmatic lasso in the scatter's PCA plane: a polygon around the points of one corner
+    ids, xy = win.model.projection("pca")
+    ids = [str(i) for i in ids]
+    cx, cy = np.median(xy, axis=0)
+    inside = [i for i, (x, y) in zip(ids, xy) if x < cx and y < cy]
+    poly = np.array([[xy[:, 0].min() - 1, xy[:, 1].min() - 1], [cx, xy[:, 1].min() - 1], [cx, cy],
+                     [xy[:, 0].min() - 1, cy]])
+    if win.scatter_view is not None:
+        got = win.scatter_view.lasso_select(poly)
+    else:  # the scatter is another module: drive the shared selection the same way
+        win.selection.select(inside)
+        got = list(win.selection.ids)
+    assert sorted(got) == sorted(inside) and len(inside) > 3
+    assert set(win.selection.ids) == set(inside)
+    cur = win.selection.current
+    assert cur in inside
+    # image, mesh and neighbours follow
+    assert win.image_view.sample_id == cur
+    np.testing.assert_array_equal(win.image_view.layer("image").data, win.model.project.load_sample_array(cur))
+    assert win.mesh_view.shown_ids == [cur]
+    assert win.neighbours_view.result.query == cur
+    # the samples table selects the same rows
+    rows = {win.samples_list.table_model.sample_id(win.samples_list.proxy.mapToSource(i).row())
+            for i in win.samples_list.view.selectionModel().selectedRows()}
+    assert rows == set(inside)
+    # comparing the selection's meshes side by side
+    win.mesh_view.mode.setCurrentText("side by side")
+    assert len(win.mesh_view.plotter.renderers) == min(4, len(inside))
+    win.mesh_view.mode.setCurrentText("current")
+
+    # label the lasso with key 2 (hyperplasia), undo and redo through the Edit menu
+    win.activateWindow()
+    qtbot.waitUntil(win.isActiveWindow, timeout=3000)
+    before = {i: win.model.labels()[i] for i in inside}
+    qtbot.keyClick(win, Qt.Key_2)
+    assert all("hyperplasia" in win.model.labels()[i] for i in inside)
+    win.undo_action.trigger()
+    assert {i: win.model.labels()[i] for i in inside} == before
+    win.redo_action.trigger()
+    assert all("hyperplasia" in win.model.labels()[i] for i in inside)
+    dev_before = set(win.model.project.dev_ids())
+    win.labels_panel.set_dev(True)
+    win.image_view.set_preset("bone")
+    win.samples_list.filter_edit.setText("train")
+
+    # screenshots of the window and of each view are not blank
+    shot = win.save_screenshot(path.parent / "window.png")
+    from qtpy.QtGui import QImage
+
+    assert nonblank(_qimage_array(QImage(str(shot))))
+    assert nonblank(win.image_view.screenshot())
+    assert nonblank(win.mesh_view.screenshot())
+    for name in ("Samples", "Labels", "Neighbours"):
+        assert nonblank(_qimage_array(win.panels[name].grab().toImage())), name
+    if win.scatter_view is not None:
+        assert nonblank(_qimage_array(win.scatter_view.grab().toImage()))
+
+    win.close()  # saves the session state
+    assert win.model is None
+
+    from core.project import Project
+
+    with Project.open(path) as pr:  # the labels are in the database, with author and time
+        labels = pr.labels(inside)
+        assert all("hyperplasia" in labels[i] for i in inside)
+        assert pr.label_author(inside[0], "hyperplasia")[0] == "tester"
+        assert set(inside) <= set(pr.dev_ids())
+
+    # reopen: selection, current sample, filter, preset and undo history come back
+    win2 = open_window(qtbot, path)
+    assert set(win2.selection.ids) == set(inside)
+    assert win2.selection.current == cur
+    assert win2.samples_list.filter_edit.text() == "train"
+    assert win2.image_view.preset.currentText().startswith("CT bone")
+    assert win2.image_view.sample_id == cur
+    win2.undo_action.trigger()  # undo across sessions: the dev-set marking
+    assert set(win2.model.project.dev_ids()) == dev_before
+    win2.undo_action.trigger()  # then the label
+    assert {i: win2.model.labels()[i] for i in inside} == before
+    win2.close()
+    assert not _no_modal_dialogs, f"unexpected error dialogs: {_no_modal_dialogs}"
+
+
+def test_optional_panels_and_add_panel(qtbot, project_copy):
+    from qtpy.QtWidgets import QLabel
+
+    from app._qt.main_window import OPTIONAL_PANELS
+
+    path, _ = project_copy
+    win = open_window(qtbot, path)
+    for title, spec, _area in OPTIONAL_PANELS:
+        # each optional panel is either docked or its import error is recorded, never a crash
+        assert title in win.docks or title in win.panel_errors
+    dock = win.add_panel("Extra", QLabel("extra"), "right")
+    assert win.docks["Extra"] is dock and dock.toggleViewAction() in win.view_menu.actions()
+    qtbot.waitUntil(dock.isVisible, timeout=3000)
+    dock.toggleViewAction().trigger()
+    assert not dock.isVisible()
+    dock.toggleViewAction().trigger()
+    assert dock.isVisible()
+    win.close()
+
+
+def test_import_runs_in_background_with_progress(qtbot, tmp_path):
+    from app._qt.main_window import MainWindow
+    from app.components import ProjectModel
+    from core.project import Project
+
+    src = need(DATA / "breastmnist")
+    Project.create(tmp_path / "p").close()
+    win = MainWindow(ProjectModel.open(tmp_path / "p"), optional_panels=False)
+    qtbot.addWidget(win)
+    win.show()
+    progress = []
+    job = win.import_sources([next(src.glob("*.npz"))])
+    job.progress.connect(progress.append)
+    assert win.job_bar.isVisible()  # the GUI thread is free while it runs
+    with qtbot.waitSignal(job.done, timeout=120000) as blocker:
+        pass
+    assert blocker.args == ["finished"]
+    qtbot.waitUntil(lambda: len(win.model.samples) == 780, timeout=10000)
+    assert win.samples_list.table_model.rowCount() == 780
+    assert not win.job_bar.isVisible()
+    win.close()
+
+
+def test_import_cancel(qtbot, tmp_path):
+    from app._qt.jobs import FunctionTask, QtJob
+
+    def work(report, is_cancelled):
+        for i in range(10_000):
+            report(i, 10_000, f"item {i}")
+            import time
+
+            time.sleep(0.001)
+        return "done"
+
+    qj = QtJob(FunctionTask(work, "slow"))
+    states = []
+    qj.status.connect(states.append)
+    qj.start()
+    qtbot.waitUntil(lambda: len(qj.job.history) > 0, timeout=5000)
+    with qtbot.waitSignal(qj.done, timeout=10000) as blocker:
+        qj.cancel()
+    assert blocker.args == ["cancelled"]
+    assert "cancelling" in states
+    assert qj.job.history[-1].step < 9_999
+
+
+def test_empty_window_and_bad_project_dialog(qtbot, tmp_path, _no_modal_dialogs):
+    from app._qt.main_window import MainWindow
+
+    win = MainWindow()
+    qtbot.addWidget(win)
+    assert not win.undo_action.isEnabled()
+    win._guarded(win.open_project, tmp_path / "nothing-here")
+    assert _no_modal_dialogs and "not a LatentMap project" in _no_modal_dialogs[0]
+    win.close()
+
+
+def test_sample_project_copied_once(tmp_path, monkeypatch, built_project):
+    from app.main import sample_project_path
+
+    src, _ = built_project
+    monkeypatch.setenv("LATENTMAP_DATA_HOME", str(tmp_path / "home"))
+    p = sample_project_path(bundled=src)
+    assert p == tmp_path / "home" / "sample-project" and (p / "project.sqlite").exists()
+    (p / "marker").write_text("user data")
+    assert sample_project_path(bundled=src) == p and (p / "marker").exists()  # not overwritten
+    with pytest.raises(FileNotFoundError, match="sample project is missing"):
+        monkeypatch.setenv("LATENTMAP_DATA_HOME", str(tmp_path / "other"))
+        sample_project_path(bundled=tmp_path / "missing")
+
+
+@pytest.mark.slow
+def test_cli_app_screenshot(project_copy, tmp_path):
+    path, _ = project_copy
+    if not os.environ.get("DISPLAY"):
+        pytest.skip("needs the Xvfb display pytest-xvfb provides")
+    png = tmp_path / "shot.png"
+    code = ("import sys; from core.cli import app as a; import argparse; "
+            "p = argparse.ArgumentParser(); s = p.add_subparsers(); a.register(s); "
+            "args = p.parse_args(sys.argv[1:]); sys.exit(args.func(args))")
+    env = dict(os.environ, QT_QPA_PLATFORM="xcb")
+    out = subprocess.run([sys.executable, "-c", code, "app", str(path), "--screenshot", str(png),
+                          "--quit-after", "6"], capture_output=True, text=True, cwd=ROOT, env=env,
+                         timeout=240)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert str(png.resolve()) in out.stdout
+    from qtpy.QtGui import QImage
+
+    assert nonblank(_qimage_array(QImage(str(png))), min_std=10)
