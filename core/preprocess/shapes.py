@@ -5,7 +5,8 @@ keep the largest connected component, extract its surface, sample 1024 points un
 the surface area (Ohbuchi: a face is drawn with probability proportional to its area, then a
 uniform point inside it), and normalise the cloud to its centroid and the unit sphere.
 
-Conventions: a mask is a 3-D array, foreground where it is true / non-zero; ``spacing`` is
+Conventions: a mask is a 3-D array, foreground where it is true / non-zero (float masks:
+where > 0.5, so probability maps work); ``spacing`` is
 given in the array's axis order (the same order as ``mask.shape``), and vertices are in that
 order too (index * spacing, index 0 at coordinate 0), so a mesh overlays its mask.
 """
@@ -34,7 +35,8 @@ def _binary(mask, name: str | None) -> np.ndarray:
     label = f"mask {name!r}" if name else "mask"
     if m.ndim != 3:
         raise ValueError(f"{label}: expected a 3-D mask, got shape {m.shape}")
-    m = m if m.dtype == bool else m > 0
+    if m.dtype != bool:
+        m = m > 0.5 if np.issubdtype(m.dtype, np.floating) else m != 0
     if not m.any():
         raise ValueError(f"{label} is empty (no foreground voxel): cannot make a surface from it")
     return m

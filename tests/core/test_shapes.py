@@ -72,6 +72,10 @@ def test_single_voxel_and_border_touching_masks():
     verts, faces = mask_to_mesh(m)
     _check_closed_mesh(verts, faces)
     _check_cloud(mask_to_points(m))
+    prob = np.zeros((5, 5, 5), np.float32)
+    prob[2, 2, 2], prob[0, 0, 0] = 0.9, 0.2  # probability map: foreground where > 0.5
+    verts, _ = mask_to_mesh(prob)
+    np.testing.assert_allclose(verts.min(0), [1.5] * 3)
     full = np.ones((3, 5, 4), np.uint8)
     verts, faces = mask_to_mesh(full, spacing=(2.0, 1.0, 0.5))
     _check_closed_mesh(verts, faces)
