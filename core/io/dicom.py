@@ -131,8 +131,9 @@ def _read_pixels_pydicom(path, photometric: str, *, sitk_error) -> tuple[np.ndar
         from pydicom.pixels import apply_color_lut
 
         arr = apply_color_lut(arr, ds)
-    elif photometric.startswith("YBR"):
-        from pydicom.pixels import convert_color_space
+    elif photometric.startswith("YBR") and int(pydicom.__version__.split(".")[0]) < 3:
+        # pydicom >= 3 already returns RGB for YBR data (pixel_array's as_rgb=True); 2.x does not.
+        from pydicom.pixel_data_handlers.util import convert_color_space
 
         arr = convert_color_space(arr, photometric, "RGB")
     n_comp = 3 if arr.shape[-1] == 3 and photometric not in ("MONOCHROME1", "MONOCHROME2") else 1

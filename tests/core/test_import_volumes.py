@@ -58,6 +58,26 @@ def test_pydicom_fallback_when_simpleitk_fails(name, monkeypatch):
         assert s.metadata["color"] == "RGB"
 
 
+@pytest.mark.parametrize("fallback", [False, True])
+def test_ybr_ultrasound_becomes_rgb(tmp_path, monkeypatch, fallback):
+    """The real colour-Doppler US re-encoded as YBR_FULL (as many scanners store it) reads back RGB."""
+    import pydicom
+    import SimpleITK as sitk
+    from pydicom.pixels import convert_color_space
+
+    ds = pydicom.dcmread(need(DATA / "dicom_samples" / "US1_UNCR.dcm"))
+    rgb = ds.pixel_array
+    ds.PixelData = convert_color_space(rgb, "RGB", "YBR_FULL").astype(np.uint8).tobytes()
+    ds.PhotometricInterpretation = "YBR_FULL"
+    ds.save_as(tmp_path / "us_ybr.dcm")
+    if fallback:
+        monkeypatch.setattr(sitk, "ReadImage", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("x")))
+    (s,) = read_dicom_file(tmp_path / "us_ybr.dcm")
+    assert s.metadata["reader"] == ("pydicom" if fallback else "SimpleITK")
+    assert s.array.shape == (480, 640, 3) and s.metadata["color"] == "RGB"
+    assert np.abs(s.array.astype(int) - rgb).mean() < 1.0
+
+
 def test_dicom_folder_imports_with_tags(tmp_path):
     project = Project.create(tmp_path / "p")
     report = import_source(project, need(DATA / "dicom_samples"))
