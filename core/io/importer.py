@@ -50,8 +50,8 @@ class ImportReport:
         """Newly imported masks and meshes: what the point-cloud step has to process."""
         if not self.ids:
             return []
-        df = project.samples(ids=self.ids)
-        return df.loc[df["kind"].isin(["mask", "mesh"]), "id"].tolist()
+        shapes = {r[0] for r in project.query("SELECT id FROM samples WHERE kind IN ('mask', 'mesh')")}
+        return [i for i in self.ids if i in shapes]
 
     def summary_lines(self) -> list[str]:
         lines = [f"imported {self.imported} samples"
@@ -193,7 +193,7 @@ class _Writer:
         self.project = project
         self.report = report
         self.modality = modality
-        self.existing = set(project.sample_ids())
+        self.existing = {r[0] for r in project.query("SELECT id FROM samples")}
         self.pending: list[SampleRecord] = []
         self.pending_folder: Path | None = None
 
