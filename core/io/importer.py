@@ -260,9 +260,12 @@ class _Writer:
 
     # -- many samples in one stacked array
     def add_stack(self, st: LoadedStack, dataset: str, *, extra_labels=(), split="", metadata=None) -> None:
-        dataset = st.dataset if (st.dataset and not dataset) else (dataset or st.dataset)
+        # Ids are prefixed by the stack's own name (the .npz stem, or --dataset), so two .npz
+        # files named in one manifest cannot collide; the dataset column may group them.
+        prefix = st.dataset or dataset
+        dataset = dataset or st.dataset
         if st.stable_ids:
-            ids = ["/".join([_safe(dataset), *map(str, k)]) for k in st.keys]
+            ids = ["/".join([_safe(prefix), *map(str, k)]) for k in st.keys]
         else:
             ids = [make_id(st.source_path, *k) for k in st.keys]
         new = [i for i, sid in enumerate(ids) if sid not in self.existing]
@@ -270,7 +273,7 @@ class _Writer:
         if not new:
             return
         stem = st.store_name or (ids[0].split("/")[0] + "_stack")
-        rel = self.project.save_sample_array(f"data/{_safe(dataset)}/{_safe(stem)}.npy", st.array)
+        rel = self.project.save_sample_array(f"data/{_safe(prefix)}/{_safe(stem)}.npy", st.array)
         records = []
         row_shape = list(st.array.shape[1:])
         for i in new:

@@ -129,3 +129,20 @@ def test_unknown_medmnist_gets_class_names(tmp_path):
     assert report.imported == 15
     assert set(project.label_names()) <= {"class_0", "class_1"}
     assert project.sample_ids(split="test")[0] == "mybreast/test/00000"
+
+
+def test_manifest_naming_medmnist_files(tmp_path):
+    z = np.load(need(DATA / "vesselmnist3d" / "vesselmnist3d.npz"))
+    np.savez(tmp_path / "vessels_a.npz", train_images=z["train_images"][:3], train_labels=z["train_labels"][:3])
+    np.savez(tmp_path / "vessels_b.npz", test_images=z["test_images"][:2], test_labels=z["test_labels"][:2])
+    (tmp_path / "sets.csv").write_text("path,label,site\nvessels_a.npz,site-a,1\nvessels_b.npz,site-b,2\n")
+    project = Project.create(tmp_path / "p")
+    report = import_source(project, tmp_path / "sets.csv")
+    assert report.imported == 5 and not report.skipped
+    df = project.samples()
+    assert sorted(df["id"]) == ["vessels_a/train/00000", "vessels_a/train/00001", "vessels_a/train/00002",
+                                "vessels_b/test/00000", "vessels_b/test/00001"]
+    assert set(df["dataset"]) == {"sets"} and set(df["kind"]) == {"mask"}
+    labels = project.labels(df["id"].tolist())
+    assert labels["vessels_b/test/00001"] == ["class_1", "site-b"]  # not a known MedMNIST name
+    assert df.set_index("id").loc["vessels_a/train/00000", "metadata"]["site"] == "1"
