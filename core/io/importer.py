@@ -354,9 +354,7 @@ def import_steps(project: Project, sources, *, dataset: str | None = None,
             n_before = report.imported + len(writer.pending)
             try:
                 _do_unit(writer, unit, modality=modality)
-            except (KeyboardInterrupt, GeneratorExit):
-                raise
-            except BaseException as exc:  # noqa: BLE001 - one bad file never stops an import
+            except Exception as exc:  # noqa: BLE001 - one bad file never stops an import
                 where = getattr(exc, "path", None) or str(unit.path)
                 if unit.kind == "manifest_row" and unit.row is not None:
                     where = f"{unit.path} (manifest {unit.row.metadata.get('manifest')}, row {unit.row.row})"
