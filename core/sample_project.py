@@ -58,8 +58,7 @@ def build_sample_project(dest: Path | None = None, *, epochs: int = DEFAULT_EPOC
     method = get_method("deepdiffusion")(epochs=epochs, batch_size=16, seed=0, out_dim=64, eval_every=0)
     data = load_method_data(project, method)
     log(f"sample project: training DeepDiffusion for {epochs} epochs on {int((data.split == 'train').sum())} shapes")
-    job = Job(method, data.by_split("train") if hasattr(data, "by_split") else data, project=project,
-              on_progress=on_progress, name="deepdiffusion")
+    job = Job(method, data, project=project, on_progress=on_progress, name="deepdiffusion")
     job.run()
     for line in apply_run(project, method, job.run_id, data=data, n_clusters=6):
         log(f"sample project: {line}")

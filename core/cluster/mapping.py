@@ -14,7 +14,7 @@ def run_algorithm1(project, clustering: str) -> dict:
     are stored in the project (source ``algorithm1``); manual overrides are kept as they are.
     Returns ``{"vectors": {cluster: {label: mean}}, "counts": {cluster: n_dev}, "unmatched": [...]}``.
     """
-    from .match import match_clusters
+    from .match import match_clusters, match_to_vectors, save_match
 
     ids, assign = project.load_clustering(clustering)
     if len(assign) == 0:
@@ -23,22 +23,14 @@ def run_algorithm1(project, clustering: str) -> dict:
     if not names:
         raise ValueError("the project has no labels yet: add labels and label a development set first")
     dev = set(project.dev_ids())
-    if not dev:
-        raise ValueError("the development set is empty: mark labelled samples as development set first")
     is_dev = np.array([s in dev for s in ids])
-    n_clusters = int(assign.max()) + 1
+    if not is_dev.any():
+        raise ValueError("the development set is empty: mark labelled samples as development set first")
     y = project.label_matrix([s for s, d in zip(ids, is_dev) if d], names)
-    result = match_clusters(assign[is_dev], y, n_clusters)
-    means, counts = result.vectors, result.counts
-    vectors, count_map, unmatched = {}, {}, []
-    for k in range(n_clusters):
-        count_map[k] = int(counts[k])
-        if counts[k] == 0:
-            unmatched.append(k)
-            continue
-        vectors[k] = {n: float(means[k, j]) for j, n in enumerate(names)}
-    project.save_cluster_vectors(clustering, vectors, count_map)
-    return {"vectors": vectors, "counts": count_map, "unmatched": unmatched}
+    match = match_clusters(assign[is_dev], y, int(assign.max()) + 1)
+    save_match(project, clustering, match, names)
+    vectors, counts = match_to_vectors(match, names)
+    return {"vectors": vectors, "counts": counts, "unmatched": [int(k) for k in match.unmatched]}
 
 
 def cluster_rows(project, clustering: str, *, labels: dict | None = None) -> list[dict]:
