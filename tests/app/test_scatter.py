@@ -270,8 +270,31 @@ def test_project_model_colouring_hover_and_updates(qtbot, model):
     model.set_label([sid], "normal", False)
     after = v.legend.counts()
     assert after != before and sum(after.values()) == len(ids)
-    # UMAP not computed yet: PCA stays on screen while it runs in the background
+    # UMAP not computed yet: PCA stays on screen (the background UMAP itself is not run here:
+    # numba's first compile alone takes longer than this whole file)
+    v.auto_umap = False
     v.set_projection_kind("umap")
-    assert v.n_points == len(ids)
+    assert v.n_points == len(ids) and v.projection_combo.currentText() == "UMAP"
+    assert np.allclose(np.sort(v._index.x), np.sort(xy[:, 0]))
+    # ... and when a UMAP projection lands in the project the view switches to it
+    flipped = np.column_stack([xy[:, 1], -xy[:, 0]])
+    model.save_projection("umap", ids, flipped)
+    assert np.allclose(np.sort(v._index.x), np.sort(flipped[:, 0]))
     v.set_projection_kind("pca")
+    assert np.allclose(np.sort(v._index.x), np.sort(xy[:, 0]))
     v.disconnect_models()
+
+
+def test_legend_click_selects_category(view, organ_pca):
+    ids, xy, organs, _ = organ_pca
+    view.select_category("liver")
+    assert set(view.selection.ids) == set(ids[organs == "liver"])
+    view.select_category("heart", "add")
+    assert set(view.selection.ids) == set(ids[(organs == "liver") | (organs == "heart")])
+    # a click on a legend row (the app's modifier state is left over from other tests' synthetic
+    # events, so the signal is emitted as the row would with no modifier held)
+    assert view.legend._tree.topLevelItem(0).data(0, QtCore.Qt.UserRole) == "bladder"
+    view.legend.category_clicked.emit("bladder", QtCore.Qt.NoModifier)
+    assert set(view.selection.ids) == set(ids[organs == "bladder"])
+    view.legend.category_clicked.emit("heart", QtCore.Qt.ControlModifier)
+    assert set(view.selection.ids) == set(ids[organs == "bladder"])

@@ -79,6 +79,14 @@ class Coding:
         self.n_missing = int(n_missing)
         self._labels = labels  # per point display values (continuous: the float values)
 
+    def reordered(self, order: np.ndarray) -> "Coding":
+        """The same coding with points permuted by ``order`` (integer reindexing is cheap; the
+        values themselves, often Python strings, are not reordered)."""
+        labels = None if self._labels is None else self._labels[order]
+        return Coding(self.codes[order], self.colours, categorical=self.categorical, names=self.names,
+                      counts=self.counts, vmin=self.vmin, vmax=self.vmax, n_missing=self.n_missing,
+                      labels=labels)
+
     def value_text(self, i: int) -> str:
         if self.categorical:
             return self.names[int(self.codes[i])]
@@ -92,7 +100,8 @@ def code_values(values, categorical: bool, *, n_bins: int = 256) -> Coding:
         import pandas as pd
 
         # hash-based factorize: np.unique on 1M strings sorts and takes ~10x longer
-        raw, uniques = pd.factorize(pd.Series(np.asarray(values, dtype=object)), use_na_sentinel=True)
+        # on the plain object array: a Series would first be converted to an arrow string array
+        raw, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=True)
         names = [str(u) for u in uniques.tolist()]
         missing_codes = [i for i, u in enumerate(uniques.tolist()) if _is_missing(u)]
         counts = np.bincount(raw[raw >= 0], minlength=len(names)) if len(raw) else np.zeros(len(names), np.int64)

@@ -80,7 +80,7 @@ def dilate(img: np.ndarray, r: int) -> np.ndarray:
 
 
 def rasterise(x, y, codes, palette, rect, shape, *, selected=None, spread=1, alpha_min=0.45,
-              faded_alpha=0.22, faded_grey=0.5, mean_colour_max=300_000) -> np.ndarray:
+              faded_alpha=0.3, faded_grey=0.4, mean_colour_max=300_000) -> np.ndarray:
     """Premultiplied ARGB32 image ``(H, W)`` uint32 (``QImage.Format_ARGB32_Premultiplied``),
     row 0 at ``rect``'s y0.
 
@@ -108,8 +108,8 @@ def rasterise(x, y, codes, palette, rect, shape, *, selected=None, spread=1, alp
         pix += selected.astype(np.intp) * npx   # selected points counted in a second grid
     count = np.bincount(pix, minlength=(2 if two else 1) * npx)
     nz = np.flatnonzero(count)                  # sorted: unselected pixels come first
-    slot = np.empty(len(count), dtype=np.intp)
-    slot[nz] = np.arange(len(nz))
+    slot = np.empty(len(count), dtype=np.int32)   # only read where count > 0
+    slot[nz] = np.arange(len(nz), dtype=np.int32)
     pslot = slot[pix]
     cnt = count[nz].astype(np.float32)
     pal = np.asarray(palette, dtype=np.float32) / 255.0

@@ -141,13 +141,15 @@ class ScatterView(QtWidgets.QWidget):
     #: markers (not the raster) when at most this many points are in view
     marker_threshold = 20_000
     #: rasterise at half resolution (2x2 screen pixels per cell) above this many visible points
-    coarse_threshold = 150_000
+    coarse_threshold = 50_000
     #: the raster covers this fraction of the view size beyond each edge, so short pans show
     #: points at once, before the next raster is ready
-    raster_pad = 0.15
+    raster_pad = 0.1
     render_interval_ms = 30
     hover_interval_ms = 40
     hover_radius_px = 8.0
+    #: compute a missing UMAP in the background when it is asked for (PCA shows meanwhile)
+    auto_umap = True
 
     def __init__(self, model=None, selection: Selection | None = None, colour: ColourBy | None = None,
                  parent=None):
@@ -175,6 +177,7 @@ class ScatterView(QtWidgets.QWidget):
         self._faded_brushes: list = []
         self._umap: _UmapThread | None = None
         self._drag_path: list[tuple[float, float]] = []
+        self._drawn = None                          # (data rect drawn, view span, widget size)
         self.last_drag = np.zeros((0, 2))           # the last lasso or box, in data coordinates
 
         self._build_ui()
@@ -453,7 +456,7 @@ class ScatterView(QtWidgets.QWidget):
         values = np.asarray(values)
         if len(values) != len(self._ids):
             raise ValueError(f"set_colours: {len(values)} values for {len(self._ids)} points")
-        coding = code_values(values[self._index.order], categorical)
+        coding = code_values(values, categorical).reordered(self._index.order)
         self._apply_coding(coding, title=self.colour.column if title is None else title)
         self._render()
 
@@ -466,6 +469,7 @@ class ScatterView(QtWidgets.QWidget):
         except KeyError as exc:
             self._show_message(str(exc))
             return
+        # asked in sorted order already: no reordering
         self._apply_coding(code_values(np.asarray(values), categorical), title=self.colour.column)
         if render:
             self._render()
@@ -508,12 +512,10 @@ class ScatterView(QtWidgets.QWidget):
         self._set_model_points(*res)
 
     def _set_model_points(self, ids, xy):
-        ids = np.asarray(ids).astype(str).astype(object)
-        same = len(ids) == len(self._ids) and np.array_equal(np.sort(ids), np.sort(self._ids))
-        self.set_points(ids, np.asarray(xy)[:, :2], keep_view=False if not same else False)
+        self.set_points(np.asarray(ids).astype(str).astype(object), np.asarray(xy)[:, :2])
 
     def _start_umap(self):
-        if self._umap is not None:
+        if self._umap is not None or not self.auto_umap:
             return
         emb = self.model.embedding()
         if emb is None:
@@ -561,9 +563,22 @@ class ScatterView(QtWidgets.QWidget):
             self.vb.setRange(xRange=(0, 1), yRange=(0, 1), padding=0)
 
     def _schedule_render(self, *_):
+        if self._still_covered():
+            return
         # throttle, not debounce: during a drag the raster follows every render_interval_ms
         if not self._render_timer.isActive():
             self._render_timer.start()
+
+    def _still_covered(self) -> bool:
+        """Whether what is drawn is still exact for the view: a pan that stays inside the padded
+        area drawn last time, at the same zoom and widget size, needs no new raster or markers."""
+        if self._drawn is None:
+            return False
+        (x0, x1), (y0, y1) = self.vb.viewRange()
+        (dx0, dy0, dx1, dy1), span, size = self._drawn
+        same_zoom = np.allclose((x1 - x0, y1 - y0), span, rtol=1e-9, atol=0)
+        return (same_zoom and size == self._screen_size()
+                and dx0 <= x0 and x1 <= dx1 and dy0 <= y0 and y1 <= dy1)
 
     def flush(self, force: bool = False) -> None:
         """Render now if a render is pending (or always, with ``force``): tests and benchmarks."""
@@ -583,6 +598,7 @@ class ScatterView(QtWidgets.QWidget):
         t0 = time.perf_counter()
         n = len(self._ids)
         if n == 0:
+            self._drawn = None
             self._raster.set_image(None)
             self._markers.clear(); self._sel_markers.clear()
             self.render_mode = "empty"
@@ -591,17 +607,20 @@ class ScatterView(QtWidgets.QWidget):
         (x0, x1), (y0, y1) = self.vb.viewRange()
         W, H = self._screen_size()
         n_vis = self._index.count_visible((x0, y0, x1, y1))
-        pw, ph = (x1 - x0) * self.raster_pad, (y1 - y0) * self.raster_pad
+        cell = 2 if n_vis > self.coarse_threshold else 1
+        # a coarse raster is cheap per pixel: draw a wider margin so longer pans need no redraw
+        pad = self.raster_pad * (2.5 if cell == 2 else 1.0)
+        pw, ph = (x1 - x0) * pad, (y1 - y0) * pad
         rect = (x0 - pw, y0 - ph, x1 + pw, y1 + ph)
+        self._drawn = (rect, (x1 - x0, y1 - y0), (W, H))
         if n_vis <= self.marker_threshold:
             self._raster.set_image(None)
             self._render_markers(rect)
             self.render_mode = "markers"
         else:
             self._markers.clear(); self._sel_markers.clear()
-            cell = 2 if n_vis > self.coarse_threshold else 1
-            shape = (max(1, int(round(H * (1 + 2 * self.raster_pad) / cell))),
-                     max(1, int(round(W * (1 + 2 * self.raster_pad) / cell))))
+            shape = (max(1, int(round(H * (1 + 2 * pad) / cell))),
+                     max(1, int(round(W * (1 + 2 * pad) / cell))))
             lo, hi, m = self._index.visible(rect)
             sl = slice(lo, hi)
             x, y, codes, sel = self._index.x[sl], self._index.y[sl], self._coding.codes[sl], self._sel[sl]
@@ -817,6 +836,8 @@ class ScatterView(QtWidgets.QWidget):
 
     # ================================================================== output
     def grab_png(self, path) -> str:
+        """Save the widget (plot, legend and toolbar) as a PNG; returns the path."""
+        QtWidgets.QApplication.sendPostedEvents(None, QtCore.QEvent.LayoutRequest)
         self.flush()
         pm = self.grab()
         if not pm.save(str(path), "PNG"):
