@@ -126,6 +126,10 @@ def _plan_files(folder: Path, files: list[Path], dataset: str | None, report: Im
             reader = reader_for(f)
             if reader is None:
                 report.skipped.append((str(f), "unsupported file type"))
+            elif reader.name == "manifest":
+                # A table inside a scanned folder may or may not be a manifest; read manifests
+                # only when named as a source, so a folder scan never imports files twice.
+                report.ignored.append(str(f))
             elif reader.name == "volume" and labelmaps.is_label_map_name(f):
                 label_units.append(_Unit("labelmap", f, ds))
             else:
@@ -379,7 +383,7 @@ def _do_unit(writer: _Writer, unit: _Unit, *, modality: str | None) -> None:
     elif unit.kind == "manifest_row":
         row = unit.row
         if not row.path.exists():
-            raise ReadError(row.path, f"file not found (named in {row.metadata.get('manifest')}, row {row.row})")
+            raise ReadError(row.path, "file not found")
         mask_path = row.mask
         if row.path.is_dir():
             items = []
