@@ -67,12 +67,12 @@ def evaluate_run(project, run_id: int, *, clustering: str | None = None, split: 
             from .metrics.table1 import table1
 
             t1 = table1(emb[labelled], y[labelled], class_names=names)
-            ev.tables["Table 1 (inner-ear protocol)"] = t1.table
-            if getattr(t1, "roc", None):
-                ev.curves["ROC per class"] = [(c, fpr, tpr) for c, (fpr, tpr) in t1.roc.items()]
+            ev.tables["Table 1 (inner-ear protocol)"] = (
+                pd.DataFrame(t1.table).T.rename_axis("metric").reset_index())
+            if t1.curves:
+                ev.curves["ROC per class"] = [(c, cv["fpr"], cv["tpr"]) for c, cv in t1.curves.items()]
                 ev.curve_axes["ROC per class"] = ("false positive rate", "true positive rate")
-            if getattr(t1, "pr", None):
-                ev.curves["PR per class"] = [(c, rec, prec) for c, (rec, prec) in t1.pr.items()]
+                ev.curves["PR per class"] = [(c, cv["recall"], cv["precision"]) for c, cv in t1.curves.items()]
                 ev.curve_axes["PR per class"] = ("recall", "precision")
         except ImportError as exc:
             ev.notes.append(f"Table 1 unavailable: {exc}")

@@ -316,7 +316,7 @@ def compute_points(project, ids=None, n_points: int = 1024, seed: int = 0, *,
                         mask = np.asarray(mask) == int(label)
                     verts, faces = mask_to_mesh(mask, _array_spacing(geometry), name=sid)
                     if save_meshes:
-                        project.arrays.save(f"meshes/{sid}", verts, faces=faces)
+                        project.arrays.save(f"meshes/{sid}", verts, faces=faces, durable=False)
                 pts = normalise_points(sample_surface(verts, faces, n_points,
                                                       seed=_sample_seed(seed, sid), name=sid))
                 done_ids.append(sid)

@@ -17,8 +17,12 @@ import numpy as np
 _NAME = re.compile(r"^[A-Za-z0-9_.\-/]+$")
 
 
-def atomic_write_bytes(path: Path, write) -> None:
-    """Call ``write(fileobj)`` on a temp file next to ``path``, fsync, then rename over it."""
+def atomic_write_bytes(path: Path, write, *, durable: bool = True) -> None:
+    """Call ``write(fileobj)`` on a temp file next to ``path``, fsync, then rename over it.
+
+    ``durable=False`` skips the fsync: still atomic (never a half file), but a power cut may
+    lose the newest version. For data that can be recomputed (meshes, thumbnails), where the
+    flush dominated the cost of writing thousands of small files."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -26,7 +30,8 @@ def atomic_write_bytes(path: Path, write) -> None:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
-            os.fsync(fh.fileno())
+            if durable:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -50,7 +55,7 @@ class ArrayStore:
             raise ValueError(f"invalid array name {name!r}: use letters, digits, '_', '-', '.', '/'")
         return self.root / f"{name}.npz"
 
-    def save(self, name: str, data: np.ndarray, ids=None, **extra) -> Path:
+    def save(self, name: str, data: np.ndarray, ids=None, *, durable: bool = True, **extra) -> Path:
         data = np.asarray(data)
         payload = {"data": data}
         if ids is not None:
@@ -61,7 +66,7 @@ class ArrayStore:
         for key, value in extra.items():
             payload[key] = np.asarray(value)
         target = self.path(name)
-        atomic_write_bytes(target, lambda fh: np.savez(fh, **payload))
+        atomic_write_bytes(target, lambda fh: np.savez(fh, **payload), durable=durable)
         return target
 
     def load(self, name: str):

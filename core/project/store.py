@@ -181,25 +181,33 @@ class Project:
         """Insert (or replace) samples and their import labels in one transaction."""
         records = list(records)
         t = now()
+        rows = [
+            (r.id, r.dataset, str(r.source_path), r.modality, r.kind, r.split,
+             json.dumps([int(s) for s in r.shape]), json.dumps(_jsonable(r.geometry)),
+             json.dumps(_jsonable(r.metadata)), r.data_file,
+             None if r.data_index is None else int(r.data_index),
+             r.mask_file, None if r.mask_index is None else int(r.mask_index), t)
+            for r in records
+        ]
         with self.transaction() as c:
+            # An upsert, not INSERT OR REPLACE: replacing would delete the sample's user labels
+            # (ON DELETE CASCADE) and reset its development-set flag on a re-import.
+            c.executemany(
+                "INSERT INTO samples (id, dataset, source_path, modality, kind, split, shape, geometry,"
+                " metadata, data_file, data_index, mask_file, mask_index, created_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET"
+                " dataset=excluded.dataset, source_path=excluded.source_path, modality=excluded.modality,"
+                " kind=excluded.kind, split=excluded.split, shape=excluded.shape, geometry=excluded.geometry,"
+                " metadata=excluded.metadata, data_file=excluded.data_file, data_index=excluded.data_index,"
+                " mask_file=excluded.mask_file, mask_index=excluded.mask_index", rows)
+            label_ids = {}
+            label_rows = []
             for r in records:
-                c.execute(
-                    "INSERT OR REPLACE INTO samples (id, dataset, source_path, modality, kind, split,"
-                    " shape, geometry, metadata, data_file, data_index, mask_file, mask_index,"
-                    " created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (
-                        r.id, r.dataset, str(r.source_path), r.modality, r.kind, r.split,
-                        json.dumps([int(s) for s in r.shape]), json.dumps(_jsonable(r.geometry)),
-                        json.dumps(_jsonable(r.metadata)), r.data_file,
-                        None if r.data_index is None else int(r.data_index),
-                        r.mask_file, None if r.mask_index is None else int(r.mask_index), t,
-                    ),
-                )
                 for name in r.labels:
-                    lid = self._label_id(c, name, create=True)
-                    c.execute(
-                        "INSERT OR REPLACE INTO labels VALUES (?,?,?,?)", (r.id, lid, author, t)
-                    )
+                    if name not in label_ids:
+                        label_ids[name] = self._label_id(c, name, create=True)
+                    label_rows.append((r.id, label_ids[name], author, t))
+            c.executemany("INSERT OR REPLACE INTO labels VALUES (?,?,?,?)", label_rows)
         return len(records)
 
     def samples(self, *, split=None, dataset=None, kind=None, modality=None, ids=None) -> pd.DataFrame:

@@ -1,0 +1,117 @@
+"""Clusters, training and evaluation panels on a project built from shared data (pytest-qt, Xvfb)."""
+import numpy as np
+import pytest
+
+from tests.app.conftest import nonblank
+
+
+def grab(widget) -> np.ndarray:
+    from tests.app.test_main_window import _qimage_array
+
+    return _qimage_array(widget.grab().toImage())
+
+
+@pytest.fixture
+def selection():
+    from app.components import Selection
+
+    return Selection()
+
+
+def test_clusters_panel_lists_clusters_and_jumps_to_members(qtbot, model, selection):
+    from app._qt.clusters_panel import ClustersPanel
+
+    panel = ClustersPanel(model, selection)
+    qtbot.addWidget(panel)
+    panel.resize(700, 400)
+    panel.show()
+    qtbot.waitExposed(panel)
+    ids, assign = model.project.load_clustering(model.active_clustering)
+    assert panel.table.rowCount() == len(set(assign))
+    sizes = [int(panel.table.item(r, 1).text()) for r in range(panel.table.rowCount())]
+    assert sum(sizes) == len(ids)
+    panel.select_members(0)
+    expected = [s for s, a in zip(ids, assign) if a == panel.rows[0]["cluster"]]
+    assert list(selection.ids) == expected
+    assert nonblank(grab(panel))
+
+
+def test_clusters_panel_algorithm1_override_undo_and_recluster(qtbot, model, selection):
+    from app._qt.clusters_panel import ClustersPanel
+
+    panel = ClustersPanel(model, selection)
+    qtbot.addWidget(panel)
+    result = panel.compute_algorithm1()
+    assert result["vectors"]
+    cluster = panel.rows[0]["cluster"]
+    panel.override(cluster, "hyperplasia")
+    row = next(r for r in panel.rows if r["cluster"] == cluster)
+    assert row["manual"]["hyperplasia"] == 1.0
+    assert "hyperplasia" in panel.table.item(0, 6).text()
+    model.undo()
+    row = next(r for r in panel.rows if r["cluster"] == cluster)
+    assert row["manual"] is None
+
+    job = panel.recluster(3)
+    qtbot.waitUntil(lambda: job.state == "finished", timeout=60_000)
+    qtbot.waitUntil(lambda: model.active_clustering.endswith("kmeans3"), timeout=10_000)
+    assert panel.table.rowCount() == 3
+    # re-cluster the current selection only
+    some = [r["members"][0] for r in panel.rows]
+    selection.select(panel.rows[0]["members"][:8] + some)
+    job = panel.recluster(2, selection_only=True)
+    qtbot.waitUntil(lambda: job.state == "finished", timeout=60_000)
+    qtbot.waitUntil(lambda: "sel-kmeans2" in (model.active_clustering or ""), timeout=10_000)
+    assert sum(r["size"] for r in panel.rows) == len(selection.ids)
+
+
+def test_training_panel_form_start_cancel_and_resume(qtbot, model, selection):
+    from app._qt.training_panel import TrainingPanel
+
+    panel = TrainingPanel(model, selection)
+    qtbot.addWidget(panel)
+    panel.resize(900, 500)
+    panel.show()
+    panel.select_method("deepdiffusion")
+    assert {"epochs", "batch_size", "lr", "lam", "k", "out_dim"} <= set(panel.form.widgets)
+    panel.form.set_values({"epochs": 50, "batch_size": 8, "out_dim": 16, "eval_every": 0, "device": "cpu"})
+    steps = []
+    job = panel.start()
+    job.progress.connect(lambda p: steps.append(p.global_step) if p.losses else None)
+    qtbot.waitUntil(lambda: len(steps) >= 2, timeout=120_000)
+    panel.cancel()
+    assert panel.status_label.text().startswith("cancelling")
+    qtbot.waitUntil(lambda: panel.qjob is None, timeout=60_000)
+    reached = max(steps)
+    assert "cancelled" in panel.status_label.text()
+    assert reached <= steps[1] + 2  # stopped within a step of the request (signals are queued)
+    assert panel.loss_plot.getPlotItem().listDataItems(), "live loss curves drawn"
+    assert nonblank(grab(panel))
+    run = model.project.runs().iloc[-1]
+    assert run["status"] == "cancelled" and run["checkpoint"]
+
+    assert panel.resume_box.count() >= 1
+    resumed_steps = []
+    job = panel.start(resume_run=int(run["id"]))
+    job.progress.connect(lambda p: resumed_steps.append(p.global_step) if p.losses else None)
+    qtbot.waitUntil(lambda: len(resumed_steps) >= 1, timeout=120_000)
+    panel.cancel()
+    qtbot.waitUntil(lambda: panel.qjob is None, timeout=60_000)
+    assert resumed_steps[0] == reached + 1
+
+
+def test_evaluation_panel_shows_tables_and_curves(qtbot, model, selection):
+    from app._qt.evaluation_panel import EvaluationPanel
+
+    panel = EvaluationPanel(model, selection)
+    qtbot.addWidget(panel)
+    panel.resize(900, 450)
+    panel.show()
+    panel.split_box.setCurrentText("all")
+    job = panel.evaluate()
+    qtbot.waitUntil(lambda: panel.result is not None, timeout=60_000)
+    assert job.state == "finished"
+    titles = [panel.tabs.tabText(i) for i in range(panel.tabs.count())]
+    assert "Retrieval mAP" in titles and "Clustering" in titles
+    assert panel.curve_box.count() >= 1
+    assert nonblank(grab(panel))
