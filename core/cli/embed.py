@@ -17,6 +17,8 @@ def register(sub) -> None:
     p.add_argument("--run", type=int, help="run id (default: the active run, else the latest with a checkpoint)")
     p.add_argument("--dataset", help="only the samples of this imported dataset")
     p.add_argument("--clusters", type=int, help="k-means clusters (default: one per label)")
+    p.add_argument("--umap", metavar="SPLIT", action="append", default=[],
+                   help="also store a UMAP of this split's embedding (train/val/test/all; repeatable)")
     p.set_defaults(func=run_embed)
 
 
@@ -60,7 +62,30 @@ def run_embed(args) -> int:
     t0 = time.perf_counter()
     method = load_run_method(run)
     lines = apply_run(project, method, int(run["id"]), dataset=args.dataset, n_clusters=args.clusters)
+    for split in args.umap:
+        lines.append(store_umap(project, int(run["id"]), split))
     for line in lines:
         print(f"  {line}")
     print(f"  done in {time.perf_counter() - t0:.1f} s")
     return 0
+
+
+def store_umap(project, run_id: int, split: str = "all") -> str:
+    """UMAP (cosine) of a run's embedding for one split -> ``projections/run-XXXX-umap-SPLIT``."""
+    import numpy as np
+
+    from ..pipeline import run_name
+    from ..projection import umap_project
+
+    ids, emb = project.arrays.load(f"embeddings/{run_name(run_id)}")
+    ids = np.asarray(ids).astype(str)
+    if split != "all":
+        want = project.samples(split=split)["id"].astype(str).to_numpy()
+        keep = np.isin(ids, want)
+        ids, emb = ids[keep], emb[keep]
+    if len(ids) < 3:
+        raise ValueError(f"run {run_id}: {len(ids)} embedded samples in split {split!r}, too few for UMAP")
+    proj = umap_project(emb, n_neighbors=min(15, len(ids) - 1))
+    name = f"projections/{run_name(run_id)}-umap-{split}"
+    project.arrays.save(name, np.asarray(proj, dtype=np.float32), ids=ids)
+    return f"projection: {name} ({len(ids)} samples)"

@@ -14,14 +14,11 @@ chain and needs two matrix products for the gradient (autograd needs several mor
 """
 from __future__ import annotations
 
-import math
-import time
 
 import numpy as np
 
 try:  # torch is imported lazily by the registry; importing this module needs it
     import torch
-    import torch.nn.functional as F
 except ImportError as exc:  # pragma: no cover - torch is a hard dependency of the engine
     raise ImportError("core.methods.deepdiffusion needs torch") from exc
 

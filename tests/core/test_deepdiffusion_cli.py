@@ -63,5 +63,7 @@ def test_train_embed_evaluate(project_dir, tmp_path, capsys):
     proj = Project.open(project_dir)
     ids, emb = proj.arrays.load("embeddings/run-0001")
     assert emb.shape == (20, 8)
+    _, pca_xy = proj.arrays.load("projections/run-0001-pca")
+    assert pca_xy.shape == (20, 2)
     assert "evaluation_test" in proj.run(1)["metrics"]
     proj.close()
