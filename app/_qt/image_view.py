@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, \
+from qtpy.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, \
     QWidget
 
 #: name -> (window, level) in Hounsfield units
@@ -71,7 +71,7 @@ class ImageView(QWidget):
         # fit the view to the canvas again on resize until the user zooms or pans themselves
         self._autofit = True
         self._fitting = False
-        self.viewer.camera.events.zoom.connect(self._camera_moved)
+        self.camera.events.zoom.connect(self._camera_moved)
 
         self.preset = QComboBox(self)
         self.preset.addItems([AUTO, FULL, *[f"CT {k} (W{w} L{l})" for k, (w, l) in CT_PRESETS.items()]])
@@ -88,6 +88,8 @@ class ImageView(QWidget):
         self.show_residual.setChecked(True)
         self.show_residual.toggled.connect(lambda on: self._set_visible("residual", on))
         self.info = QLabel("no sample selected", self)
+        # long ids must not widen the dock (and the window past the screen): elide instead
+        self.info.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
 
         bar = QHBoxLayout()
         bar.addWidget(QLabel("W/L", self))
@@ -106,6 +108,12 @@ class ImageView(QWidget):
         selection.current_changed.connect(self.show_sample)
         if selection.current:
             self.show_sample(selection.current)
+
+    @property
+    def camera(self):
+        # napari >= 0.9 keeps the camera on the scene; older releases on the viewer
+        scene = getattr(self.viewer, "scene", None)
+        return scene.camera if scene is not None else self.viewer.camera
 
     # ------------------------------------------------------------------ display
     def layer(self, name: str):
@@ -159,6 +167,8 @@ class ImageView(QWidget):
             self.fit()
             if spatial == 3:  # start on the middle slice, not the first (often empty) one
                 self.viewer.dims.set_current_step(0, data.shape[0] // 2)
+            if self.viewer.dims.ndisplay == 3:
+                self._oblique()
         labels = ", ".join(self.model.labels().get(sample_id, [])) or "unlabelled"
         extra = [n for n in ("labels", "residual") if n in self.viewer.layers]
         self.info.setText(f"{sample_id} · {kind} {row['modality']} {'x'.join(map(str, data.shape))}"
@@ -183,7 +193,7 @@ class ImageView(QWidget):
             r = np.abs(res.astype(np.float32))
             hi = float(np.percentile(r, 99.5)) or 1.0
             layer = self.viewer.add_image(r, name="residual", colormap="inferno", blending="additive",
-                                          opacity=0.6, scale=scale, contrast_limits=(0.0, hi))
+                                          opacity=0.45, scale=scale, contrast_limits=(0.0, hi))
             layer.visible = self.show_residual.isChecked()
 
     def residual(self, sample_id: str) -> np.ndarray | None:
@@ -258,6 +268,12 @@ class ImageView(QWidget):
         if layer is not None and layer.ndim == 3 and not layer.rgb:
             self.viewer.dims.ndisplay = 3 if on else 2
             self.fit()
+            if on:
+                self._oblique()
+
+    def _oblique(self) -> None:
+        """An oblique camera, so a volume reads as 3D at once (head-on, a MIP looks flat)."""
+        self.camera.angles = (-25.0, 35.0, 150.0)
 
     def _set_visible(self, name: str, on: bool) -> None:
         layer = self.layer(name)
@@ -266,7 +282,7 @@ class ImageView(QWidget):
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict:
-        cam = self.viewer.camera
+        cam = self.camera
         return {"preset": self.preset.currentText(), "ndisplay": int(self.viewer.dims.ndisplay),
                 "step": [int(s) for s in self.viewer.dims.current_step],
                 "camera": {"center": list(map(float, cam.center)), "zoom": float(cam.zoom),
@@ -287,11 +303,11 @@ class ImageView(QWidget):
             cam = st.get("camera") or {}
             if cam.get("zoom"):
                 self._autofit = False
-                self.viewer.camera.zoom = cam["zoom"]
-            if cam.get("center") and len(cam["center"]) == len(self.viewer.camera.center):
-                self.viewer.camera.center = tuple(cam["center"])
+                self.camera.zoom = cam["zoom"]
+            if cam.get("center") and len(cam["center"]) == len(self.camera.center):
+                self.camera.center = tuple(cam["center"])
             if cam.get("angles"):
-                self.viewer.camera.angles = tuple(cam["angles"])
+                self.camera.angles = tuple(cam["angles"])
         except (ValueError, TypeError):
             pass
 

@@ -11,6 +11,7 @@ import importlib
 import traceback
 from pathlib import Path
 
+import numpy as np
 from qtpy.QtCore import QByteArray, Qt, QTimer, Signal
 from qtpy.QtGui import QKeySequence
 from qtpy.QtWidgets import QAction, QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, \
@@ -507,16 +508,27 @@ class MainWindow(QMainWindow):
             self.save_screenshot(path)
 
     def grab_window(self):
-        """The window as on screen, GL views included (QScreen grabs the composed X window)."""
-        from qtpy.QtWidgets import QApplication
+        """The window as rendered now, GL views included. ``QWidget.grab`` re-renders every
+        widget (grabbing the screen instead can return stale pixels under a virtual X server
+        without a compositor); the VTK view, a native window that ``grab`` may miss right after
+        it was rebuilt, is painted in from its own off-screen render."""
+        from qtpy.QtCore import QPoint
+        from qtpy.QtGui import QImage, QPainter
 
-        for v in (getattr(self, "mesh_view", None),):
-            if v is not None and v.plotter is not None:
-                v.plotter.render()
-        screen = self.screen() or QApplication.primaryScreen()
-        pix = screen.grabWindow(int(self.winId()))
-        if pix.isNull() or pix.width() == 0:
-            pix = self.grab()
+        pix = self.grab()
+        mv = getattr(self, "mesh_view", None)
+        if mv is not None and mv.plotter is not None and mv.isVisible() and mv.plotter.isVisible():
+            try:
+                img = np.ascontiguousarray(mv.screenshot()[..., :3])
+                h, w = img.shape[:2]
+                qimg = QImage(img.data, w, h, 3 * w, QImage.Format_RGB888).copy()
+                pos = mv.plotter.mapTo(self, QPoint(0, 0))
+                painter = QPainter(pix)
+                painter.drawImage(pos, qimg.scaled(mv.plotter.width() * pix.devicePixelRatio(),
+                                                   mv.plotter.height() * pix.devicePixelRatio()))
+                painter.end()
+            except Exception:  # noqa: BLE001 - the plain grab is still a screenshot
+                pass
         return pix
 
     def save_screenshot(self, path) -> Path:

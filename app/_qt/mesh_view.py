@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from qtpy.QtCore import Signal
-from qtpy.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushButton, QSpinBox, \
+from qtpy.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSpinBox, \
     QVBoxLayout, QWidget
 
 CURRENT, SIDE_BY_SIDE, OVERLAY = "current", "side by side", "overlay"
@@ -80,6 +80,8 @@ class MeshView(QWidget):
         self.reset_btn = QPushButton("Reset camera", self)
         self.reset_btn.clicked.connect(self.reset_camera)
         self.info = QLabel("no sample selected", self)
+        # long ids must not widen the dock (and the window past the screen): elide instead
+        self.info.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
 
         bar = QHBoxLayout()
         bar.addWidget(self.mode)
@@ -112,6 +114,8 @@ class MeshView(QWidget):
         self.plotter = QtInteractor(self, shape=(1, n), border=n > 1)
         self.plotter.set_background("#1e1e24")
         self._layout.insertWidget(1, self.plotter, 1)
+        if self.isVisible():
+            self.plotter.show()  # realise the native window now, not at the next event loop turn
         self._n_panels = n
         if n > 1:
             self.plotter.link_views()
@@ -142,11 +146,13 @@ class MeshView(QWidget):
         for k, sid in enumerate(ids):
             if side:
                 p.subplot(0, k)
-                p.add_text(sid[-24:], font_size=8, color="white", name=f"title{k}")
+                p.add_text(sid if len(sid) <= 30 else "…" + sid[-29:], font_size=8, color="white",
+                           name=f"title{k}")
             else:
                 p.subplot(0, 0)
-            colour = PALETTE[k % len(PALETTE)]
-            opacity = 0.55 if (len(ids) > 1 and not side) else 1.0
+            overlay = len(ids) > 1 and not side
+            colour = PALETTE[k % len(PALETTE)] if overlay else PALETTE[0]  # colour tells overlaid meshes apart
+            opacity = 0.55 if overlay else 1.0
             notes.append(self._draw_sample(sid, colour, opacity))
         if not ids:
             self.info.setText("no sample selected")
@@ -176,7 +182,7 @@ class MeshView(QWidget):
             note.append(f"{len(v)} vertices")
         if pts is not None:
             p.add_points(np.asarray(pts, dtype=np.float32), color="#3fd0ff" if opacity == 1.0 else colour,
-                         point_size=4, render_points_as_spheres=True)
+                         point_size=3, render_points_as_spheres=True)
             note.append(f"{len(pts)} points")
         if mesh is None and pts is None:
             note.append("no mesh or points")
