@@ -169,7 +169,8 @@ class LabelledImageTrainer(Method):
         if self.init_checkpoint:
             trunk_state, kw = load_trunk_state(self.init_checkpoint)
             backbone = kw.get("backbone", backbone)
-            small_input = kw.get("small_input", small_input)
+            # a checkpoint that does not name its stem was built with the backbone's default
+            small_input = kw.get("small_input", True)
         self.backbone_ = backbone
         self.small_input_ = bool(small_input)
         self.model_ = ImageClassifier(backbone, self.small_input_, self._heads(n_classes)).to(self.device_)
@@ -402,7 +403,7 @@ class ClusterFinetune(LabelledImageTrainer):
         "init_checkpoint": "PICA / DeepCluster checkpoint whose trunk to start from ('' = random init)",
         "init_run": "or: the project run whose checkpoint to start from (0 = none)",
         "backbone": "trunk when starting at random (a checkpoint's own backbone wins)",
-        "small_input": "ResNet stem for small images (3x3, no max-pool)",
+        "small_input": "ResNet stem for small images (3x3, no max-pool); a checkpoint's own wins",
         "epochs": "maximum epochs (early stopping usually ends sooner)",
         "patience": "stop after this many epochs without validation improvement (0 = never)",
         "batch_size": "labelled images per step",

@@ -1,0 +1,254 @@
+"""Deep clustering benchmark on OrganAMNIST (official splits) and BreastMNIST.
+
+Clustering: k-means on raw pixels and on PCA-50, PICA (entropy prior), PICA with the symmetric
+Dirichlet prior (ultrasound paper's L_SD), DeepCluster. For each: Hungarian accuracy, NMI and
+purity on the test split, and the weighted F1 after Algorithm 1 with 1 % and 10 % of the
+training labels as development set (cluster -> mean dev label vector; per-class thresholds
+tuned on the validation split; test F1).
+
+Semi-/supervised with 10 % of the training labels (same stratified subset for all): fine-tuning
+of the PICA-SD trunk (cluster-head), FixMatch Two-Head from the PICA-SD trunk, and supervised
+training from scratch; test accuracy (argmax) and weighted F1, against MedMNIST v2's published
+fully supervised ResNet-18 test accuracy (quoted constants below; nothing is re-run for them).
+
+Everything trains on a seeded subset of the training split by default so that the whole run
+fits a few minutes on a 2-core CPU; every size and epoch count is a flag and is printed.
+
+    .venv/bin/python bench/deep_clustering.py --n-train 600 --epochs 2
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+# MedMNIST v2 (Yang et al., Scientific Data 2023), Table 4, test ACC of ResNet-18 trained on the
+# full training split: (28) = 28x28 input, (224) = upsampled. Quoted, not reproduced here.
+MEDMNIST_V2_RESNET18_ACC = {
+    "organamnist": {"ResNet-18 (28)": 0.935, "ResNet-18 (224)": 0.951},
+    "breastmnist": {"ResNet-18 (28)": 0.863, "ResNet-18 (224)": 0.833},
+}
+ORGANAMNIST_NAMES = ["bladder", "femur-left", "femur-right", "heart", "kidney-left", "kidney-right",
+                     "liver", "lung-left", "lung-right", "pancreas", "spleen"]
+BREASTMNIST_NAMES = ["malignant", "normal-benign"]
+
+
+def load_medmnist(name: str, data_dir: Path, n_train: int, n_val: int, n_test: int, seed: int):
+    from core.dataset import SampleSet
+
+    path = data_dir / name / f"{name}.npz"
+    if not path.exists():
+        raise SystemExit(f"{path}: not found")
+    d = np.load(path)
+    rng = np.random.default_rng(seed)
+    parts = []
+    for split, n in (("train", n_train), ("val", n_val), ("test", n_test)):
+        x, y = d[f"{split}_images"], d[f"{split}_labels"].reshape(-1).astype(int)
+        idx = np.sort(rng.permutation(len(x))[:n]) if n and n < len(x) else np.arange(len(x))
+        parts.append((x[idx], y[idx], np.array([split] * len(idx)), idx))
+    x = np.concatenate([p[0] for p in parts])
+    y = np.concatenate([p[1] for p in parts])
+    split = np.concatenate([p[2] for p in parts])
+    ids = np.array([f"{name}-{s}-{i}" for p in parts for s, i in zip(p[2], p[3])])
+    names = ORGANAMNIST_NAMES if name == "organamnist" else BREASTMNIST_NAMES
+    return SampleSet(ids=ids, x=x, y=y, label_names=names, split=split)
+
+
+def algorithm1(assign, dev_y, n_clusters):
+    """Cluster -> mean development label vector (and counts), from core.cluster.match."""
+    try:
+        from core.cluster.match import match_clusters
+    except ImportError:  # Algorithm 1 lands with the clustering helper's core/cluster/match.py
+        match_clusters = _algorithm1_local
+    out = match_clusters(assign, dev_y, n_clusters)
+    vectors, counts = (out[0], out[1]) if isinstance(out, tuple) else (out.vectors, out.counts)
+    return np.asarray(vectors, dtype=float), np.asarray(counts)
+
+
+def _algorithm1_local(assign, dev_y, n_clusters):
+    # The paper's Algorithm 1 verbatim: v_k = mean of the dev label vectors assigned to k;
+    # clusters without a dev sample are unmatched (NaN rows), not zero.
+    vectors = np.full((n_clusters, dev_y.shape[1]), np.nan)
+    counts = np.bincount(assign, minlength=n_clusters)[:n_clusters]
+    for c in np.flatnonzero(counts):
+        vectors[c] = dev_y[assign == c].mean(0)
+    return vectors, counts
+
+
+def cluster_report(name, data, assign, k, seed, rows):
+    """Hungarian acc / NMI / purity on test, and Algorithm-1 F1 with 1 % and 10 % dev sets."""
+    from core.metrics.classification import apply_thresholds, best_f1_thresholds, per_class_scores
+    from core.metrics.clustering import hungarian_accuracy, nmi, purity
+    from core.methods.finetune import stratified_fraction
+
+    y = data.class_index
+    te, va, tr = (data.split == s for s in ("test", "val", "train"))
+    row = {"method": name, "acc": hungarian_accuracy(y[te], assign[te]), "nmi": nmi(y[te], assign[te]),
+           "purity": purity(y[te], assign[te]), "clusters_used": int(len(np.unique(assign[tr])))}
+    tr_idx = np.flatnonzero(tr)
+    for frac in (0.01, 0.10):
+        dev = tr_idx[stratified_fraction(data.y[tr_idx], frac, seed)]
+        vectors, counts = algorithm1(assign[dev], data.y[dev], k)
+        vectors = np.nan_to_num(vectors[:, :data.y.shape[1]], nan=0.0)  # unmatched: predicts nothing
+        th = best_f1_thresholds(data.y[va], vectors[assign[va]])
+        pred = apply_thresholds(vectors[assign[te]], th)
+        row[f"f1_dev{int(frac * 100)}"] = float(per_class_scores(data.y[te], pred).loc["weighted avg", "f1"])
+        row[f"unmatched_dev{int(frac * 100)}"] = int((np.asarray(counts)[:k] == 0).sum())
+    rows.append(row)
+    print(f"  {name:<16} acc {row['acc']:.3f}  NMI {row['nmi']:.3f}  purity {row['purity']:.3f}  "
+          f"F1(Alg.1, 1% dev) {row['f1_dev1']:.3f}  F1(10% dev) {row['f1_dev10']:.3f}  "
+          f"[{row['clusters_used']} clusters used]", flush=True)
+    return row
+
+
+def kmeans_baselines(data, k, seed, rows):
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA
+
+    x = data.x.reshape(len(data.x), -1).astype(np.float32) / 255.0
+    tr = data.split == "train"
+    t = time.perf_counter()
+    km = KMeans(k, n_init=3, random_state=seed).fit(x[tr])
+    cluster_report("k-means raw", data, km.predict(x), k, seed, rows)
+    rows[-1]["time_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    pca = PCA(50, random_state=seed).fit(x[tr])
+    z = pca.transform(x)
+    km = KMeans(k, n_init=3, random_state=seed).fit(z[tr])
+    cluster_report("k-means PCA-50", data, km.predict(z), k, seed, rows)
+    rows[-1]["time_s"] = time.perf_counter() - t
+
+
+def train_method(method, data, ckpt: Path):
+    from core.jobs import Job
+
+    t = time.perf_counter()
+    job = Job(method, data, checkpoint_path=ckpt)
+    job.run()
+    total = time.perf_counter() - t
+    ends = [p for p in job.history if p.epoch_end]
+    epochs = len(ends) or (job.history[-1].epoch + 1 if job.history else 0)
+    return {"epochs": epochs, "time_s": total, "s_per_epoch": total / max(1, epochs),
+            "steps": len(job.history), "last_losses": job.history[-1].losses if job.history else {}}
+
+
+def classifier_report(name, model, data, info, rows):
+    from core.metrics.classification import apply_thresholds, per_class_scores, single_label_accuracy
+
+    te = data.subset(np.flatnonzero(data.split == "test"))
+    prob = model.predict_proba(te)
+    f1 = per_class_scores(te.y, apply_thresholds(prob, model.thresholds_)).loc["weighted avg", "f1"]
+    row = {"method": name, "test_acc": single_label_accuracy(te.y, prob), "test_f1": float(f1), **info,
+           "labelled": int(len(model.labelled_idx_)), "best_epoch": int(model.best_epoch_)}
+    rows.append(row)
+    print(f"  {name:<28} test acc {row['test_acc']:.3f}  weighted F1 {row['test_f1']:.3f}  "
+          f"({row['labelled']} labels, {info['epochs']} epochs, {info['s_per_epoch']:.1f} s/epoch, "
+          f"best epoch {row['best_epoch']})", flush=True)
+
+
+def run_dataset(name, args, out_dir: Path):
+    import torch
+
+    from core.methods.deepcluster import DeepCluster
+    from core.methods.finetune import ClusterFinetune
+    from core.methods.fixmatch import FixMatch
+    from core.methods.pica import PICA
+
+    data = load_medmnist(name, args.data, args.n_train, args.n_val, args.n_test, args.seed)
+    k = data.y.shape[1]
+    n = {s: int((data.split == s).sum()) for s in ("train", "val", "test")}
+    print(f"\n== {name}: {n['train']} train / {n['val']} val / {n['test']} test images "
+          f"(seeded subsets of the official splits), {k} classes", flush=True)
+    rows, train_rows = [], []
+    kmeans_baselines(data, k, args.seed, rows)
+    train = data.subset(np.flatnonzero(data.split == "train"))
+    common = dict(batch_size=args.batch_size, seed=args.seed, device=args.device, backbone=args.backbone)
+    ckpts = {}
+    for label, method in (
+            ("PICA", PICA(epochs=args.epochs, n_clusters=k, prior="entropy", n_repeat=args.n_repeat, **common)),
+            ("PICA + L_SD", PICA(epochs=args.epochs, n_clusters=k, prior="dirichlet", alpha=args.alpha,
+                                 n_repeat=args.n_repeat, **common)),
+            ("DeepCluster", DeepCluster(epochs=args.epochs, n_clusters=k, **{**common, "lr": 0.05}))):
+        ckpts[label] = out_dir / f"{name}-{label.replace(' ', '').replace('+', '-')}.pt"
+        info = train_method(method, train, ckpts[label])
+        assign = np.asarray(method.predict_clusters(data), dtype=int)
+        k_out = int(max(assign.max() + 1, k))
+        cluster_report(label, data, assign, k_out, args.seed, rows)
+        rows[-1].update({"epochs": info["epochs"], "s_per_epoch": info["s_per_epoch"]})
+        print(f"    {info['epochs']} epochs, {info['s_per_epoch']:.1f} s/epoch", flush=True)
+        torch.manual_seed(args.seed)
+
+    print(f"  -- with {int(args.label_fraction * 100)} % of the training labels "
+          f"(stratified, seed {args.seed}); validation: {n['val']} images", flush=True)
+    ft_common = dict(label_fraction=args.label_fraction, seed=args.seed, device=args.device,
+                     batch_size=args.ft_batch_size)
+    init = str(ckpts["PICA + L_SD"])
+    for label, method in (
+            ("fine-tune (PICA+L_SD trunk)", ClusterFinetune(init_checkpoint=init, epochs=args.ft_epochs,
+                                                            patience=args.patience, **ft_common)),
+            ("FixMatch 2-head (PICA+L_SD)", FixMatch(variant="two-head", init_checkpoint=init,
+                                                     epochs=args.ft_epochs, steps_per_epoch=args.fixmatch_steps,
+                                                     mu=args.mu, patience=args.patience, **ft_common)),
+            ("supervised from scratch", ClusterFinetune(backbone=args.backbone, epochs=args.ft_epochs,
+                                                        patience=args.patience, **ft_common))):
+        info = train_method(method, data, out_dir / f"{name}-{label.split()[0]}.pt")
+        classifier_report(label, method, data, info, train_rows)
+    for k_, v in MEDMNIST_V2_RESNET18_ACC[name].items():
+        print(f"  MedMNIST v2 published, fully supervised {k_}: test acc {v:.3f} (100 % labels, quoted)")
+    return {"dataset": name, "sizes": n, "clustering": rows, "classification": train_rows,
+            "medmnist_v2_published_acc": MEDMNIST_V2_RESNET18_ACC[name]}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--datasets", default="organamnist,breastmnist")
+    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    p.add_argument("--n-train", type=int, default=600, help="training images per dataset (0 = all)")
+    p.add_argument("--n-val", type=int, default=300, help="validation images (0 = all)")
+    p.add_argument("--n-test", type=int, default=1000, help="test images (0 = all)")
+    p.add_argument("--epochs", type=int, default=2, help="clustering epochs (PICA, DeepCluster)")
+    p.add_argument("--ft-epochs", type=int, default=4, help="maximum fine-tuning / FixMatch epochs")
+    p.add_argument("--fixmatch-steps", type=int, default=10, help="FixMatch steps per epoch")
+    p.add_argument("--patience", type=int, default=7)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--ft-batch-size", type=int, default=16)
+    p.add_argument("--mu", type=int, default=2)
+    p.add_argument("--n-repeat", type=int, default=1, help="PICA strong copies per image")
+    p.add_argument("--alpha", type=float, default=1.5, help="Dirichlet alpha of L_SD")
+    p.add_argument("--label-fraction", type=float, default=0.10)
+    p.add_argument("--backbone", default="resnet18")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=ROOT / ".cache" / "bench_deep_clustering")
+    args = p.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from core.device import pick_device
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    dev = pick_device(args.device)
+    print(f"device: {dev}" + (f" ({torch.cuda.get_device_name(0)})" if dev.type == "cuda" else
+                              f" ({args.threads} threads)"))
+    print("settings: " + json.dumps({k: str(v) for k, v in vars(args).items()}))
+    t0 = time.perf_counter()
+    results = [run_dataset(name.strip(), args, args.out) for name in args.datasets.split(",") if name.strip()]
+    total = time.perf_counter() - t0
+    print(f"\ntotal time {total / 60:.1f} min")
+    (args.out / "results.json").write_text(json.dumps({"settings": {k: str(v) for k, v in vars(args).items()},
+                                                       "device": str(dev), "total_s": total,
+                                                       "results": results}, indent=1, default=float))
+    print(f"results: {args.out / 'results.json'}")
+
+
+if __name__ == "__main__":
+    main()
