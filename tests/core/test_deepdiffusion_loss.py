@@ -89,3 +89,35 @@ def test_bad_input_is_named():
         lmr_loss(torch.zeros(2, 3), torch.zeros(4, 3), [0, 1], 2, 1.0, variant="nope")
     with pytest.raises(ValueError, match="source indices"):
         lmr_loss(torch.zeros(2, 3), torch.zeros(4, 3), [0], 2, 1.0)
+
+
+def _autograd_paper(h, memory, src, k, lam):
+    """Dense transcription of the paper's formula (kNN and weights by f_b m_n^T, JS divergence)."""
+    x = h + 1e-8
+    f = x / torch.sqrt(torch.clamp((x * x).sum(1, keepdim=True), min=1e-12))
+    w = f @ memory.T
+    kth = torch.topk(w, min(k, w.shape[1]), dim=1).values[:, -1:]
+    bi, ni = (w >= kth).nonzero(as_tuple=True)
+    a = torch.softmax(w, 1)[bi]
+    b = torch.softmax(memory @ memory.T, 1)[ni]
+    m = (a + b) / 2
+    js = 0.5 * (a * (a / m).log()).sum(1) + 0.5 * (b * (b / m).log()).sum(1)
+    fit = (torch.logsumexp(w, 1) - w[torch.arange(len(src)), src]).sum()
+    return fit + lam * (w[bi, ni] * js).sum()
+
+
+def test_paper_variant_general_sizes():
+    g = torch.Generator().manual_seed(7)
+    memory0 = torch.randn(16, 6, generator=g, dtype=torch.float64) * 2.0   # unnormalised
+    memory0[5] = memory0[4]
+    h0 = torch.randn(8, 6, generator=g, dtype=torch.float64)
+    src = torch.randperm(16, generator=g)[:8]
+    out = []
+    for fn in (lambda hh, mm: lmr_loss(hh, mm, src, 10, 0.6, variant="paper")[0],
+               lambda hh, mm: _autograd_paper(hh, mm, src, 10, 0.6)):
+        hh, mm = h0.clone().requires_grad_(), memory0.clone().requires_grad_()
+        loss = fn(hh, mm)
+        out.append((loss.item(), *torch.autograd.grad(loss, [hh, mm])))
+    assert out[0][0] == pytest.approx(out[1][0], rel=1e-10)
+    assert torch.allclose(out[0][1], out[1][1], rtol=1e-8, atol=1e-12)
+    assert torch.allclose(out[0][2], out[1][2], rtol=1e-8, atol=1e-12)
