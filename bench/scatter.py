@@ -177,7 +177,7 @@ def bench_baseline(app, xy, cats, steps):
     w.resize(1000, 700)
     w.show()
     ids = np.array([f"s{i:07d}" for i in range(len(xy))], dtype=object)
-    lookup = pd.Index(ids)
+    lookup = pd.Index(ids, dtype=object)
 
     def brushes_for(values, selected=None):
         codes, uniq = pd.factorize(pd.Series(values))
@@ -194,7 +194,7 @@ def bench_baseline(app, xy, cats, steps):
 
     def on_changed(new_ids):  # the baseline's view update: rebrush every point
         mask = np.zeros(len(ids), bool)
-        pos = lookup.get_indexer(list(new_ids))
+        pos = lookup.get_indexer(pd.Index(list(new_ids), dtype=object))
         mask[pos[pos >= 0]] = True
         item.setBrush(list(brushes_for(cats, mask)))
 

@@ -424,6 +424,8 @@ class ScatterView(QtWidgets.QWidget):
         self._ids = ids[self._index.order]
         self._id_lookup = None
         self._picker = NearestPicker(self._index) if len(ids) else None
+        if len(ids) > 50_000:  # the first click or external selection should not wait for it
+            threading.Thread(target=self._build_lookup, daemon=True, name="scatter-ids").start()
         self._sel = np.zeros(len(ids), bool)
         self._n_selected = 0
         self.hover_card.hide()
@@ -476,6 +478,7 @@ class ScatterView(QtWidgets.QWidget):
 
     def _apply_coding(self, coding: Coding, title: str) -> None:
         self._coding = coding
+        self.hover_card.hide()
         cols = coding.colours
         self._brushes = [pg.mkBrush(int(r), int(g), int(b), 235) for r, g, b in cols]
         self._faded_brushes = [pg.mkBrush(int(r * .45 + 140), int(g * .45 + 140), int(b * .45 + 140), 95)
@@ -563,6 +566,7 @@ class ScatterView(QtWidgets.QWidget):
             self.vb.setRange(xRange=(0, 1), yRange=(0, 1), padding=0)
 
     def _schedule_render(self, *_):
+        self.hover_card.hide()   # it points at where the point was
         if self._still_covered():
             return
         # throttle, not debounce: during a drag the raster follows every render_interval_ms
@@ -652,13 +656,24 @@ class ScatterView(QtWidgets.QWidget):
         self.status.setText(f"{len(self._ids):,} points · {self._n_selected:,} selected")
 
     # ================================================================== selection
+    def _build_lookup(self):
+        import pandas as pd
+
+        ids = self._ids
+        lookup = pd.Index(ids, dtype=object)
+        lookup.get_indexer(pd.Index(ids[:1], dtype=object))   # builds the hash table now
+        if ids is self._ids:                                    # not replaced meanwhile
+            self._id_lookup = lookup
+
     def _positions(self, ids) -> np.ndarray:
         """Sorted-order positions of ``ids`` (those not shown here are dropped)."""
-        if self._id_lookup is None:
-            import pandas as pd
+        import pandas as pd
 
-            self._id_lookup = pd.Index(self._ids)
-        pos = self._id_lookup.get_indexer(list(ids))
+        if self._id_lookup is None:
+            self._build_lookup()
+        # object dtype on both sides: pandas would otherwise infer its arrow string dtype and
+        # look ids up several times slower
+        pos = self._id_lookup.get_indexer(pd.Index(list(ids), dtype=object))
         return pos[pos >= 0]
 
     def _sync_selection(self, ids):
@@ -811,7 +826,7 @@ class ScatterView(QtWidgets.QWidget):
             labels = self.model.labels().get(sid, [])
             lines.append("labels: " + (", ".join(labels) if labels else "–"))
             thumb = self._thumbnail(sid)
-        if self._coding is not None and self.legend.title:
+        if self._coding is not None and self.legend.title and self.legend.title != "label":
             lines.append(f"{self.legend.title}: {self._coding.value_text(i)}")
         text = "\n".join(lines)
         self.hover_text, self.hover_id = text, sid
