@@ -90,6 +90,7 @@ class MainWindow(QMainWindow):
         self._action(self.export_menu, "Labels, clusters, embeddings (CSV/parquet)…", self.export_all_dialog)
         self._action(self.export_menu, "Selection as manifest…", self.export_selection_dialog)
         self._action(self.export_menu, "Window as PNG…", self.export_png_dialog)
+        self._install_export_module()
         f.addSeparator()
         self._action(f, "&Quit", self.close, "Ctrl+Q")
 
@@ -105,6 +106,22 @@ class MainWindow(QMainWindow):
         self.view_menu.addSeparator()
         h = mb.addMenu("&Help")
         self._action(h, "About LatentMap", self._about)
+
+    def _install_export_module(self) -> None:
+        """``app/_qt/export.py`` (optional) adds its own entries: ``install(window)`` gets the
+        window (``window.export_menu``, ``window.model``, ``window.selection``); an
+        ``ExportDialog(model, selection, parent)`` class gets a menu entry instead."""
+        try:
+            mod = importlib.import_module("app._qt.export")
+        except ImportError as exc:
+            self.panel_errors["Export"] = f"{type(exc).__name__}: {exc}"
+            return
+        if hasattr(mod, "install"):
+            self._guarded(mod.install, self)
+        elif hasattr(mod, "ExportDialog"):
+            self.export_menu.addSeparator()
+            self._action(self.export_menu, "Export…",
+                         lambda: mod.ExportDialog(self.model, self.selection, self).exec())
 
     def _build_status(self) -> None:
         sb = self.statusBar()

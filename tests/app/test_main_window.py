@@ -110,6 +110,10 @@ def test_lasso_drives_every_view_and_labels_survive_reopen(qtbot, project_copy, 
     if win.scatter_view is not None:
         assert nonblank(_qimage_array(win.scatter_view.grab().toImage()))
 
+    win.colour.column = "split"
+    cam = win.mesh_view.plotter.camera
+    cam.azimuth = 40.0
+    mesh_cam = win.mesh_view.camera_state()
     win.close()  # saves the session state
     assert win.model is None
 
@@ -128,6 +132,8 @@ def test_lasso_drives_every_view_and_labels_survive_reopen(qtbot, project_copy, 
     assert win2.samples_list.filter_edit.text() == "train"
     assert win2.image_view.preset.currentText().startswith("CT bone")
     assert win2.image_view.sample_id == cur
+    assert win2.colour.column == "split"
+    np.testing.assert_allclose(win2.mesh_view.camera_state()["position"], mesh_cam["position"], rtol=1e-5)
     win2.undo_action.trigger()  # undo across sessions: the dev-set marking
     assert set(win2.model.project.dev_ids()) == dev_before
     win2.undo_action.trigger()  # then the label
@@ -153,6 +159,26 @@ def test_optional_panels_and_add_panel(qtbot, project_copy):
     assert not dock.isVisible()
     dock.toggleViewAction().trigger()
     assert dock.isVisible()
+    win.close()
+
+
+def test_open_another_project_rebuilds_views(qtbot, project_copy, built_project, tmp_path):
+    import shutil
+
+    path, info = project_copy
+    other = tmp_path / "other"
+    shutil.copytree(built_project[0], other)
+    win = open_window(qtbot, path)
+    sid = info["mask_ids"][7]
+    win.selection.select([sid], current=sid)
+    old_image_view = win.image_view
+    win.open_project(other)
+    assert win.model.project.path == other and win.image_view is not old_image_view
+    assert win.image_view.sample_id == info["mask_ids"][0]  # the other project's first sample
+    from core.project import Project
+
+    with Project.open(path) as pr:  # the first project's session was saved on the switch
+        assert pr.load_state("main_window")["current"] == sid
     win.close()
 
 
