@@ -18,15 +18,50 @@ def user_data_dir() -> Path:
     return Path(base) / "latentmap"
 
 
+def _bundle_version(bundled: Path) -> str:
+    """Identity of a bundled sample project: its database's creation time. Read with an
+    immutable connection: the bundle may be read-only and must never gain -wal/-shm files."""
+    import sqlite3
+
+    from core.project.store import DB_NAME
+
+    uri = (bundled / DB_NAME).resolve().as_uri() + "?immutable=1"
+    conn = sqlite3.connect(uri, uri=True)
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key='created_at'").fetchone()
+    finally:
+        conn.close()
+    return str(row[0]) if row else ""
+
+
+def _has_user_edits(path: Path) -> bool:
+    from core.project import Project
+
+    try:
+        with Project.open(path) as pr:
+            return bool(pr.query("SELECT 1 FROM history LIMIT 1"))
+    except Exception:  # noqa: BLE001 - an unreadable copy is replaced
+        return False
+
+
 def sample_project_path(bundled: Path = BUNDLED_SAMPLE) -> Path:
     """A user-writable copy of the bundled sample project, made the first time, so labelling
-    in the sample never changes the copy shipped with the app."""
+    in the sample never changes the copy shipped with the app. A newer bundle replaces the
+    copy only while the user has not edited it."""
     from core.project.store import DB_NAME
 
     target = user_data_dir() / "sample-project"
+    marker = target / ".bundled-version"
+    have_bundle = (bundled / DB_NAME).exists()
     if (target / DB_NAME).exists():
-        return target
-    if not (bundled / DB_NAME).exists():
+        if not have_bundle:
+            return target
+        version = _bundle_version(bundled)
+        current = marker.read_text() if marker.exists() else ""
+        if current == version or _has_user_edits(target):
+            return target
+        shutil.rmtree(target)
+    if not have_bundle:
         raise FileNotFoundError(
             f"the bundled sample project is missing ({bundled}); build it with `make sample`")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -36,6 +71,7 @@ def sample_project_path(bundled: Path = BUNDLED_SAMPLE) -> Path:
     # -wal/-shm files of a project someone had open are not part of the copy: the database is
     # checkpointed on close, and copying a live WAL could mix two states
     shutil.copytree(bundled, tmp, ignore=shutil.ignore_patterns("*-wal", "*-shm", "*.tmp"))
+    (tmp / ".bundled-version").write_text(_bundle_version(bundled))
     tmp.rename(target)
     return target
 

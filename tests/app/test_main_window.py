@@ -248,6 +248,7 @@ def test_sample_project_copied_once(tmp_path, monkeypatch, built_project):
     assert p == tmp_path / "home" / "sample-project" and (p / "project.sqlite").exists()
     (p / "marker").write_text("user data")
     assert sample_project_path(bundled=src) == p and (p / "marker").exists()  # not overwritten
+    assert not list(src.glob("*-wal"))  # the bundle itself is only read
     with pytest.raises(FileNotFoundError, match="sample project is missing"):
         monkeypatch.setenv("LATENTMAP_DATA_HOME", str(tmp_path / "other"))
         sample_project_path(bundled=tmp_path / "missing")
