@@ -141,7 +141,7 @@ def bench_ours(app, xy, cats, steps):
     v.reset_view(); settle()
     poly = lasso_polygon(xy)
     emit, handled, painted, n_sel = [], [], [], 0
-    for i in range(max(2, steps // 2)):
+    for i in range(steps):
         sel.clear(); settle()
         stamp.clear()
         t = Timer()
@@ -217,7 +217,7 @@ def bench_baseline(app, xy, cats, steps):
         app.processEvents()
     poly = MplPath(lasso_polygon(xy))
     emit, handled, painted = [], [], []
-    for i in range(max(2, steps // 2)):
+    for i in range(steps):
         stamp.clear()
         sel.clear()  # (not timed) and the previous highlight undone
         stamp.clear()
@@ -250,6 +250,7 @@ def main(argv=None):
     ap.add_argument("--steps", type=int, default=5, help="steps per measure (median reported)")
     ap.add_argument("--baseline-steps", type=int, default=3)
     ap.add_argument("--no-baseline", action="store_true")
+    ap.add_argument("--numpy", action="store_true", help="measure the numpy raster path (no numba kernels)")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args(argv)
     _ensure_display()
@@ -258,6 +259,12 @@ def main(argv=None):
     from qtpy import QtWidgets
 
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+    from app._qt.scatter import _kernels
+
+    t = time.perf_counter()
+    fused = _kernels.warm(block=not args.numpy)   # the view does this on a thread at start-up
+    print(f"raster path: {'numba (fused kernels, ready in %.1f s)' % (time.perf_counter() - t) if fused else 'numpy'}"
+          + (f" ({_kernels._state['failed']})" if _kernels._state["failed"] else ""))
     print(f"Qt platform: {app.platformName()}, display {os.environ.get('DISPLAY')}, "
           f"widget 1000x700, {os.cpu_count()} CPUs", flush=True)
     results = {}

@@ -33,9 +33,9 @@ def test_rasterise_mean_colour_and_spread():
     a, r, g, b = argb(img[2, 2])
     assert abs(r - b) <= 1 and r > 0               # half red, half blue
     assert np.count_nonzero(img) == 9              # grown to a 3x3 square
-    # above mean_colour_max the pixel takes one point's colour instead of the mean
+    # numpy path, above mean_colour_max: the pixel takes one point's colour instead of the mean
     img = rasterise(np.array([2.5, 2.5]), np.array([2.5, 2.5]), np.array([0, 1]), pal, (0, 0, 5, 5), (5, 5),
-                    spread=0, mean_colour_max=1)
+                    spread=0, mean_colour_max=1, use_kernels=False)
     _, r, _, b = argb(img[2, 2])
     assert {r, b} == {0, 255}
 
@@ -110,3 +110,23 @@ def test_code_values_categorical_and_continuous():
     assert r.value_text(0) == "2" and r.value_text(2) == "–"
     pal = categorical_palette(40)
     assert len({tuple(p) for p in pal}) == 40
+
+
+def test_fused_kernels_match_numpy():
+    from app._qt.scatter import _kernels
+
+    if not _kernels.warm(block=True):
+        pytest.skip(f"numba kernels unavailable: {_kernels._state['failed']}")
+    rng = np.random.default_rng(3)
+    xy = rng.normal(size=(20000, 2))
+    idx = PointIndex(xy)
+    codes = rng.integers(0, 13, len(xy))
+    pal = categorical_palette(13)
+    for sel in (None, rng.random(len(xy)) < 0.2):
+        s = None if sel is None else sel[idx.order]
+        kw = dict(selected=s, spread=1, mean_colour_max=10**9)
+        a = rasterise(idx.x, idx.y, codes, pal, (-3, -2, 3, 2.5), (120, 160), use_kernels=True, **kw)
+        b = rasterise(idx.x, idx.y, codes, pal, (-3, -2, 3, 2.5), (120, 160), use_kernels=False, **kw)
+        ch = lambda img: np.stack([(img >> k) & 255 for k in (24, 16, 8, 0)]).astype(int)
+        assert np.abs(ch(a) - ch(b)).max() <= 1      # float32 vs float64 rounding only
+        assert np.count_nonzero(a) == np.count_nonzero(b) > 1000

@@ -4,6 +4,7 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+import shapely
 
 from .raster import PointIndex
 
@@ -14,8 +15,6 @@ def lasso_hits(index: PointIndex, polygon) -> np.ndarray:
     The polygon's bounding box cuts the candidates to an x-slice plus a y test first; only those
     go through shapely's vectorised point-in-polygon test.
     """
-    import shapely
-
     poly = np.asarray(polygon, dtype=np.float64)
     if poly.ndim != 2 or poly.shape[1] != 2:
         raise ValueError(f"lasso polygon must have shape (k, 2), got {poly.shape}")

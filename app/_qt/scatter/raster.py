@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _kernels
+
 
 class PointIndex:
     """Points sorted by x, so the visible subset of a range is a slice plus a y test."""
@@ -80,7 +82,7 @@ def dilate(img: np.ndarray, r: int) -> np.ndarray:
 
 
 def rasterise(x, y, codes, palette, rect, shape, *, selected=None, spread=1, alpha_min=0.45,
-              faded_alpha=0.3, faded_grey=0.4, mean_colour_max=300_000) -> np.ndarray:
+              faded_alpha=0.3, faded_grey=0.4, mean_colour_max=300_000, use_kernels=True) -> np.ndarray:
     """Premultiplied ARGB32 image ``(H, W)`` uint32 (``QImage.Format_ARGB32_Premultiplied``),
     row 0 at ``rect``'s y0.
 
@@ -90,12 +92,20 @@ def rasterise(x, y, codes, palette, rect, shape, *, selected=None, spread=1, alp
     point to a (2r+1)^2 square. When ``selected`` (bool per point) has any True, the other points
     are drawn faded and greyed under the selected ones.
 
-    The grid is only used for counting (``bincount``); colours are computed for the pixels that
+    With the numba kernels compiled (``_kernels.warm``) and ``use_kernels``, one fused pass over
+    the points and one over the pixels do all of it (always the mean colour). Otherwise numpy: the
+    grid is only used for counting (``bincount``) and colours are computed for the pixels that
     hold points, so the cost follows the number of points more than the screen size.
     """
     x0, y0, x1, y1 = rect
     H, W = shape
     npx = W * H
+    two = selected is not None and bool(selected.any())
+    fused = _kernels.kernels() if use_kernels else None
+    if fused is not None:
+        img = _rasterise_fused(fused, x, y, codes, palette, rect, shape, selected if two else None,
+                               alpha_min=alpha_min, faded_alpha=faded_alpha, faded_grey=faded_grey)
+        return dilate(img, spread) if spread else img
     fx = (x - x0) * (W / (x1 - x0))
     fy = (y - y0) * (H / (y1 - y0))
     np.clip(fx, 0, W - 1, out=fx)
@@ -103,7 +113,6 @@ def rasterise(x, y, codes, palette, rect, shape, *, selected=None, spread=1, alp
     pix = fy.astype(np.intp)
     pix *= W
     pix += fx.astype(np.intp)
-    two = selected is not None and bool(selected.any())
     if two:
         pix += selected.astype(np.intp) * npx   # selected points counted in a second grid
     count = np.bincount(pix, minlength=(2 if two else 1) * npx)
@@ -147,3 +156,25 @@ def rasterise(x, y, codes, palette, rect, shape, *, selected=None, spread=1, alp
         out[sp] = _pack(srgb, sa + keep * (1 - sa))
     img = out.reshape(H, W)
     return dilate(img, spread) if spread else img
+
+
+def _rasterise_fused(fused, x, y, codes, palette, rect, shape, selected, *, alpha_min, faded_alpha,
+                     faded_grey) -> np.ndarray:
+    accumulate, compose = fused
+    x0, y0, x1, y1 = rect
+    H, W = shape
+    npx = W * H
+    two = selected is not None
+    layers = 2 if two else 1
+    count = np.zeros(layers * npx, np.int64)
+    sums = np.zeros((layers * npx, 3), np.float32)
+    pal = np.ascontiguousarray(np.asarray(palette, dtype=np.float32) / 255.0)
+    sel = np.ascontiguousarray(selected, dtype=np.bool_) if two else np.zeros(1, np.bool_)
+    accumulate(np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(y, dtype=np.float64),
+               np.ascontiguousarray(codes, dtype=np.int32), sel, two, float(x0), float(y0),
+               W / (x1 - x0), H / (y1 - y0), W, H, pal, count, sums)
+    cmax = float(count.max()) if count.size else 1.0
+    out = np.zeros(npx, np.uint32)
+    compose(count, sums, npx, two, _alpha_lut(cmax, alpha_min), _alpha_lut(cmax, 0.75),
+            float(faded_alpha), float(faded_grey), out)
+    return out.reshape(H, W)

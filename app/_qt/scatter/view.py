@@ -18,6 +18,7 @@ from qtpy import QtCore, QtGui, QtWidgets
 from app.components.colour import ColourBy
 from app.components.selection import ADD, REPLACE, SUBTRACT, Selection
 
+from . import _kernels
 from .hover import HoverCard
 from .legend import ScatterLegend
 from .palette import Coding, code_values
@@ -180,6 +181,7 @@ class ScatterView(QtWidgets.QWidget):
         self._drawn = None                          # (data rect drawn, view span, widget size)
         self.last_drag = np.zeros((0, 2))           # the last lasso or box, in data coordinates
 
+        _kernels.warm()          # compiles (first run) or loads the fused raster kernels, off-thread
         self._build_ui()
         self._connect_models()
         if model is not None:
