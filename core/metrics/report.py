@@ -33,10 +33,18 @@ def markdown_table(table, *, columns=None, digits: int = 3, index_name: str = ""
             return "" if np.isnan(v) else f"{v:.{digits}f}"
         return str(v)
 
+    def count_column(col) -> bool:
+        # counts (sizes, k, epochs) arrive as floats once pandas mixes them with NaN: print as ints
+        v = np.asarray([x for x in col if isinstance(x, (int, float, np.number)) and not np.isnan(x)], float)
+        return len(v) > 0 and np.all(v == np.round(v)) and np.abs(v).max() > 1
+
+    ints = {c for c in df.columns if count_column(df[c].tolist())}
     head = [index_name] + [str(c) for c in df.columns]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
     for idx, row in df.iterrows():
-        lines.append("| " + " | ".join([str(idx)] + [fmt(v) for v in row.tolist()]) + " |")
+        cells = [str(int(v)) if c in ints and isinstance(v, (float, np.floating)) and not np.isnan(v)
+                 else fmt(v) for c, v in zip(df.columns, row.tolist())]
+        lines.append("| " + " | ".join([str(idx)] + cells) + " |")
     return "\n".join(lines) + "\n"
 
 
