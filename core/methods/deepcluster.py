@@ -174,8 +174,9 @@ class DeepCluster(Method):
     (SGD, lr 0.05, momentum 0.9, weight decay 1e-5 on trunk and classifier; a fresh plain SGD
     for the new top layer, as DeepCluster).
 
-    ``transform`` gives the clustered features; ``predict_clusters`` the nearest centroid of the
-    last k-means (the over-clustering, which Algorithm 1 can name).
+    After the last epoch the features are clustered once more, so the final logged scores,
+    ``predict_clusters`` (nearest centroid of that k-means: the over-clustering, which
+    Algorithm 1 can name) and ``transform`` (the clustered features) describe the final network.
     """
 
     name = "deepcluster"
@@ -278,13 +279,15 @@ class DeepCluster(Method):
         model.train(was_training)
         return torch.cat(out).numpy() if out else np.zeros((0, model.feature_dim), np.float32)
 
-    def _cluster(self, data) -> dict:
-        """Step 1 of an epoch: k-means pseudo-labels, metrics, new top layer, uniform sample order."""
+    def _cluster(self, data, final: bool = False):
+        """Step 1 of an epoch: k-means pseudo-labels, metrics, new top layer, uniform sample order.
+        ``final``: the clustering after the last epoch (assignments, centroids and metrics only)."""
         from ..metrics.clustering import nmi, purity, reference_labels
 
         feats = self._features(data.x)
         x, pca = preprocess_features(feats, int(self.pca_dim))
-        kseed = int(np.random.SeedSequence([int(self.seed) & 0xFFFFFFFF, self.epoch_, 1]).generate_state(1)[0])
+        kseed = int(np.random.SeedSequence([int(self.seed) & 0xFFFFFFFF, self.epoch_ + int(final), 1])
+                    .generate_state(1)[0])
         assign, centroids, obj = kmeans_faiss_style(x, self.k_, n_iter=int(self.kmeans_iter), seed=kseed,
                                                     device=self.device_)
         self.prev_assign_, self.assign_ = self.assign_, assign
@@ -298,13 +301,15 @@ class DeepCluster(Method):
             if ok.sum() >= 2:
                 metrics["nmi"] = nmi(ref[ok], assign[ok])
                 metrics["purity"] = purity(ref[ok], assign[ok])
+        self.epoch_metrics_ = metrics
+        if final:
+            return {"kmeans": obj / max(len(x), 1)}, metrics
         rs = np.random.RandomState(int(np.random.SeedSequence(
             [int(self.seed) & 0xFFFFFFFF, self.epoch_, 2]).generate_state(1)[0]) & 0x7FFFFFFF)
         self.indexes_ = uniform_label_indexes(len(data), images_lists(assign, self.k_), rs)
         g = torch.Generator().manual_seed(int(self.seed) * 100003 + self.epoch_)
         self.model_.reset_top_layer(self.k_, generator=g)
         self._new_top_optimizer()
-        self.epoch_metrics_ = metrics
         return {"kmeans": obj / max(len(x), 1)}, metrics
 
     # ------------------------------------------------------------------ training
@@ -354,6 +359,10 @@ class DeepCluster(Method):
                 rate, eta = meter.update(n_seen)
                 last = self.step_ == per_epoch
                 if last:
+                    if epoch + 1 == int(self.epochs):
+                        # the run's final clustering is of the final network, so that
+                        # predict_clusters and the logged scores describe what transform gives
+                        self._cluster(data, final=True)
                     metrics = dict(self.epoch_metrics_)
                     self.history_.append({"epoch": epoch, **losses, **metrics})
                     self.epoch_, self.step_ = epoch + 1, 0

@@ -1,0 +1,104 @@
+"""DeepCluster on a small real OrganAMNIST subset: fitting the pseudo-labels lowers the loss,
+per-epoch NMI/purity are logged, resume is exact, cancel stops within a step."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import DATA, need
+from core.dataset import SampleSet
+from core.jobs import CANCELLED, FINISHED, Job, load_checkpoint
+from core.methods.augment2d import to_unit_tensor
+from core.methods.deepcluster import DeepCluster
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def organ():
+    d = np.load(need(DATA / "organamnist" / "organamnist.npz"))
+    y = d["train_labels"][:, 0].astype(int)
+    idx = np.concatenate([np.flatnonzero(y == c)[:2] for c in range(11)])
+    return SampleSet(ids=[f"organamnist/train/{i:05d}" for i in idx], x=d["train_images"][idx], y=y[idx],
+                     label_names=[str(c) for c in range(11)], split=np.array(["train"] * len(idx)))
+
+
+def _pseudo_label_loss(m, data) -> float:
+    # on a copy, so that measuring does not move the batch-norm statistics of the trained model
+    net = copy.deepcopy(m.model_).train()
+    with torch.no_grad():
+        logits = net(to_unit_tensor(data.x))
+    return F.cross_entropy(logits, torch.as_tensor(m.assign_)).item()
+
+
+def test_training_fits_the_pseudo_labels_and_logs_metrics(organ):
+    torch.set_num_threads(2)
+    data = organ.subset(np.arange(16))
+    m = DeepCluster(epochs=2, batch_size=8, n_clusters=4, augment=False, dropout=0.0, seed=1, device="cpu")
+    gen = m.steps(data)
+    first = next(gen)  # step 1: k-means
+    assert first.message.startswith("k-means") and "kmeans" in first.losses
+    assert {"nmi", "purity", "n_used_clusters"} <= set(first.metrics) and "nmi_prev" not in first.metrics
+    rest = list(gen)
+    # 2 training steps close epoch 0, then epoch 1 clusters again (now with NMI vs epoch 0)
+    assert [p.step for p in rest[:2]] == [2, 3] and rest[1].epoch_end
+    assert "ce" in rest[0].losses
+    # the k-means of epoch 1 logged its agreement with epoch 0
+    assert "nmi_prev" in rest[2].metrics and 0.0 <= rest[2].metrics["nmi_prev"] <= 1.0
+    assert rest[-1].epoch_end and rest[-1].global_step == 6 and "purity" in rest[-1].metrics
+    assert len(m.history_) == 2
+
+
+def test_a_few_steps_lower_the_pseudo_label_loss(organ):
+    data = organ.subset(np.arange(16))
+    m = DeepCluster(epochs=1, batch_size=4, n_clusters=4, augment=False, dropout=0.0, lr=0.01, seed=0,
+                    device="cpu", backbone="resnet18")
+    gen = m.steps(data)
+    next(gen)
+    before = _pseudo_label_loss(m, data)
+    list(gen)  # 4 training steps on the fixed pseudo-labels of this epoch
+    after = _pseudo_label_loss(m, data)
+    assert after < before
+
+
+def test_k_defaults_to_eight_per_class_and_predicts_nearest_centroid(organ):
+    m = DeepCluster(epochs=1, batch_size=22, mlp_depth=0, device="cpu")
+    assert m._k(organ) == 22  # min(8 x 11, n) for this 22-image subset
+    list(m.steps(organ))
+    pred = m.predict_clusters(organ)
+    assert pred.shape == (22,) and pred.max() < 22
+    # the last k-means ran on the final network: its assignments are the nearest centroids
+    np.testing.assert_array_equal(pred, m.assign_)
+    assert m.transform(organ).shape == (22, 512)
+
+
+def test_resume_is_exact_and_cancel_stops_within_a_step(organ, tmp_path):
+    data = organ.subset(np.arange(8))
+    kw = dict(epochs=2, batch_size=4, n_clusters=3, seed=2, device="cpu")
+    ref = DeepCluster(**kw)
+    ref_hist = list(ref.steps(data))
+    assert len(ref_hist) == 6  # (1 k-means + 2 training steps) x 2 epochs
+
+    ckpt = tmp_path / "dc.pt"
+    m = DeepCluster(**kw)
+    job = Job(m, data, checkpoint_path=ckpt)
+    job.on_progress = lambda p: job.cancel() if p.global_step == 4 else None  # right after epoch 1's k-means
+    job.start()
+    assert job.wait(600)
+    assert job.status == CANCELLED and len(job.history) == 4
+    state = load_checkpoint(ckpt)
+    assert (state["epoch"], state["step"]) == (1, 1)
+
+    resumed = DeepCluster(**kw)
+    job2 = Job(resumed, data, checkpoint_path=ckpt, resume=ckpt)
+    job2.run()
+    assert job2.status == FINISHED and [p.global_step for p in job2.history] == [5, 6]
+    for a, b in zip(job2.history, ref_hist[4:]):
+        assert a.losses["ce"] == pytest.approx(b.losses["ce"], rel=1e-5, abs=1e-6)
+    np.testing.assert_array_equal(resumed.assign_, ref.assign_)
+    for (k, va), vb in zip(resumed.model_.state_dict().items(), ref.model_.state_dict().values()):
+        torch.testing.assert_close(va, vb, rtol=1e-4, atol=1e-5, msg=k)
