@@ -314,6 +314,7 @@ class MainWindow(QMainWindow):
         st = {
             "geometry": _b64(self.saveGeometry()),
             "dock_state": _b64(self.saveState()),
+            "docks": sorted(self.docks),
             "colour": self.colour.column,
             "selection": list(self.selection.ids[:MAX_SAVED_SELECTION]),
             "current": self.selection.current,
@@ -345,7 +346,9 @@ class MainWindow(QMainWindow):
         try:
             if st.get("geometry"):
                 self.restoreGeometry(_unb64(st["geometry"]))
-            if st.get("dock_state"):
+            # a layout saved with other panels (an upgrade added one) would misplace the new
+            # ones: keep the default layout then
+            if st.get("dock_state") and st.get("docks") == sorted(self.docks):
                 self.restoreState(_unb64(st["dock_state"]))
         except Exception:  # noqa: BLE001 - a bad saved layout falls back to the default
             pass
