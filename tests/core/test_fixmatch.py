@@ -30,7 +30,7 @@ def test_fixmatch_loss_matches_reference():
     assert lw.grad is None  # the weak branch is detached
     # Lu is averaged over ALL unlabelled samples, not over the masked ones
     ce = F.cross_entropy(ls.detach(), t.pseudo_targets, reduction="none")
-    assert float(t.Lu) == pytest.approx(float((ce * t.mask).sum() / len(ce)), rel=1e-6)
+    assert float(t.Lu.detach()) == pytest.approx(float((ce * t.mask).sum() / len(ce)), rel=1e-6)
 
 
 def test_onehead_per_label_mode_matches_assumed_formula_file():
