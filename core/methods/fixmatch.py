@@ -134,7 +134,7 @@ class FixMatch(LabelledImageTrainer):
         "init_checkpoint": "PICA / DeepCluster checkpoint whose trunk to start from ('' = random init)",
         "init_run": "or: the project run whose checkpoint to start from (0 = none)",
         "backbone": "trunk when starting at random (a checkpoint's own backbone wins)",
-        "small_input": "ResNet stem for small images (3x3, no max-pool)",
+        "small_input": "ResNet stem for small images (3x3, no max-pool); a checkpoint's own wins",
         "epochs": "epochs of steps_per_epoch steps (the paper: 5000 steps in all)",
         "steps_per_epoch": "steps between validations (0 = one pass over the unlabelled images)",
         "patience": "stop after this many validations without improvement (0 = never, as the paper)",
