@@ -129,7 +129,10 @@ class ImageView(QWidget):
         try:
             self._show(sample_id)
         except Exception as exc:  # noqa: BLE001 - a bad file must not take the app down
-            self.viewer.layers.clear()
+            try:
+                self.viewer.layers.clear()
+            except Exception:  # noqa: BLE001 - the message below matters more
+                pass
             self.sample_id = sample_id
             self.info.setText(f"{sample_id}: cannot show ({type(exc).__name__}: {exc})")
             self.shown.emit(sample_id)
@@ -147,6 +150,7 @@ class ImageView(QWidget):
         same_geometry = old is not None and old.data.shape == data.shape and old.rgb == rgb
         if not same_geometry:
             self.viewer.layers.clear()
+            self._make_current()
             self.viewer.add_image(data, name="image", rgb=rgb, scale=scale,
                                   colormap="gray", interpolation2d="nearest", rendering="mip")
         else:
@@ -176,6 +180,15 @@ class ImageView(QWidget):
                           + (f" · overlays: {', '.join(extra)}" if extra else ""))
         self.shown.emit(sample_id)
 
+    def _make_current(self) -> None:
+        """Make napari's GL context current before it creates layer visuals: VTK's view in the
+        same window leaves its own (core-profile) context current, in which napari's GL
+        capability queries fail."""
+        try:
+            self.qt_viewer.canvas._scene_canvas.set_current()
+        except Exception:  # noqa: BLE001 - private API; without it napari still tries
+            pass
+
     def _add_overlays(self, sample_id, shape, scale) -> None:
         row = self.model.samples.loc[sample_id]
         mf = row.get("mask_file")
@@ -183,6 +196,7 @@ class ImageView(QWidget):
             try:
                 mask = np.asarray(self.model.project.load_sample_array(sample_id, mask=True))
                 if mask.shape == tuple(shape):
+                    self._make_current()
                     layer = self.viewer.add_labels(mask.astype(np.int32), name="labels", scale=scale,
                                                    opacity=0.45)
                     layer.visible = self.show_mask.isChecked()
@@ -191,6 +205,7 @@ class ImageView(QWidget):
         res = self.residual(sample_id)
         if res is not None and res.shape == tuple(shape):
             r = np.abs(res.astype(np.float32))
+            self._make_current()
             hi = float(np.percentile(r, 99.5)) or 1.0
             layer = self.viewer.add_image(r, name="residual", colormap="inferno", blending="additive",
                                           opacity=0.45, scale=scale, contrast_limits=(0.0, hi))
