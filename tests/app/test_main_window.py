@@ -279,3 +279,22 @@ def test_cli_app_screenshot(project_copy, tmp_path):
     from qtpy.QtGui import QImage
 
     assert nonblank(_qimage_array(QImage(str(png))), min_std=10)
+
+
+def test_failed_job_shows_an_error_dialog(qtbot, _no_modal_dialogs):
+    from app._qt.jobs import FunctionTask
+    from app._qt.main_window import MainWindow
+
+    win = MainWindow()
+    qtbot.addWidget(win)
+
+    def work(report, is_cancelled):
+        report(0, 2, "reading")
+        raise OSError("disk.nii: truncated file")
+
+    done = []
+    qj = win.run_job(FunctionTask(work, "broken"), title="Import", on_done=lambda j: done.append(j.state))
+    qtbot.waitUntil(lambda: done == ["failed"], timeout=10000)
+    assert any("truncated file" in t for t in _no_modal_dialogs)
+    assert "OSError" in qj.traceback and not win.jobs
+    win.close()
