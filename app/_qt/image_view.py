@@ -161,6 +161,14 @@ class ImageView(QWidget):
                     self.viewer.layers.remove(name)
         self._current_data = data
         self._current_kind = kind
+        layer = self.layer("image")
+        if spatial == 3 and not rgb:
+            # a binary shape reads as a surface (iso); intensities as a maximum projection
+            if kind == "mask":
+                layer.rendering = "iso"
+                layer.iso_threshold = float(data.max()) / 2 if data.size else 0.5
+            else:
+                layer.rendering = "mip"
         self._add_overlays(sample_id, data.shape[: spatial], scale)
         self.sample_id = sample_id
         self._apply_window()
