@@ -122,11 +122,7 @@ class _ViewBox(pg.ViewBox):
             ev.accept()
             self._owner._drag_event(ev)
             return
-        if ev.button() == QtCore.Qt.MiddleButton:
-            # pyqtgraph pans with the middle button only in PanMode, which is our default too
-            super().mouseDragEvent(ev, axis)
-            return
-        super().mouseDragEvent(ev, axis)
+        super().mouseDragEvent(ev, axis)   # pan (left in the pan tool, middle always)
 
     def mouseClickEvent(self, ev):
         if ev.button() == QtCore.Qt.LeftButton:
