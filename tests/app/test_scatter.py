@@ -298,3 +298,20 @@ def test_legend_click_selects_category(view, organ_pca):
     assert set(view.selection.ids) == set(ids[organs == "bladder"])
     view.legend.category_clicked.emit("heart", QtCore.Qt.ControlModifier)
     assert set(view.selection.ids) == set(ids[organs == "bladder"])
+
+
+def test_session_state_round_trip(view, qtbot, organ_pca):
+    import json
+
+    from app._qt.scatter import ScatterView
+
+    view.vb.scaleBy((0.5, 0.5)); view.set_tool("lasso")
+    st = json.loads(json.dumps(view.state()))
+    other = ScatterView(None)
+    qtbot.addWidget(other)
+    other.resize(view.size()); other.show()
+    ids, xy, _, _ = organ_pca
+    other.set_points(ids, xy)
+    other.restore_state(st)
+    assert other.tool == "lasso"
+    assert np.allclose(np.ravel(other.vb.viewRange()), np.ravel(view.vb.viewRange()))

@@ -881,6 +881,24 @@ class ScatterView(QtWidgets.QWidget):
             self._thumbs.popitem(last=False)
         return t
 
+    # ================================================================== session state
+    def state(self) -> dict:
+        """What to save with the session (JSON-able): projection, visible range, tool."""
+        (x0, x1), (y0, y1) = self.vb.viewRange()
+        return {"projection": self.projection_kind, "view": [x0, x1, y0, y1], "tool": self.tool}
+
+    def restore_state(self, state: dict) -> None:
+        if not state:
+            return
+        if state.get("projection") in ("pca", "umap") and state["projection"] != self.projection_kind:
+            self.set_projection_kind(state["projection"])
+        if state.get("tool") in TOOLS:
+            self.set_tool(state["tool"])
+        view = state.get("view")
+        if view and len(view) == 4 and all(np.isfinite(view)):
+            x0, x1, y0, y1 = map(float, view)
+            self.vb.setRange(xRange=(x0, x1), yRange=(y0, y1), padding=0)
+
     # ================================================================== output
     def grab_png(self, path) -> str:
         """Save the widget (plot, legend and toolbar) as a PNG; returns the path."""
