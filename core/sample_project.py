@@ -51,7 +51,7 @@ def build_sample_project(dest: Path | None = None, *, epochs: int = DEFAULT_EPOC
     project = Project.create(tmp, name="LatentMap sample: adrenal gland shapes")
     log(f"sample project: importing {COHORT.name}")
     report = import_source(project, COHORT)
-    log(f"sample project: {report.n_imported} shapes imported; sampling surface points")
+    log(f"sample project: {report.imported} shapes imported; sampling surface points")
     for p in compute_points(project, n_points=1024, seed=0):
         if on_progress:
             on_progress(p)

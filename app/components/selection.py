@@ -17,6 +17,7 @@ class Selection:
 
     def __init__(self):
         self._ids: tuple[str, ...] = ()
+        self._members: dict[str, None] = {}
         self._current: str | None = None
 
     @property
@@ -31,23 +32,28 @@ class Selection:
         return len(self._ids)
 
     def __contains__(self, sample_id) -> bool:
-        return sample_id in set(self._ids)
+        return sample_id in self._members
 
     def select(self, ids: Iterable[str], *, mode: str = REPLACE, current: str | None = None) -> None:
-        ids = [str(i) for i in ids]
+        # Lasso selections reach hundreds of thousands of ids: avoid per-id work beyond one dict.
+        ids = ids if isinstance(ids, (list, tuple)) and (not ids or isinstance(ids[0], str)) \
+            else [str(i) for i in ids]
         if mode == ADD:
-            new = tuple(dict.fromkeys((*self._ids, *ids)))
+            members = dict.fromkeys(self._ids)
+            members.update(dict.fromkeys(ids))
         elif mode == SUBTRACT:
             drop = set(ids)
-            new = tuple(i for i in self._ids if i not in drop)
+            members = dict.fromkeys(i for i in self._ids if i not in drop)
         elif mode == REPLACE:
-            new = tuple(dict.fromkeys(ids))
+            members = dict.fromkeys(ids)
         else:
             raise ValueError(f"unknown selection mode {mode!r}")
+        new = tuple(members)
         if current is None:
-            current = self._current if self._current in set(new) else (new[0] if new else None)
+            current = self._current if self._current in members else (new[0] if new else None)
         if new != self._ids:
             self._ids = new
+            self._members = members
             self.changed.emit(new)
         self.set_current(current)
 
