@@ -82,6 +82,8 @@ class MainWindow(QMainWindow):
     def _build_menus(self) -> None:
         mb = self.menuBar()
         f = mb.addMenu("&File")
+        self.new_action = self._action(f, "&New project…", self.new_project_dialog, "Ctrl+N",
+                                       "Create an empty project folder, then import into it")
         self.open_action = self._action(f, "&Open project…", self.open_project_dialog, "Ctrl+O")
         self.import_action = self._action(f, "&Import files…", self.import_files_dialog, "Ctrl+I",
                                           "Import images, volumes, meshes, .npz or a manifest")
@@ -139,7 +141,8 @@ class MainWindow(QMainWindow):
 
     # ================================================================== project
     def _show_empty(self) -> None:
-        msg = QLabel("<h2>LatentMap</h2><p>File &gt; Open project… (Ctrl+O) or File &gt; Import…</p>", self)
+        msg = QLabel("<h2>LatentMap</h2><p>File &gt; Open project… (Ctrl+O), or File &gt; New project… (Ctrl+N)"
+                     " and then File &gt; Import…</p>", self)
         msg.setAlignment(Qt.AlignCenter)
         self.setCentralWidget(msg)
         # nothing to undo or import into before a project is open
@@ -172,6 +175,16 @@ class MainWindow(QMainWindow):
         from core.project import Project
 
         self.set_model(ProjectModel(Project.open(Path(path))))
+
+    def new_project(self, path) -> None:
+        from core.project import Project
+
+        self.set_model(ProjectModel(Project.create(Path(path))))
+
+    def new_project_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "New LatentMap project (a folder)", "my-project")
+        if path:
+            self.new_project(path)
 
     def open_project_dialog(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Open LatentMap project")

@@ -243,6 +243,11 @@ def test_empty_window_and_bad_project_dialog(qtbot, tmp_path, _no_modal_dialogs)
     assert not win.undo_action.isEnabled()
     win._guarded(win.open_project, tmp_path / "nothing-here")
     assert _no_modal_dialogs and "not a LatentMap project" in _no_modal_dialogs[0]
+    win.new_project(tmp_path / "fresh")  # an empty project opens with every view, nothing selected
+    assert (tmp_path / "fresh" / "project.sqlite").exists() and win.import_action.isEnabled()
+    assert win.selection.current is None and win.image_view.sample_id is None
+    win._guarded(win.new_project, tmp_path / "fresh")
+    assert "already exists" in _no_modal_dialogs[-1]
     win.close()
 
 
