@@ -506,6 +506,9 @@ class MainWindow(QMainWindow):
 
         def done(qj):
             self.model.refresh()
+            self._update_status()
+            if not self.selection.ids:
+                self._select_first()
             lines = task.report.summary_lines() if task.report is not None else []
             if task.points_message:
                 lines.append(task.points_message)

@@ -202,9 +202,9 @@ def test_import_runs_in_background_with_progress(qtbot, tmp_path):
     qtbot.waitUntil(lambda: len(win.model.samples) == 780, timeout=10000)
     assert win.samples_list.table_model.rowCount() == 780
     assert not win.job_bar.isVisible()
-    # a 2D image: a 2D layer, no 3D mode, no mesh
+    # the first imported sample is shown at once: a 2D layer, no 3D mode, no mesh
     sid = win.model.samples.index[0]
-    win.selection.select([sid], current=sid)
+    assert win.selection.current == sid
     assert win.image_view.layer("image").data.shape == (28, 28)
     assert win.image_view.viewer.dims.ndisplay == 2 and not win.image_view.mode3d.isEnabled()
     assert "no mesh or points" in win.mesh_view.info.text()
