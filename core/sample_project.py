@@ -16,7 +16,7 @@ import numpy as np
 
 RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "sample"
 COHORT = RESOURCES / "adrenalmnist3d_64.npz"
-DEFAULT_EPOCHS = 8
+DEFAULT_EPOCHS = 4
 
 
 def default_location() -> Path:

@@ -665,18 +665,24 @@ class ScatterView(QtWidgets.QWidget):
             if m is not None:
                 x, y, codes, sel = x[m], y[m], codes[m], sel[m]
             img = rasterise(x, y, codes, self._coding.colours, rect, shape,
-                            selected=sel if self._n_selected else None, spread=0 if cell == 2 else 1)
+                            selected=sel if self._fading else None, spread=0 if cell == 2 else 1)
             self._raster.set_image(img, rect)
             self.render_mode = "raster"
         self.last_render_ms = (time.perf_counter() - t0) * 1e3
         self._update_status()
+
+    @property
+    def _fading(self) -> bool:
+        # One selected sample is the current one, already ringed: fading all the others for it
+        # would wash out the map the user is reading.
+        return self._n_selected > 1
 
     def _render_markers(self, rect):
         idx = self._index.visible_indices(rect)
         groups = self._marker_groups[idx]
         sel = self._sel[idx]
         x, y = self._index.x[idx], self._index.y[idx]
-        if self._n_selected:
+        if self._fading:
             un = ~sel
             self._markers.set(x[un], y[un], groups[un], self._faded_brushes)
             self._sel_markers.set(x[sel], y[sel], groups[sel], self._brushes)
