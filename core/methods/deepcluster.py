@@ -183,6 +183,7 @@ class DeepCluster(Method):
     input_kind = "image2d"
     param_choices = {"backbone": ("vgg16_bn", "resnet18")}
     param_help = {
+        "small_input": "ResNet-18 with a 3x3 stem and no max-pool (for 28 x 28 images); off: ImageNet stem",
         "backbone": "trunk network (DeepMCAT: VGG-16-BN)",
         "n_clusters": "k-means clusters (0: overcluster_factor x number of classes, else 80)",
         "overcluster_factor": "clusters per class when n_clusters is 0",
@@ -201,12 +202,14 @@ class DeepCluster(Method):
         "device": "auto, cpu or cuda",
     }
 
-    def __init__(self, *, backbone: str = "vgg16_bn", n_clusters: int = 0, overcluster_factor: int = 8,
+    def __init__(self, *, backbone: str = "vgg16_bn", small_input: bool = True, n_clusters: int = 0,
+                 overcluster_factor: int = 8,
                  epochs: int = 200, batch_size: int = 256, lr: float = 0.05, momentum: float = 0.9,
                  weight_decay: float = 1e-5, hidden_dim: int = 512, mlp_depth: int = 2, dropout: float = 0.5,
                  pca_dim: int = 0, kmeans_iter: int = 20, augment: bool = True, seed: int = 0,
                  device: str = "auto"):
         self.backbone = backbone
+        self.small_input = small_input
         self.n_clusters = n_clusters
         self.overcluster_factor = overcluster_factor
         self.epochs = epochs
@@ -243,7 +246,8 @@ class DeepCluster(Method):
         torch.manual_seed(int(self.seed))
         self.k_ = int(k)
         self.in_channels_ = int(in_channels)
-        self.model_ = FeatureClassifierNet(build_backbone(self.backbone, in_channels), int(self.hidden_dim),
+        trunk = build_backbone(self.backbone, in_channels, small_input=bool(self.small_input))
+        self.model_ = FeatureClassifierNet(trunk, int(self.hidden_dim),
                                            depth=int(self.mlp_depth), dropout=float(self.dropout),
                                            n_classes=self.k_).to(self.device_)
         body = [p for n, p in self.model_.named_parameters() if not n.startswith("top_layer.")]

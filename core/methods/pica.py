@@ -124,6 +124,7 @@ class PICA(Method):
     input_kind = "image2d"
     param_choices = {"backbone": ("resnet18", "vgg16_bn"), "prior": ("entropy", "dirichlet")}
     param_help = {
+        "small_input": "ResNet-18 with a 3x3 stem and no max-pool (for 28 x 28 images); off: ImageNet stem",
         "backbone": "trunk network",
         "n_clusters": "target clusters (0: number of classes in the labels, else 10)",
         "n_overclusters": "over-clustering head size (0: 7 x n_clusters)",
@@ -140,11 +141,13 @@ class PICA(Method):
         "device": "auto, cpu or cuda",
     }
 
-    def __init__(self, *, backbone: str = "resnet18", n_clusters: int = 0, n_overclusters: int = 0,
+    def __init__(self, *, backbone: str = "resnet18", small_input: bool = True, n_clusters: int = 0,
+                 n_overclusters: int = 0,
                  epochs: int = 100, batch_size: int = 256, lr: float = 1e-4, weight_decay: float = 0.0,
                  lam: float = 2.0, prior: str = "entropy", alpha: float = 1.5, n_repeat: int = 3,
                  eval_samples: int = 5000, seed: int = 0, device: str = "auto"):
         self.backbone = backbone
+        self.small_input = small_input
         self.n_clusters = n_clusters
         self.n_overclusters = n_overclusters
         self.epochs = epochs
@@ -178,7 +181,8 @@ class PICA(Method):
         torch.manual_seed(int(self.seed))
         self.head_sizes_ = [int(k) for k in head_sizes]
         self.in_channels_ = int(in_channels)
-        self.model_ = ClusterNet(build_backbone(self.backbone, in_channels), self.head_sizes_).to(self.device_)
+        trunk = build_backbone(self.backbone, in_channels, small_input=bool(self.small_input))
+        self.model_ = ClusterNet(trunk, self.head_sizes_).to(self.device_)
         self.optimizer_ = torch.optim.Adam(self.model_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         self.epoch_, self.step_, self.global_step_ = 0, 0, 0
         self.history_: list[dict] = []

@@ -123,11 +123,11 @@ def vgg16_bn_2d(in_channels: int = 1) -> nn.Module:
     return VGG2d(_VGG16, in_channels=in_channels, batch_norm=True)
 
 
-def build_backbone(name: str, in_channels: int = 1, **kwargs) -> nn.Module:
+def build_backbone(name: str, in_channels: int = 1, small_input: bool = True) -> nn.Module:
     """Backbone by name ("resnet18" | "vgg16_bn"), for methods that take it as a hyperparameter."""
     name = name.lower().replace("-", "_")
     if name in ("resnet18", "resnet18_2d"):
-        return resnet18_2d(in_channels, **kwargs)
+        return resnet18_2d(in_channels, small_input=small_input)
     if name in ("vgg16_bn", "vgg16", "vgg16_bn_2d"):
-        return vgg16_bn_2d(in_channels)
+        return vgg16_bn_2d(in_channels)  # small_input does not apply: ceil-mode pooling fits any size
     raise ValueError(f"unknown backbone {name!r}: use 'resnet18' or 'vgg16_bn'")
