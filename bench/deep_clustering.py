@@ -12,7 +12,9 @@ training from scratch; test accuracy (argmax) and weighted F1, against MedMNIST 
 fully supervised ResNet-18 test accuracy (quoted constants below; nothing is re-run for them).
 
 Everything trains on a seeded subset of the training split by default so that the whole run
-fits a few minutes on a 2-core CPU; every size and epoch count is a flag and is printed.
+fits a few minutes on a 2-core CPU; every size and epoch count is a flag and is printed. The
+1 % / 10 % development sets keep at least one image per class, so on small subsets they can
+coincide (their sizes are printed). A run's log and JSON: bench/results/deep_clustering/.
 
     .venv/bin/python bench/deep_clustering.py --n-train 600 --epochs 2
 """
@@ -101,10 +103,12 @@ def cluster_report(name, data, assign, k, seed, rows):
         pred = apply_thresholds(vectors[assign[te]], th)
         row[f"f1_dev{int(frac * 100)}"] = float(per_class_scores(data.y[te], pred).loc["weighted avg", "f1"])
         row[f"unmatched_dev{int(frac * 100)}"] = int((np.asarray(counts)[:k] == 0).sum())
+        row[f"n_dev{int(frac * 100)}"] = int(len(dev))
     rows.append(row)
     print(f"  {name:<16} acc {row['acc']:.3f}  NMI {row['nmi']:.3f}  purity {row['purity']:.3f}  "
           f"F1(Alg.1, 1% dev) {row['f1_dev1']:.3f}  F1(10% dev) {row['f1_dev10']:.3f}  "
-          f"[{row['clusters_used']} clusters used]", flush=True)
+          f"[{row['clusters_used']} clusters used; dev sets {row['n_dev1']} / {row['n_dev10']} images]",
+          flush=True)
     return row
 
 
@@ -164,6 +168,11 @@ def run_dataset(name, args, out_dir: Path):
     data = load_medmnist(name, args.data, args.n_train, args.n_val, args.n_test, args.seed)
     k = data.y.shape[1]
     n = {s: int((data.split == s).sum()) for s in ("train", "val", "test")}
+    try:
+        import core.cluster.match  # noqa: F401
+        print("Algorithm 1: core.cluster.match.match_clusters")
+    except ImportError:
+        print("Algorithm 1: the bench's own copy (core/cluster/match.py not present)")
     print(f"\n== {name}: {n['train']} train / {n['val']} val / {n['test']} test images "
           f"(seeded subsets of the official splits), {k} classes", flush=True)
     rows, train_rows = [], []
