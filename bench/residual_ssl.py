@@ -9,6 +9,7 @@ epoch, and writes results.csv, results.md and figure3.png to --out.
 
 Reduced settings are flags (the full protocol is far beyond a 2-core CPU):
   --train-pool N   stratified subset of the training split used for pretraining and fine-tuning
+  --eval-pool N    stratified subsets of N val and N test volumes (evaluation cost)
   --widen W        ResUNet width multiplier (1.0 = the paper's ResUNet-18)
 Example (the quick CPU run reported in the issue):
   python bench/residual_ssl.py --seeds 0 --fractions 0.1,1.0 --train-pool 240 --widen 0.125 \
@@ -38,7 +39,7 @@ SSL_METHODS = ["residual-ssl", "simclr", "byol-ref", "byol", "simsiam", "masked"
 ALL_METHODS = SSL_METHODS + ["supervised"]
 
 
-def load(name: str, train_pool: int, seed: int):
+def load(name: str, train_pool: int, seed: int, eval_pool: int = 0):
     from core.dataset import SampleSet
     from core.label_fraction import stratified_fraction
 
@@ -59,6 +60,12 @@ def load(name: str, train_pool: int, seed: int):
         sub = tr[stratified_fraction(y[tr], min(1.0, train_pool / len(tr)), seed=10_000 + seed)]
         keep[tr] = False
         keep[sub] = True
+    if eval_pool:  # stratified subsets of val and test (fixed across seeds: same yardstick for all runs)
+        for s in ("val", "test"):
+            idx = np.flatnonzero(split == s)
+            sub = idx[stratified_fraction(y[idx], min(1.0, eval_pool / len(idx)), seed=20_000)]
+            keep[idx] = False
+            keep[sub] = True
     ids = np.array([f"{name}-{s}-{i}" for i, s in enumerate(split)])
     return SampleSet(ids=ids[keep], x=x[keep], y=y[keep], label_names=names, split=split[keep])
 
@@ -127,6 +134,8 @@ def main(argv=None):
     ap.add_argument("--fractions", default="0.1,0.2,0.5,1.0")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--train-pool", type=int, default=0, help="stratified subset of the train split (0 = all)")
+    ap.add_argument("--eval-pool", type=int, default=0,
+                    help="stratified subset of val and of test, each (0 = all; full test is the honest figure)")
     ap.add_argument("--widen", type=float, default=1.0)
     ap.add_argument("--ae-epochs", type=int, default=20)
     ap.add_argument("--pretrain-epochs", type=int, default=20)
@@ -135,7 +144,8 @@ def main(argv=None):
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--ft-lr", type=float, default=3e-4)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads; 1 is much faster than 2 on a shared, busy 2-core machine")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "residual_ssl"))
     args = ap.parse_args(argv)
@@ -160,7 +170,7 @@ def main(argv=None):
     rows, timing = [], []
     t_all = time.perf_counter()
     for seed in seeds:
-        data = load(args.dataset, args.train_pool, seed)
+        data = load(args.dataset, args.train_pool, seed, args.eval_pool)
         n_tr = int((data.split == "train").sum())
         n_an = int(((data.split == "train") & (data.y[:, 1] > 0)).sum())
         print(f"seed {seed}: {n_tr} training volumes ({n_an} anomalous), "
