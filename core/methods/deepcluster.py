@@ -4,9 +4,12 @@ Pure pieces first (feature preprocessing, k-means with faiss-style empty-cluster
 the uniform pseudo-label sampler, NMI between epochs), then the ``DeepCluster`` method.
 
 DeepMCAT's changes to DeepCluster kept here: VGG-16-BN with adaptive average pooling, raw
-(not Sobel-filtered) images, features only l2-normalised (PCA-whitening to 256 dimensions is
-DeepCluster's default; here ``pca_dim`` > 0, off by default), 8 x over-clustering, SGD lr 0.05,
-momentum 0.9, weight decay 1e-5, augmentation during training. k-means is our own Lloyd
+(not Sobel-filtered) images z-scored one by one, features only l2-normalised (PCA-whitening to
+256 dimensions is DeepCluster's default; here ``pca_dim`` > 0, off by default), 8 x
+over-clustering, SGD lr 0.05,
+momentum 0.9, weight decay 1e-5, augmentation during training (DeepMCAT also augments the images
+it clusters; here clustering sees them unaugmented, so epochs' assignments stay comparable
+and ``nmi_prev`` measures the network's drift, not augmentation noise). k-means is our own Lloyd
 iteration (faiss is not installed) with faiss's ``Clustering::train`` rules: random initial
 centroids drawn from the data, a fixed number of iterations, and empty clusters refilled by
 splitting a big one.
@@ -198,6 +201,7 @@ class DeepCluster(Method):
         "pca_dim": "PCA-whitening dimensions before k-means (0: off, DeepMCAT)",
         "kmeans_iter": "k-means iterations",
         "augment": "strong augmentation of training batches",
+        "zscore": "z-score each image on its own before the network (DeepMCAT)",
         "seed": "random seed",
         "device": "auto, cpu or cuda",
     }
@@ -206,8 +210,8 @@ class DeepCluster(Method):
                  overcluster_factor: int = 8,
                  epochs: int = 200, batch_size: int = 256, lr: float = 0.05, momentum: float = 0.9,
                  weight_decay: float = 1e-5, hidden_dim: int = 512, mlp_depth: int = 2, dropout: float = 0.5,
-                 pca_dim: int = 0, kmeans_iter: int = 20, augment: bool = True, seed: int = 0,
-                 device: str = "auto"):
+                 pca_dim: int = 0, kmeans_iter: int = 20, augment: bool = True, zscore: bool = True,
+                 seed: int = 0, device: str = "auto"):
         self.backbone = backbone
         self.small_input = small_input
         self.n_clusters = n_clusters
@@ -223,6 +227,7 @@ class DeepCluster(Method):
         self.pca_dim = pca_dim
         self.kmeans_iter = kmeans_iter
         self.augment = augment
+        self.zscore = zscore
         self.seed = seed
         self.device = device
 
@@ -267,6 +272,14 @@ class DeepCluster(Method):
                                               weight_decay=self.weight_decay)
 
     # ------------------------------------------------------------------ features
+    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-image z-scoring (DeepMCAT) of [0, 1] images, after augmentation."""
+        if not self.zscore:
+            return x
+        mean = x.mean(dim=(1, 2, 3), keepdim=True)
+        std = x.std(dim=(1, 2, 3), keepdim=True)
+        return (x - mean) / std.clamp_min(1e-6)
+
     @torch.no_grad()
     def _features(self, x, batch_size: int = 512) -> np.ndarray:
         from ..device import autocast
@@ -277,7 +290,7 @@ class DeepCluster(Method):
         model.eval()
         out = []
         for i in range(0, len(x), batch_size):
-            xb = to_unit_tensor(x[i:i + batch_size], dev)
+            xb = self._normalise(to_unit_tensor(x[i:i + batch_size], dev))
             with autocast(dev):
                 out.append(model.features(xb).float().cpu())
         model.train(was_training)
@@ -348,6 +361,7 @@ class DeepCluster(Method):
                     x = to_unit_tensor(data.x[idx], self.device_)
                     if self.augment:
                         x = strong_augment(x, generator=_step_generator(self.seed, epoch, s))
+                    x = self._normalise(x)
                     target = torch.as_tensor(self.assign_[idx], device=self.device_)
                     with autocast(self.device_):
                         logits = model(x)
