@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+from ..jobs import Progress, RateMeter
+from .base import Method
 
 __all__ = ["pui_loss", "PICA"]
 
@@ -65,10 +69,6 @@ def pui_loss(logits_orig: torch.Tensor, logits_pert: torch.Tensor, lam: float = 
 
 
 # --------------------------------------------------------------------------- the method
-import numpy as np  # noqa: E402
-
-from ..jobs import Progress, RateMeter  # noqa: E402
-from .base import Method  # noqa: E402
 
 
 def _step_generator(seed: int, *parts: int) -> torch.Generator:
