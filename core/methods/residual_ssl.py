@@ -308,13 +308,15 @@ class AnomalyFinetune(Method):
             raise ValueError(f"{self.init_checkpoint}: not a ResUNet pretraining checkpoint (no 'encoder' entry)")
         return state["encoder"], float(state.get("params", {}).get("widen_factor", self.widen_factor))
 
-    def _init(self):
+    def _init(self, widen: float | None = None):
+        """Build the network; ``widen`` given (rebuilding from our own checkpoint): skip reading
+        ``init_checkpoint``, whose weights the checkpoint's own state replaces anyway."""
         from ..device import pick_device, seed_everything
         from ..models.resunet3d import resunet18
 
         seed_everything(self.seed)
         self.device_ = pick_device(self.device)
-        encoder, widen = self._encoder_source()
+        encoder, widen = self._encoder_source() if widen is None else (None, widen)
         self.widen_ = widen
         self.model_ = resunet18(widen_factor=widen)
         if encoder is not None:
@@ -445,7 +447,8 @@ class AnomalyFinetune(Method):
                           for i in range(0, len(x), batch_size)]).numpy()
 
     def state_dict(self) -> dict:
-        return {"params": self.get_params(), "method": "residual-ssl-finetune", "model": self.model_.state_dict(),
+        return {"params": self.get_params(), "method": "residual-ssl-finetune", "widen": self.widen_,
+                "model": self.model_.state_dict(),
                 "encoder": self.model_.encoder_state_dict(), "optimizer": self.opt_.state_dict(),
                 "epoch": self.epoch_, "step": self.step_, "best_val": self.best_val_,
                 "bad_epochs": self.bad_epochs_, "best_state": self.best_state_, "stopped": self.stopped_,
@@ -455,7 +458,7 @@ class AnomalyFinetune(Method):
 
     def load_state_dict(self, state: dict):
         if not hasattr(self, "model_"):
-            self._init()
+            self._init(widen=state.get("widen"))
         self.model_.load_state_dict(state["model"])
         self.opt_.load_state_dict(state["optimizer"])
         self.epoch_, self.step_ = int(state["epoch"]), int(state["step"])
