@@ -23,16 +23,16 @@ import torch.nn.functional as F
 from ..jobs import Progress, RateMeter
 from .base import Method
 
-__all__ = ["preprocess_features", "kmeans_faiss_style", "split_empty_clusters", "images_lists",
-           "uniform_label_indexes", "nmi_between", "DeepCluster"]
+__all__ = ["preprocess_features", "fit_preprocessing", "apply_preprocessing", "kmeans_faiss_style",
+           "split_empty_clusters", "images_lists", "uniform_label_indexes", "nmi_between", "DeepCluster"]
 
 
 # --------------------------------------------------------------------------- pure pieces
-def preprocess_features(features: np.ndarray, pca_dim: int = 0, eps: float = 1e-12):
+def fit_preprocessing(features: np.ndarray, pca_dim: int = 0, eps: float = 1e-12):
     """Optional PCA-whitening to ``pca_dim`` components (eigenvalue power -0.5, as DeepCluster's
     ``faiss.PCAMatrix(d, pca_dim, eigen_power=-0.5)``), then row l2-normalisation.
     Returns ``(features, pca)`` where ``pca`` is ``(mean, projection)`` or None, to re-apply
-    the same map to other samples."""
+    the same map to other samples with ``apply_preprocessing``."""
     x = np.asarray(features, dtype=np.float32)
     pca = None
     if pca_dim and pca_dim > 0:
@@ -46,6 +46,13 @@ def preprocess_features(features: np.ndarray, pca_dim: int = 0, eps: float = 1e-
         x = xc @ proj
     x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), eps)
     return x.astype(np.float32), pca
+
+
+def preprocess_features(features: np.ndarray, pca_dim: int = 0) -> np.ndarray:
+    """DeepCluster's ``clustering.py::preprocess_features``: PCA-whitening (when ``pca_dim`` > 0)
+    and row l2-normalisation. DeepMCAT's setting is ``pca_dim=0`` (l2 only). Components are
+    defined up to sign, so compare results through ``x @ x.T``."""
+    return fit_preprocessing(features, pca_dim)[0]
 
 
 def apply_preprocessing(features: np.ndarray, pca) -> np.ndarray:
@@ -302,7 +309,7 @@ class DeepCluster(Method):
         from ..metrics.clustering import nmi, purity, reference_labels
 
         feats = self._features(data.x)
-        x, pca = preprocess_features(feats, int(self.pca_dim))
+        x, pca = fit_preprocessing(feats, int(self.pca_dim))
         kseed = int(np.random.SeedSequence([int(self.seed) & 0xFFFFFFFF, self.epoch_ + int(final), 1])
                     .generate_state(1)[0])
         assign, centroids, obj = kmeans_faiss_style(x, self.k_, n_iter=int(self.kmeans_iter), seed=kseed,

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import load_reference
-from core.methods.deepcluster import (images_lists, kmeans_faiss_style, nmi_between, preprocess_features,
+from core.methods.deepcluster import (apply_preprocessing, fit_preprocessing, images_lists, kmeans_faiss_style,
+                                      nmi_between, preprocess_features,
                                       split_empty_clusters, uniform_label_indexes)
 from core.metrics.clustering import nmi
 
@@ -44,8 +45,7 @@ def _blobs(n_per=60, k=6, d=32, seed=0):
 
 def test_kmeans_finds_blobs_after_l2_normalisation():
     x, truth = _blobs()
-    feats, pca = preprocess_features(x)
-    assert pca is None
+    feats = preprocess_features(x)
     np.testing.assert_allclose(np.linalg.norm(feats, axis=1), 1.0, rtol=1e-5)
     best = max(nmi(truth, kmeans_faiss_style(feats, 6, seed=s)[0]) for s in range(3))
     assert best > 0.9
@@ -53,7 +53,7 @@ def test_kmeans_finds_blobs_after_l2_normalisation():
 
 def test_kmeans_overclustering_leaves_no_cluster_empty():
     x, _ = _blobs(n_per=20, k=3)
-    assign, centroids, obj = kmeans_faiss_style(preprocess_features(x)[0], 24, seed=1)
+    assign, centroids, obj = kmeans_faiss_style(preprocess_features(x), 24, seed=1)
     assert centroids.shape == (24, 32) and obj > 0
     assert (np.bincount(assign, minlength=24) > 0).sum() >= 20
 
@@ -72,7 +72,10 @@ def test_split_empty_clusters_copies_a_big_cluster_with_perturbation():
 
 def test_pca_whitening_decorrelates_before_normalising():
     x, _ = _blobs()
-    feats, (mean, proj) = preprocess_features(x, pca_dim=8)
+    feats, (mean, proj) = fit_preprocessing(x, pca_dim=8)
     assert feats.shape == (len(x), 8)
     white = (x - mean) @ proj
     np.testing.assert_allclose(np.cov(white.T, bias=True), np.eye(8), atol=1e-3)
+    np.testing.assert_allclose(preprocess_features(x, 8), feats, rtol=1e-6)
+    np.testing.assert_allclose(apply_preprocessing(x[:5], (mean, proj)), feats[:5], rtol=1e-4, atol=1e-6)
+    assert fit_preprocessing(x)[1] is None
