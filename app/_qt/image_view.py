@@ -172,6 +172,10 @@ class ImageView(QWidget):
         self._add_overlays(sample_id, data.shape[: spatial], scale)
         self.sample_id = sample_id
         self._apply_window()
+        try:  # name the slider after the axis it moves, not napari's default "-3"
+            self.viewer.dims.axis_labels = ("z", "y", "x")[-spatial:]
+        except (ValueError, TypeError):
+            pass
         can3d = spatial == 3
         self.mode3d.setEnabled(can3d)
         self.viewer.dims.ndisplay = 3 if (can3d and self.mode3d.isChecked()) else 2
@@ -200,7 +204,9 @@ class ImageView(QWidget):
     def _add_overlays(self, sample_id, shape, scale) -> None:
         row = self.model.samples.loc[sample_id]
         mf = row.get("mask_file")
-        if isinstance(mf, str) and mf:
+        # a shape mask's "label map" is the mask itself: an overlay would only hide it
+        same = mf == row.get("data_file") and row.get("mask_index") == row.get("data_index")
+        if isinstance(mf, str) and mf and not same:
             try:
                 mask = np.asarray(self.model.project.load_sample_array(sample_id, mask=True))
                 if mask.shape == tuple(shape):
