@@ -11,7 +11,7 @@ def register(sub) -> None:
 
     p = sub.add_parser(
         "finetune", help="fine-tune a trained network with labels",
-        description="Fine-tune from a trained run (--set init_run=RUN_ID) with the project's labels.",
+        description="Fine-tune a trained network with the project's labels: --set init_checkpoint=PATH (a run's checkpoint.pt; cluster-head also takes --set init_run=RUN_ID).",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("method", choices=sorted(FINETUNERS))
     _add_run_options(p)

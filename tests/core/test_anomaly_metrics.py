@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from conftest import load_reference
+from tests.conftest import load_reference
 
 
 def test_metrics_match_reference():

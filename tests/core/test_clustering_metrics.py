@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import load_reference
+from tests.conftest import load_reference
 from core.metrics.clustering import (ari, clustering_scores, hungarian_accuracy, hungarian_mapping, nmi, purity,
                                      reference_labels)
 

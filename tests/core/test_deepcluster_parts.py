@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import load_reference
+from tests.conftest import load_reference
 from core.methods.deepcluster import (apply_preprocessing, fit_preprocessing, images_lists, kmeans_faiss_style,
                                       nmi_between, preprocess_features,
                                       split_empty_clusters, uniform_label_indexes)

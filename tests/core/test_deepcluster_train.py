@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import DATA, need
+from tests.conftest import DATA, need
 from core.dataset import SampleSet
 from core.jobs import CANCELLED, FINISHED, Job, load_checkpoint
 from core.methods.augment2d import to_unit_tensor

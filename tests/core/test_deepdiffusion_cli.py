@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import DATA, need
+from tests.conftest import DATA, need
 from core.project import Project, SampleRecord
 
 

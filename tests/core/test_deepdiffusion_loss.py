@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REFERENCE, load_reference
+from tests.conftest import REFERENCE, load_reference
 from core.methods.deepdiffusion import lmr_loss
 
 VARIANTS = {"tf": "reference", "formula": "paper"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import DATA, need
+from tests.conftest import DATA, need
 from core.cluster import (fit_cluster_thresholds, match_clusters, match_to_vectors, predict_from_clusters,
                           save_match)
 

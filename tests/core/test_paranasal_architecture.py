@@ -5,7 +5,7 @@ Shapes are checked on the meta device: no memory, no compute, the real 64^3 inpu
 import numpy as np
 import torch
 
-from conftest import load_reference
+from tests.conftest import load_reference
 
 
 def _shape(t):

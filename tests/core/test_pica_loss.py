@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REFERENCE, load_reference
+from tests.conftest import REFERENCE, load_reference
 from core.methods.pica import pui_loss
 
 

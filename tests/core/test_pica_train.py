@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import DATA, need
+from tests.conftest import DATA, need
 from core.dataset import SampleSet
 from core.jobs import CANCELLED, FINISHED, Job, load_checkpoint
 from core.methods.pica import PICA

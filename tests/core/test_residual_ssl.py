@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import DATA, load_reference, need
+from tests.conftest import DATA, load_reference, need
 
 SMALL = dict(batch_size=4, widen_factor=0.125, seed=0, device="cpu")
 

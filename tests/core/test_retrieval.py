@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import load_reference
+from tests.conftest import load_reference
 from core.metrics.retrieval import retrieval_map
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import DATA, load_reference, need
+from tests.conftest import DATA, load_reference, need
 
 
 @pytest.fixture(autouse=True, scope="module")
