@@ -83,8 +83,11 @@ class _ReferenceLMR(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, f, memory, source_idx, k):
+    def forward(ctx, f, memory, source_idx, k, low_precision=False):
         b = f.shape[0]
+        # bf16 copy for the three (B k) x N x D products (AMX / tensor cores); all else float32
+        mem_lp = memory.to(torch.bfloat16) if low_precision else None
+        ctx.low_precision = low_precision
         z_b = f @ memory.T                                              # B x N logits
         nf, nf_ok = _norm_clipped(f)
         nm, nm_ok = _norm_clipped(memory)
@@ -94,7 +97,7 @@ class _ReferenceLMR(torch.autograd.Function):
         valid = valid & (w != 0)  # the reference keeps the nonzero entries of the k-sparse matrix
         kk = idx.shape[1]
         q_nb = memory.index_select(0, idx.reshape(-1))                   # B*K x D
-        z_nb = (q_nb @ memory.T).view(b, kk, -1)                         # B x K x N
+        z_nb = _mm(q_nb, memory.T, mem_lp.T if low_precision else None).view(b, kk, -1)  # B x K x N
         p_a, a, la, s_a = _ranking(z_b)
         # neighbour rows in place: they are the N-wide bulk of the work
         p_n = z_nb.sub_(z_nb.amax(-1, keepdim=True)).exp_()  # softmax in place
@@ -114,6 +117,7 @@ class _ReferenceLMR(torch.autograd.Function):
         fit = (lse - z_b.gather(1, source_idx[:, None]).squeeze(1)).sum()
         ctx.save_for_backward(f, memory, source_idx, z_b, nf, nf_ok, nm, nm_ok, idx, valid, w, d,
                               q_nb, p_a, a, la, s_a, p_n, bn, lb, s_n, h_b, b_la)
+        ctx.mem_lp = mem_lp
         return fit, smooth
 
     @staticmethod
@@ -152,12 +156,24 @@ class _ReferenceLMR(torch.autograd.Function):
         g_nm_sel = -(tz / nm_sel) * nm_ok[idx]
         # logits z_b = f M^T, z_nb = M[idx] M^T
         grad_m = g_zb.T @ f
-        grad_m.addmm_(g_zn.T, q_nb)
+        if ctx.low_precision:
+            grad_m += _mm(g_zn.T, q_nb, None, low=True)
+        else:
+            grad_m.addmm_(g_zn.T, q_nb)
         grad_f = g_zb @ memory + (g_nf / nf)[:, None] * f
-        g_q = g_zn @ memory
+        g_q = _mm(g_zn, memory, ctx.mem_lp)
         g_q += (g_nm_sel / nm_sel).reshape(-1, 1) * q_nb
         grad_m.index_add_(0, idx.reshape(-1), g_q)
-        return grad_f, grad_m, None, None
+        return grad_f, grad_m, None, None, None
+
+
+def _mm(a, b, b_low=None, *, low: bool = False):
+    """``a @ b`` in float32, or with bfloat16 operands and a float32 result when ``b_low`` (a
+    bf16 copy of ``b``) is given or ``low`` is set."""
+    if b_low is None and not low:
+        return a @ b
+    b_low = b.to(torch.bfloat16) if b_low is None else b_low
+    return (a.to(torch.bfloat16) @ b_low).float()
 
 
 def _paper_lmr(f, memory, source_idx, k):
@@ -177,7 +193,8 @@ def _paper_lmr(f, memory, source_idx, k):
     return fit, smooth
 
 
-def lmr_loss(h, memory, source_idx, k: int, lam: float, variant: str = "reference"):
+def lmr_loss(h, memory, source_idx, k: int, lam: float, variant: str = "reference",
+             precision: str = "float32"):
     """Latent manifold ranking loss. Returns ``(loss, loss_fitting, loss_smoothness)``.
 
     ``h``: B x D encoder output before l2 normalisation; ``memory``: N x D intrinsic features;
@@ -190,8 +207,14 @@ def lmr_loss(h, memory, source_idx, k: int, lam: float, variant: str = "referenc
     KL(b||a). ``variant="paper"`` is the inner-ear paper's formula: kNN and weights by the dot
     product f_b m_n^T, plain softmax, Jensen-Shannon divergence.
 
-    Always computed in float32 or wider (autocast is switched off inside).
+    Computed in float32 or wider (autocast is switched off inside). ``precision="bfloat16"``
+    (reference variant) runs the three (B k) x N x D memory products with bfloat16 operands and
+    float32 accumulation (~4e-3 relative error in the gradients); the default is exact. The
+    products get ~3.5x faster on CPUs with AMX, but at N = 100,000 the (B k) x N element-wise
+    softmax/log work dominates a CPU step, so the whole step gains only ~15% there.
     """
+    if precision not in ("float32", "bfloat16"):
+        raise ValueError(f"lmr_loss: precision must be float32 or bfloat16, got {precision!r}")
     if variant not in ("reference", "paper"):
         raise ValueError(f"lmr_loss: unknown variant {variant!r} (reference | paper)")
     if h.ndim != 2 or memory.ndim != 2 or h.shape[1] != memory.shape[1]:
@@ -205,7 +228,7 @@ def lmr_loss(h, memory, source_idx, k: int, lam: float, variant: str = "referenc
         f = l2_normalise(h.to(dtype))
         mem = memory.to(dtype)
         if variant == "reference":
-            fit, smooth = _ReferenceLMR.apply(f, mem, src, int(k))
+            fit, smooth = _ReferenceLMR.apply(f, mem, src, int(k), precision == "bfloat16")
         else:
             fit, smooth = _paper_lmr(f, mem, src, int(k))
     return fit + lam * smooth, fit, smooth

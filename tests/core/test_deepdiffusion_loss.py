@@ -121,3 +121,24 @@ def test_paper_variant_general_sizes():
     assert out[0][0] == pytest.approx(out[1][0], rel=1e-10)
     assert torch.allclose(out[0][1], out[1][1], rtol=1e-8, atol=1e-12)
     assert torch.allclose(out[0][2], out[1][2], rtol=1e-8, atol=1e-12)
+
+
+def test_bfloat16_products_stay_close_to_the_reference():
+    """The mixed-precision option changes only the memory products' operand precision."""
+    import numpy as np
+    import torch
+
+    from core.methods.deepdiffusion import lmr_loss
+    from tests.conftest import load_reference
+
+    d = load_reference("deepdiffusion_tf_init.npz")
+    h = torch.tensor(d["h"], requires_grad=True)
+    m = torch.tensor(d["M"], requires_grad=True)
+    loss, fit, smooth = lmr_loss(h, m, torch.tensor(d["source_idx"]), int(d["k"]), float(d["lam"]),
+                                 precision="bfloat16")
+    loss.backward()
+    np.testing.assert_allclose(float(loss), float(d["loss"]), rtol=1e-3)
+    for got, want in ((h.grad, d["grad_h"]), (m.grad, d["grad_M"])):
+        assert np.abs(got.numpy() - want).max() <= 2e-2 * np.abs(want).max()
+    with pytest.raises(ValueError, match="precision"):
+        lmr_loss(h, m, torch.tensor(d["source_idx"]), 3, 1.0, precision="float16")
