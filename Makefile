@@ -32,9 +32,9 @@ test: setup
 bench: setup
 	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
-# Rebuild the bundled sample project from ../shared/data (maintainers only).
+# Build (or finish building) this user's sample project, as `make run` does on first use.
 sample: setup
-	$(PY) resources/sample/build_sample.py
+	$(PY) -c "from core.sample_project import build_sample_project; print(build_sample_project())"
 
 clean:
 	rm -rf $(VENV) .cache out .pytest_cache

@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-BUNDLED_SAMPLE = ROOT / "resources" / "sample" / "project"
 
 
 def user_data_dir() -> Path:
@@ -18,62 +16,64 @@ def user_data_dir() -> Path:
     return Path(base) / "latentmap"
 
 
-def _bundle_version(bundled: Path) -> str:
-    """Identity of a bundled sample project: its database's creation time. Read with an
-    immutable connection: the bundle may be read-only and must never gain -wal/-shm files."""
-    import sqlite3
-
-    from core.project.store import DB_NAME
-
-    uri = (bundled / DB_NAME).resolve().as_uri() + "?immutable=1"
-    conn = sqlite3.connect(uri, uri=True)
-    try:
-        row = conn.execute("SELECT value FROM meta WHERE key='created_at'").fetchone()
-    finally:
-        conn.close()
-    return str(row[0]) if row else ""
+def sample_project_path() -> Path:
+    """Where the sample project lives for this user (built there on first use, so labelling in
+    the sample never touches anything shipped with the app)."""
+    return user_data_dir() / "sample-project"
 
 
-def _has_user_edits(path: Path) -> bool:
-    from core.project import Project
+def ensure_sample_project(app) -> Path | None:
+    """Build the sample project on first use (import, points, a short DeepDiffusion training,
+    clusters, Algorithm 1) in the background behind a progress dialog; None if cancelled."""
+    from core.sample_project import build_sample_project, is_complete
 
-    try:
-        with Project.open(path) as pr:
-            return bool(pr.query("SELECT 1 FROM history LIMIT 1"))
-    except Exception:  # noqa: BLE001 - an unreadable copy is replaced
-        return False
+    target = sample_project_path()
+    if is_complete(target):
+        return target
+    from qtpy.QtCore import QEventLoop, Qt
+    from qtpy.QtWidgets import QProgressDialog
 
+    from app._qt.jobs import FunctionTask, QtJob
 
-def sample_project_path(bundled: Path = BUNDLED_SAMPLE) -> Path:
-    """A user-writable copy of the bundled sample project, made the first time, so labelling
-    in the sample never changes the copy shipped with the app. A newer bundle replaces the
-    copy only while the user has not edited it."""
-    from core.project.store import DB_NAME
+    dlg = QProgressDialog("Preparing the sample project…", "Cancel", 0, 1000)
+    dlg.setWindowTitle("LatentMap: first run")
+    dlg.setWindowModality(Qt.ApplicationModal)
+    dlg.setMinimumWidth(520)
+    dlg.setMinimumDuration(0)
+    dlg.setAutoClose(False)
+    dlg.setAutoReset(False)
+    stage = {"text": "Preparing the sample project…"}
 
-    target = user_data_dir() / "sample-project"
-    marker = target / ".bundled-version"
-    have_bundle = (bundled / DB_NAME).exists()
-    if (target / DB_NAME).exists():
-        if not have_bundle:
-            return target
-        version = _bundle_version(bundled)
-        current = marker.read_text() if marker.exists() else ""
-        if current == version or _has_user_edits(target):
-            return target
-        shutil.rmtree(target)
-    if not have_bundle:
-        raise FileNotFoundError(
-            f"the bundled sample project is missing ({bundled}); build it with `make sample`")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    # -wal/-shm files of a project someone had open are not part of the copy: the database is
-    # checkpointed on close, and copying a live WAL could mix two states
-    shutil.copytree(bundled, tmp, ignore=shutil.ignore_patterns("*-wal", "*-shm", "*.tmp"))
-    (tmp / ".bundled-version").write_text(_bundle_version(bundled))
-    tmp.rename(target)
-    return target
+    def work(report, cancelled):
+        def log(line: str) -> None:
+            print(line, flush=True)
+            stage["text"] = line.replace("sample project: ", "").capitalize()
+            report(0, 1000, stage["text"])
+
+        def on_progress(p) -> None:
+            frac = p.fraction
+            report(int(1000 * frac) if frac is not None else 0, 1000, stage["text"])
+
+        return build_sample_project(target, on_progress=on_progress, log=log)
+
+    job = QtJob(FunctionTask(work, name="sample"), None)
+    loop = QEventLoop()
+
+    def progress(p):
+        dlg.setLabelText(p.message or stage["text"])
+        if p.steps_per_epoch:
+            dlg.setValue(int(p.step))
+
+    job.progress.connect(progress)
+    job.done.connect(lambda *_: loop.quit())
+    dlg.canceled.connect(job.cancel)
+    dlg.show()
+    job.start()
+    loop.exec()
+    dlg.close()
+    if job.state == "failed":
+        raise RuntimeError(f"building the sample project failed: {job.error}") from job.error
+    return target if job.state == "finished" else None
 
 
 def _qapp():
@@ -96,9 +96,12 @@ def run_app(project_path=None, *, screenshot=None, quit_after=None, sample: bool
     With ``screenshot``, the window is grabbed once it has rendered, the PNG path printed, and
     the app exits (after ``quit_after`` seconds when given). Returns the exit status.
     """
-    if sample:
-        project_path = sample_project_path()
     app = _qapp()
+    if sample:
+        project_path = ensure_sample_project(app)
+        if project_path is None:
+            sys.stderr.write("latentmap app: building the sample project was cancelled\n")
+            return 1
     from qtpy.QtCore import QTimer
 
     from app._qt.main_window import MainWindow

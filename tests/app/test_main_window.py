@@ -251,19 +251,36 @@ def test_empty_window_and_bad_project_dialog(qtbot, tmp_path, _no_modal_dialogs)
     win.close()
 
 
-def test_sample_project_copied_once(tmp_path, monkeypatch, built_project):
-    from app.main import sample_project_path
+@pytest.mark.slow
+def test_sample_project_built_on_first_use_and_opened(qtbot, qapp, tmp_path, monkeypatch):
+    """make run's path: the bundled cohort becomes a trained, clustered project behind a progress
+    dialog the first time; the app opens it with clusters showing; later runs reuse it."""
+    from app._qt.main_window import MainWindow
+    from app.components import ProjectModel
+    from app.main import ensure_sample_project
+    from core.sample_project import is_complete
 
-    src, _ = built_project
     monkeypatch.setenv("LATENTMAP_DATA_HOME", str(tmp_path / "home"))
-    p = sample_project_path(bundled=src)
-    assert p == tmp_path / "home" / "sample-project" and (p / "project.sqlite").exists()
-    (p / "marker").write_text("user data")
-    assert sample_project_path(bundled=src) == p and (p / "marker").exists()  # not overwritten
-    assert not list(src.glob("*-wal"))  # the bundle itself is only read
-    with pytest.raises(FileNotFoundError, match="sample project is missing"):
-        monkeypatch.setenv("LATENTMAP_DATA_HOME", str(tmp_path / "other"))
-        sample_project_path(bundled=tmp_path / "missing")
+    path = ensure_sample_project(qapp)
+    assert path == tmp_path / "home" / "sample-project" and is_complete(path)
+    assert ensure_sample_project(qapp) == path  # built once
+    model = ProjectModel.open(path, author="tester")
+    assert model.active_clustering and model.embedding() is not None
+    assert model.project.runs().iloc[-1]["status"] == "finished"
+    assert len(model.project.dev_ids()) >= 4 and not model.project.can_undo()
+    win = MainWindow(model)
+    qtbot.addWidget(win)
+    win.resize(1400, 900)
+    win.show()
+    qtbot.waitExposed(win)
+    qtbot.wait(1500)
+    clusters = win.panels["Clusters"]
+    assert clusters.table.rowCount() >= 2
+    png = win.save_screenshot(tmp_path / "sample.png")
+    from qtpy.QtGui import QImage
+
+    assert nonblank(_qimage_array(QImage(str(png))), min_std=10)
+    win.close()
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ QT_PACKAGES = ("PySide6", "PyQt5", "PyQt6", "qtpy", "pyvistaqt", "superqt", "pyq
 def test_core_sources_import_no_qt():
     offenders = []
     for path in CORE.rglob("*.py"):
-        tree = ast.parse(path.read_text(), filename=str(path))
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         for node in ast.walk(tree):
             names = []
             if isinstance(node, ast.Import):
