@@ -23,79 +23,77 @@ class Evaluation:
     notes: list[str] = field(default_factory=list)
 
 
-def single_labels(project, ids) -> tuple[np.ndarray, list[str]]:
-    """Class index per sample (-1 unlabelled or multi-label) over the labels these samples use."""
+def labelled_embedding(project, run_id: int, split: str = "test"):
+    """(ids, embedding, class index, class names) of the split's single-labelled samples."""
+    from .pipeline import run_name
+
+    name = f"embeddings/{run_name(run_id)}"
+    if not project.arrays.exists(name):
+        raise ValueError(f"run {run_id} has no stored embedding ({name}); run `latentmap embed --run {run_id}`")
+    ids, emb = project.arrays.load(name)
+    ids = np.asarray(ids).astype(str)
+    df = project.samples() if split == "all" else project.samples(split=split)
+    keep = np.isin(ids, df["id"].astype(str).to_numpy())
+    ids, emb = ids[keep], emb[keep]
+    if len(ids) == 0:
+        raise ValueError(f"run {run_id}: no embedded samples in split {split!r}")
     names = project.label_names()
+    if not names:
+        raise ValueError(f"{project.path}: the project has no labels to evaluate against")
     y = project.label_matrix(list(ids), names)
     used = y.any(0)
     names = [n for n, u in zip(names, used) if u]
     y = y[:, used]
-    out = np.where(y.sum(1) == 1, y.argmax(1), -1) if len(names) else np.full(len(ids), -1)
-    return out, names
+    single = y.sum(1) == 1
+    if single.sum() < 2:
+        raise ValueError(f"run {run_id}: fewer than 2 samples with exactly one label in split {split!r}")
+    return ids[single], emb[single], y[single].argmax(1), names
 
 
 def evaluate_run(project, run_id: int, *, clustering: str | None = None, split: str | None = "test") -> Evaluation:
     from .metrics.classification import per_class_scores
     from .metrics.clustering import clustering_scores
     from .metrics.retrieval import retrieval_map
-    from .pipeline import run_name
+    from .metrics.table1 import table1
 
     ev = Evaluation()
-    name = f"embeddings/{run_name(run_id)}"
-    if not project.arrays.exists(name):
-        ev.notes.append(f"run {run_id} has no embedding yet (train to the end, or `latentmap embed`)")
+    split = split or "all"
+    try:
+        ids, emb, y, names = labelled_embedding(project, run_id, split)
+    except ValueError as exc:
+        ev.notes.append(str(exc))
         return ev
-    ids, emb = project.arrays.load(name)
-    samples = project.samples(ids=list(ids))
-    keep = np.ones(len(ids), dtype=bool) if split is None else (samples["split"].to_numpy() == split)
-    if split is not None and not keep.any():
-        keep[:] = True
-        ev.notes.append(f"no {split!r} split: evaluated on all samples")
-    y, names = single_labels(project, ids)
-    labelled = keep & (y >= 0)
-    where = f"{split} split" if split else "all samples"
-
-    if labelled.sum() >= 2 and len(names) >= 2:
-        r = retrieval_map(emb[labelled], y[labelled], class_names=names)
-        rows = [{"class": c, "mAP": v, "n": r.support[c]} for c, v in r.map_per_class.items()]
-        rows += [{"class": "overall", "mAP": r.map, "n": int(labelled.sum())},
-                 {"class": "class-balanced", "mAP": r.map_balanced, "n": int(labelled.sum())}]
-        ev.tables["Retrieval mAP"] = pd.DataFrame(rows)
-        ev.curves["Retrieval precision-recall"] = [("all queries", r.recall, r.precision)]
-        ev.curve_axes["Retrieval precision-recall"] = ("recall", "precision")
-        try:
-            from .metrics.table1 import table1
-
-            t1 = table1(emb[labelled], y[labelled], class_names=names)
-            ev.tables["Table 1 (inner-ear protocol)"] = (
-                pd.DataFrame(t1.table).T.rename_axis("metric").reset_index())
-            if t1.curves:
-                ev.curves["ROC per class"] = [(c, cv["fpr"], cv["tpr"]) for c, cv in t1.curves.items()]
-                ev.curve_axes["ROC per class"] = ("false positive rate", "true positive rate")
-                ev.curves["PR per class"] = [(c, cv["recall"], cv["precision"]) for c, cv in t1.curves.items()]
-                ev.curve_axes["PR per class"] = ("recall", "precision")
-        except ImportError as exc:
-            ev.notes.append(f"Table 1 unavailable: {exc}")
-    else:
-        ev.notes.append(f"fewer than two labelled samples or classes on the {where}: no retrieval figures")
+    r = retrieval_map(emb, y, class_names=names)
+    rows = [{"class": c, "mAP": v, "n": r.support[c]} for c, v in r.map_per_class.items()]
+    rows += [{"class": "overall", "mAP": r.map, "n": len(ids)},
+             {"class": "class-balanced", "mAP": r.map_balanced, "n": len(ids)}]
+    ev.tables["Retrieval mAP"] = pd.DataFrame(rows)
+    ev.curves["Retrieval precision-recall"] = [("all queries", r.recall, r.precision)]
+    ev.curve_axes["Retrieval precision-recall"] = ("recall", "precision")
+    t1 = table1(emb, y, class_names=names)
+    ev.tables["Table 1 (inner-ear protocol)"] = pd.DataFrame(t1.table).T.rename_axis("metric").reset_index()
+    if t1.curves:
+        ev.curves["ROC per class"] = [(c, cv["fpr"], cv["tpr"]) for c, cv in t1.curves.items()]
+        ev.curve_axes["ROC per class"] = ("false positive rate", "true positive rate")
+        ev.curves["PR per class"] = [(c, cv["recall"], cv["precision"]) for c, cv in t1.curves.items()]
+        ev.curve_axes["PR per class"] = ("recall", "precision")
 
     clustering = clustering or project.meta("active_clustering")
     if clustering:
         cids, assign = project.load_clustering(clustering)
-        pos = {s: i for i, s in enumerate(ids)}
-        sel = np.array([i for i, s in enumerate(cids) if s in pos and labelled[pos[s]]], dtype=int)
-        if len(sel) >= 2:
-            truth = y[[pos[cids[i]] for i in sel]]
-            scores = clustering_scores(truth, assign[sel])
+        cluster_of = dict(zip(cids, assign))
+        inside = np.array([s in cluster_of for s in ids])
+        if inside.sum() >= 2:
+            predicts = np.array([cluster_of[s] for s in ids[inside]])
             ev.tables["Clustering"] = pd.DataFrame(
-                [{"clustering": clustering, "n": len(sel), **scores}])
-        ev.tables.update(_algorithm1_table(project, clustering, ids, keep, per_class_scores))
-    if not ev.tables and not ev.notes:
-        ev.notes.append("nothing to evaluate: the project has no labels")
+                [{"clustering": clustering, "n": int(inside.sum()), **clustering_scores(y[inside], predicts)}])
+        in_split = set(project.samples(split=None if split == "all" else split)["id"])
+        ev.tables.update(_algorithm1_table(project, clustering, [s for s in cluster_of if s in in_split],
+                                           per_class_scores))
     return ev
 
 
-def _algorithm1_table(project, clustering, ids, keep, per_class_scores) -> dict:
+def _algorithm1_table(project, clustering, ids, per_class_scores) -> dict:
     """Per-class P/R/F1 of cluster-label predictions (>= 0.5) for labelled non-dev samples."""
     vec = project.cluster_vectors(clustering)
     if vec.empty:
@@ -110,7 +108,7 @@ def _algorithm1_table(project, clustering, ids, keep, per_class_scores) -> dict:
         if not row.empty:
             chosen[int(k)] = row.iloc[0]["vector"]
     dev = set(project.dev_ids())
-    eval_ids = [s for s, k in zip(ids, keep) if k and s not in dev and s in cluster_of]
+    eval_ids = [s for s in ids if s not in dev]
     y_true = project.label_matrix(eval_ids, names)
     has = y_true.any(1)
     eval_ids = [s for s, h in zip(eval_ids, has) if h]

@@ -25,34 +25,8 @@ def register(sub) -> None:
     p.set_defaults(func=run_evaluate)
 
 
-def labelled_embedding(project, run_id: int, split: str = "test"):
-    """(ids, embedding, class index, class names) of the split's single-labelled samples."""
-    from ..pipeline import run_name
-
-    name = f"embeddings/{run_name(run_id)}"
-    if not project.arrays.exists(name):
-        raise ValueError(f"run {run_id} has no stored embedding ({name}); run `latentmap embed --run {run_id}`")
-    ids, emb = project.arrays.load(name)
-    ids = np.asarray(ids).astype(str)
-    df = project.samples() if split == "all" else project.samples(split=split)
-    keep = np.isin(ids, df["id"].astype(str).to_numpy())
-    ids, emb = ids[keep], emb[keep]
-    if len(ids) == 0:
-        raise ValueError(f"run {run_id}: no embedded samples in split {split!r}")
-    names = project.label_names()
-    if not names:
-        raise ValueError(f"{project.path}: the project has no labels to evaluate against")
-    y = project.label_matrix(list(ids), names)
-    used = y.any(0)
-    names = [n for n, u in zip(names, used) if u]
-    y = y[:, used]
-    single = y.sum(1) == 1
-    if single.sum() < 2:
-        raise ValueError(f"run {run_id}: fewer than 2 samples with exactly one label in split {split!r}")
-    return ids[single], emb[single], y[single].argmax(1), names
-
-
 def run_evaluate(args) -> int:
+    from ..evaluation import labelled_embedding
     from ..metrics.report import write_retrieval_report
     from .embed import pick_run
 
