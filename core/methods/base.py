@@ -13,6 +13,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 
+#: choices every method shares unless it declares its own
+COMMON_CHOICES = {"device": ("auto", "cpu", "cuda")}
+
+
 @dataclass
 class ParamSpec:
     name: str
@@ -41,7 +45,8 @@ class Method:
                 continue
             default = None if p.default is inspect._empty else p.default
             typ = type(default) if default is not None else str
-            out.append(ParamSpec(p.name, default, typ, tuple(cls.param_choices.get(p.name, ())) or None,
+            choices = cls.param_choices.get(p.name) or COMMON_CHOICES.get(p.name)
+            out.append(ParamSpec(p.name, default, typ, tuple(choices) if choices else None,
                                  cls.param_help.get(p.name, "")))
         return out
 
