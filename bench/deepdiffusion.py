@@ -148,7 +148,8 @@ def run_dataset(name: str, args) -> tuple[list[dict], dict]:
     add("PCA of voxels", voxel_pca_features(name), "64 components, 28^3 masks, fit on train")
 
     dd = DeepDiffusion(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lam=args.lam, k=args.k,
-                       out_dim=args.out_dim, augment=True, seed=0, device=args.device, eval_every=0)
+                       out_dim=args.out_dim, augment=True, seed=0, device=args.device, eval_every=0,
+                       mixed_precision=args.mixed_precision)
     gen = dd.steps(data)
     t_start = time.perf_counter()
     first = next(gen)  # builds the model and the memory (untrained features) first
@@ -244,6 +245,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out-dim", type=int, default=254)
     ap.add_argument("--n-points", type=int, default=1024)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--mixed-precision", default="auto", choices=("auto", "bf16", "off"),
+                    help="bf16 runs the encoder in bfloat16 on the CPU too (AMX)")
     ap.add_argument("--loss-sizes", default="1335,10000,100000")
     ap.add_argument("--skip-training", action="store_true")
     ap.add_argument("--threads", type=int, default=0,

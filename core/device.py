@@ -15,13 +15,18 @@ def pick_device(device: str = "auto"):
     return dev
 
 
-def autocast(device):
-    """bf16/fp16 autocast on CUDA; a no-op context on the CPU (CPU runs stay bit-deterministic)."""
+def autocast(device, mode: str = "auto"):
+    """Mixed precision for a forward pass. ``mode``: "auto" = bf16 on CUDA, exact float32 on the
+    CPU; "bf16" = bf16 on both (CPUs with AMX run the matrix work ~1.4-3x faster; still
+    deterministic for a seed, at bf16 precision); "off" = float32 everywhere."""
     import torch
 
-    if getattr(device, "type", str(device)) == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    if mode not in ("auto", "bf16", "off"):
+        raise ValueError(f"mixed precision must be auto, bf16 or off, got {mode!r}")
+    kind = getattr(device, "type", str(device))
+    if mode == "off" or (kind != "cuda" and mode == "auto"):
+        return contextlib.nullcontext()
+    return torch.autocast("cuda" if kind == "cuda" else "cpu", dtype=torch.bfloat16)
 
 
 def seed_everything(seed: int) -> None:

@@ -256,7 +256,9 @@ class DeepDiffusion(Method):
     ``out_dim`` (feature size; paper: 254), ``augment`` (the paper's affine augmentation with
     probability 0.8), ``seed``, ``device`` ("auto" = CUDA with bf16 autocast when present),
     ``eval_every`` (retrieval mAP on the labelled val split every that many epochs; 0 = never),
-    ``loss_variant`` ("reference" = takahikof/DeepDiffusion's loss, "paper" = the paper's formula).
+    ``loss_variant`` ("reference" = takahikof/DeepDiffusion's loss, "paper" = the paper's formula),
+    ``mixed_precision`` ("auto" = bf16 autocast on CUDA only; "bf16" = on the CPU too, where AMX
+    makes an epoch ~1.4x faster; "off"). The LMR loss itself always runs in float32.
 
     The memory (one row per training sample) is initialised from a first forward pass over all
     training samples (l2-normalised) and then trained by the same Adam as the encoder. Each
@@ -266,7 +268,7 @@ class DeepDiffusion(Method):
 
     name = "deepdiffusion"
     input_kind = "points"
-    param_choices = {"loss_variant": ("reference", "paper")}
+    param_choices = {"loss_variant": ("reference", "paper"), "mixed_precision": ("auto", "bf16", "off")}
     param_help = {
         "epochs": "passes over the training shapes",
         "batch_size": "shapes per step (paper: 8)",
@@ -279,11 +281,13 @@ class DeepDiffusion(Method):
         "device": "auto | cpu | cuda",
         "eval_every": "retrieval mAP on the val split every N epochs (0: never)",
         "loss_variant": "reference (original code) or paper (formula as printed)",
+        "mixed_precision": "auto: bf16 on CUDA, float32 on CPU; bf16: also on CPU (AMX); off",
     }
 
     def __init__(self, *, epochs: int = 300, batch_size: int = 8, lr: float = 1e-4, lam: float = 0.6,
                  k: int = 10, out_dim: int = 254, augment: bool = True, seed: int = 0,
-                 device: str = "auto", eval_every: int = 10, loss_variant: str = "reference"):
+                 device: str = "auto", eval_every: int = 10, loss_variant: str = "reference",
+                 mixed_precision: str = "auto"):
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -295,6 +299,7 @@ class DeepDiffusion(Method):
         self.device = device
         self.eval_every = eval_every
         self.loss_variant = loss_variant
+        self.mixed_precision = mixed_precision
 
     # ---------------------------------------------------------------- pieces
     def _check_params(self):
@@ -326,7 +331,7 @@ class DeepDiffusion(Method):
         out = []
         for i in range(0, len(points), batch):
             x = torch.from_numpy(points[i:i + batch]).to(self.device_)
-            with autocast(self.device_):
+            with autocast(self.device_, self.mixed_precision):
                 h = self.encoder_(x)
             out.append(l2_normalise(h.float()))
         return torch.cat(out) if out else torch.zeros(0, int(self.out_dim), device=self.device_)
@@ -394,7 +399,7 @@ class DeepDiffusion(Method):
                 if self.augment:
                     x = augment_points_torch(x, generator=self._generator(epoch, step, 1), p=0.8)
                 self.encoder_.train()
-                with autocast(self.device_):
+                with autocast(self.device_, self.mixed_precision):
                     h = self.encoder_(x)
                 loss, fit, smooth = lmr_loss(h.float(), self.memory_, idx.to(self.device_), int(self.k),
                                              float(self.lam), variant=self.loss_variant)
