@@ -189,8 +189,10 @@ class TrainingPanel(QWidget):
         holder.setMaximumWidth(360)
         root.addWidget(holder)
 
-        right = QVBoxLayout()
+        # form | run figures | curves side by side: the dock is wide and short
+        right = QHBoxLayout()
         info = QGroupBox("Run")
+        info.setMaximumWidth(320)
         grid = QFormLayout(info)
         self.status_label = QLabel("idle")
         self.status_label.setObjectName("training-status")
@@ -207,16 +209,20 @@ class TrainingPanel(QWidget):
         grid.addRow(self.progress_bar)
         right.addWidget(info)
         pg.setConfigOptions(antialias=True)
-        self.loss_plot = pg.PlotWidget(title="loss terms")
+        self.loss_plot = pg.PlotWidget(title="loss terms (log scale)")
         self.loss_plot.setBackground("w")
         self.loss_plot.addLegend(offset=(-10, 10))
         self.loss_plot.setLabel("bottom", "step")
+        # loss terms differ by orders of magnitude (DeepDiffusion: fit ~100, smooth ~0.01)
+        self.loss_plot.setLogMode(y=True)
         self.metric_plot = pg.PlotWidget(title="validation metrics")
         self.metric_plot.setBackground("w")
         self.metric_plot.addLegend(offset=(-10, 10))
         self.metric_plot.setLabel("bottom", "step")
-        right.addWidget(self.loss_plot, 2)
-        right.addWidget(self.metric_plot, 1)
+        plots = QHBoxLayout()
+        plots.addWidget(self.loss_plot, 3)
+        plots.addWidget(self.metric_plot, 2)
+        right.addLayout(plots, 1)
         root.addLayout(right, 1)
 
     def _on_method_changed(self) -> None:
@@ -300,6 +306,8 @@ class TrainingPanel(QWidget):
         if p.message and not p.losses:
             self.status_label.setText(p.message)
             return
+        if self.cancel_btn.isEnabled():
+            self.status_label.setText("running")
         self.device_label.setText(str(getattr(self._task.method, "device_", "") or _device_text()))
         total = f"/{p.steps_per_epoch}" if p.steps_per_epoch else ""
         epochs = f"/{p.n_epochs}" if p.n_epochs else ""
@@ -316,7 +324,7 @@ class TrainingPanel(QWidget):
 
     def _append(self, plot, key, label, x, y) -> None:
         y = float(y)
-        if not math.isfinite(y):
+        if not math.isfinite(y) or (plot is self.loss_plot and y <= 0):
             return
         xs, ys = self._series.setdefault(key, ([], []))
         xs.append(x)
