@@ -29,8 +29,8 @@ def apply_run(project, method, run_id: int, *, dataset: str | None = None,
     """Embed every sample the method can read, store the embedding, its PCA and a clustering.
 
     The clustering is the method's own (``predict_clusters``, e.g. PICA's head) when it has one,
-    else k-means on the embedding with one cluster per known label (10 when unlabelled).
-    Returns lines for a summary.
+    else k-means on the embedding with one cluster per known label (10 when unlabelled). Then
+    the method's ``save_outputs`` hook. Returns lines for a summary.
     """
     from .cluster import kmeans
     from .projection import pca_project
@@ -55,4 +55,11 @@ def apply_run(project, method, run_id: int, *, dataset: str | None = None,
     project.set_meta("active_clustering", cname)
     return [f"embedding: embeddings/{name} ({emb.shape[0]} x {emb.shape[1]})",
             f"projection: projections/{name}-pca",
-            f"clustering: {cname} ({len(np.unique(assign))} clusters)"]
+            f"clustering: {cname} ({len(np.unique(assign))} clusters)"] + save_outputs(project, method, run_id)
+
+
+def save_outputs(project, method, run_id: int) -> list[str]:
+    """Whatever else a finished run leaves for the app (residual maps, ...): the method's own
+    ``save_outputs(project, run_id)`` hook, when it has one."""
+    hook = getattr(method, "save_outputs", None)
+    return list(hook(project, run_id)) if hook is not None else []

@@ -33,7 +33,7 @@ def _add_run_options(p) -> None:
 def run_training(args, *, table: str) -> int:
     from ..jobs import CANCELLED, FINISHED, Job, load_checkpoint
     from ..methods.registry import get_finetuner, get_method
-    from ..pipeline import apply_run, load_method_data
+    from ..pipeline import apply_run, load_method_data, save_outputs
 
     cls = get_method(args.method) if table == "methods" else get_finetuner(args.method)
     if args.list_params:
@@ -71,8 +71,11 @@ def run_training(args, *, table: str) -> int:
             print(f"  {k}: {v:.5g}")
     if job.checkpoint_path:
         print(f"  checkpoint: {job.checkpoint_path}")
-    if job.status == FINISHED and not args.no_embed and hasattr(method, "transform"):
-        summary = apply_run(project, method, job.run_id, dataset=args.dataset)
+    if job.status == FINISHED:
+        if not args.no_embed and hasattr(method, "transform"):
+            summary = apply_run(project, method, job.run_id, dataset=args.dataset, data=data)
+        else:
+            summary = save_outputs(project, method, job.run_id)
         for line in summary:
             print(f"  {line}")
     return 0 if job.status in (FINISHED, CANCELLED) else 1

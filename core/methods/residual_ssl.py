@@ -114,7 +114,6 @@ class ResidualSSL(VolumeSSL):
     def load_data(self, project, dataset=None):
         from ..dataset import from_project
 
-        self._project = project  # so the residual maps can be stored for the app's overlay
         return from_project(project, kind="volume", dataset=dataset)
 
     def save_residuals(self, project, run_id: int) -> str:
@@ -125,14 +124,11 @@ class ResidualSSL(VolumeSSL):
         self.residual_array_ = name
         return name
 
-    def _store_residuals_in_project(self):
-        project = getattr(self, "_project", None)
-        if project is None:
-            return
-        runs = project.runs()
-        mine = runs[(runs["method"] == self.name) & (runs["status"] == "running")]
-        if len(mine):
-            self.save_residuals(project, int(mine["id"].max()))
+    def save_outputs(self, project, run_id: int) -> list[str]:
+        """Called by ``core.pipeline`` once the run has finished: the maps for the app's overlay."""
+        if getattr(self, "residuals_", None) is None:
+            return []
+        return [f"residual maps: {self.save_residuals(project, run_id)}"]
 
     # -------------------------------------------------------------- parts
     def _init(self, shape):
@@ -217,7 +213,6 @@ class ResidualSSL(VolumeSSL):
         self.stage_ = "pretext"
         self.residuals_ = self.residuals(data)
         self.residual_ids_ = np.asarray(data.ids)
-        self._store_residuals_in_project()
         target_all = torch.from_numpy(np.stack([pretext_target(r) for r in self.residuals_]))[:, None]
         ae_steps = self.ae_epochs * spe
         yield Progress(epoch=self.ae_epochs, step=0, global_step=ae_steps, n_epochs=total_epochs,

@@ -178,6 +178,10 @@ def test_cancel_within_one_step_and_residuals_stored_in_project(tmp_path):
     job2 = Job(m2, m2.load_data(project), project=project, resume=job.checkpoint_path, run_id=job.run_id)
     job2.run()
     assert job2.status == FINISHED
+    from core.pipeline import apply_run
+
+    lines = apply_run(project, m2, job.run_id, data=loaded)
+    assert any(line.startswith("residual maps:") for line in lines)
     ids, res = project.arrays.load(f"residuals/run-{job.run_id:04d}")
     assert sorted(ids) == sorted(loaded.ids) and res.shape == (len(ids), 28, 28, 28)
 
