@@ -46,3 +46,17 @@ def load_reference(name: str):
     import numpy as np
 
     return np.load(need(REFERENCE / name), allow_pickle=False)
+
+
+def organamnist_per_class(n: int = 2):
+    """The first ``n`` training images of each of OrganAMNIST's 11 organs, as a SampleSet read
+    straight from the MedMNIST file (skips when the shared data is absent)."""
+    import numpy as np
+
+    from core.dataset import SampleSet
+
+    d = np.load(need(DATA / "organamnist" / "organamnist.npz"))
+    y = d["train_labels"][:, 0].astype(int)
+    idx = np.concatenate([np.flatnonzero(y == c)[:n] for c in range(11)])
+    return SampleSet(ids=[f"organamnist/train/{i:05d}" for i in idx], x=d["train_images"][idx], y=y[idx],
+                     label_names=[str(c) for c in range(11)], split=np.array(["train"] * len(idx)))

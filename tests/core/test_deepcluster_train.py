@@ -9,8 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tests.conftest import DATA, need
-from core.dataset import SampleSet
+from tests.conftest import organamnist_per_class
 from core.jobs import CANCELLED, FINISHED, Job, load_checkpoint
 from core.methods.augment2d import to_unit_tensor
 from core.methods.deepcluster import DeepCluster
@@ -20,11 +19,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def organ():
-    d = np.load(need(DATA / "organamnist" / "organamnist.npz"))
-    y = d["train_labels"][:, 0].astype(int)
-    idx = np.concatenate([np.flatnonzero(y == c)[:2] for c in range(11)])
-    return SampleSet(ids=[f"organamnist/train/{i:05d}" for i in idx], x=d["train_images"][idx], y=y[idx],
-                     label_names=[str(c) for c in range(11)], split=np.array(["train"] * len(idx)))
+    """Two images of each of the 11 organs (train split)."""
+    return organamnist_per_class(2)
 
 
 def _pseudo_label_loss(m, data, labels) -> float:
