@@ -107,12 +107,7 @@ def from_project(project, *, kind: str, ids: Sequence[str] | None = None, split:
     sample_ids = df["id"].tolist()
     y, names = None, []
     if labels:
-        names = project.label_names()
-        y = project.label_matrix(sample_ids, names) if names else None
-        if y is not None:
-            # A project can hold several cohorts with their own label sets; keep this set's labels.
-            used = y.any(0)
-            names = [n for n, u in zip(names, used) if u]
-            y = y[:, used] if names else None
+        names, y = project.labels_in_use(sample_ids)
+        y = y if names else None
     return SampleSet(ids=np.array(sample_ids), x=x, y=y, label_names=names,
                      split=df["split"].to_numpy(), dev=df["dev"].to_numpy())

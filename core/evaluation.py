@@ -37,13 +37,9 @@ def labelled_embedding(project, run_id: int, split: str = "test"):
     ids, emb = ids[keep], emb[keep]
     if len(ids) == 0:
         raise ValueError(f"run {run_id}: no embedded samples in split {split!r}")
-    names = project.label_names()
+    names, y = project.labels_in_use(list(ids))
     if not names:
-        raise ValueError(f"{project.path}: the project has no labels to evaluate against")
-    y = project.label_matrix(list(ids), names)
-    used = y.any(0)
-    names = [n for n, u in zip(names, used) if u]
-    y = y[:, used]
+        raise ValueError(f"{project.path}: these samples have no labels to evaluate against")
     single = y.sum(1) == 1
     if single.sum() < 2:
         raise ValueError(f"run {run_id}: fewer than 2 samples with exactly one label in split {split!r}")

@@ -26,6 +26,18 @@ def pytest_configure(config):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module: on a busy 2-core runner, 2 threads of small convolutions
+    spin-wait and run many times slower. Restored afterwards for the other modules."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def need(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"shared data not found: {path} (clone with ../shared beside the repo)")

@@ -74,10 +74,8 @@ def run_cluster(args) -> int:
             raise ValueError(f"{args.ids_file}: {len(missing)} ids not in {name} (first: {missing[0]!r})")
         sel = np.array([pos[s] for s in dict.fromkeys(want)])
         ids, emb = ids[sel], emb[sel]
-    names = project.label_names()
-    y = project.label_matrix(list(ids), names) if names else None
-    used = y.any(0) if y is not None else np.zeros(0, bool)
-    k = args.k or (int(used.sum()) if used.any() else 10)
+    names, y = project.labels_in_use(list(ids))
+    k = args.k or (len(names) or 10)
     if k < 1:
         raise ValueError(f"--k must be >= 1, got {k}")
     if k > len(ids):
@@ -85,7 +83,8 @@ def run_cluster(args) -> int:
     assign = kmeans(emb, k, seed=args.seed)
     cname = args.name or f"{name.split('/', 1)[1]}-kmeans{k}" + ("-subset" if subset else "")
     # an embedding written outside a recorded run (e.g. a baseline) has no run row to point to
-    known_runs = set(project.runs()["id"].astype(int)) if len(project.runs()) else set()
+    runs = project.runs()
+    known_runs = set(runs["id"].astype(int)) if len(runs) else set()
     project.save_clustering(cname, list(ids), assign, run_id=run_id if run_id in known_runs else None,
                             params={"source": "kmeans", "k": k, "embedding": name, "subset": subset,
                                     "seed": args.seed})
@@ -93,10 +92,10 @@ def run_cluster(args) -> int:
     sizes = np.bincount(assign, minlength=k)
     print(f"clustering {cname}: {len(ids)} samples of {name} in {k} clusters")
     print("  sizes: " + " ".join(f"{c}:{n}" for c, n in enumerate(sizes)))
-    if y is not None and used.any():
+    if names:
         from ..metrics.clustering import reference_labels
 
-        ref = reference_labels(y[:, used])
+        ref = reference_labels(y)
         ok = ref >= 0
         if ok.sum() >= 2:
             s = clustering_scores(ref[ok], assign[ok])

@@ -82,13 +82,10 @@ def run_match(args) -> int:
     if len(ids) == 0:
         raise ValueError(f"clustering {args.clustering!r} has no samples")
     k = int(assign.max()) + 1
-    names = project.label_names()
+    names, y = project.labels_in_use(list(ids))
     if not names:
-        raise ValueError(f"{project.path}: the project has no labels; label a development set first")
-    y = project.label_matrix(list(ids), names)
-    used = y.any(0)
-    names = [n for n, u in zip(names, used) if u]
-    y = y[:, used].astype(float)
+        raise ValueError(f"{project.path}: these samples have no labels; label a development set first")
+    y = y.astype(float)
     df = project.samples(ids=list(ids)).set_index("id")
     split = df.loc[ids, "split"].astype(str).to_numpy()
     dev, desc = choose_dev(project, ids, y, split, args.dev_from, args.seed)

@@ -353,6 +353,14 @@ class Project:
                 out[row[sid], col[name]] = 1.0
         return out
 
+    def labels_in_use(self, sample_ids: Sequence[str]) -> tuple[list[str], np.ndarray]:
+        """``(names, N x C matrix)`` over only the labels some of ``sample_ids`` carry, in
+        label-set order: a project can hold several cohorts, each with its own label set."""
+        names = self.label_names()
+        y = self.label_matrix(sample_ids, names)
+        used = y.any(0)
+        return [n for n, u in zip(names, used) if u], y[:, used]
+
     def label_author(self, sample_id: str, label: str):
         r = self.query(
             "SELECT l.author, l.time FROM labels l JOIN label_set s ON s.id=l.label_id"

@@ -21,6 +21,18 @@ def _rel(a, b):
     return float(np.abs(np.asarray(a, np.float64) - b).max() / max(np.abs(b).max(), 1e-12))
 
 
+def assert_same_loss_and_grads(ours, oracle, h0, memory0):
+    """Loss and gradients w.r.t. h and the memory agree to float64 precision."""
+    out = []
+    for fn in (ours, oracle):
+        hh, mm = h0.clone().requires_grad_(), memory0.clone().requires_grad_()
+        loss = fn(hh, mm)
+        out.append((loss.item(), *torch.autograd.grad(loss, [hh, mm])))
+    assert out[0][0] == pytest.approx(out[1][0], rel=1e-10)
+    assert torch.allclose(out[0][1], out[1][1], rtol=1e-8, atol=1e-12)
+    assert torch.allclose(out[0][2], out[1][2], rtol=1e-8, atol=1e-12)
+
+
 @pytest.mark.parametrize("name", _cases())
 def test_loss_matches_reference(name):
     d = load_reference(name)
@@ -65,15 +77,8 @@ def test_reference_variant_general_sizes_and_ties(n, d, b, k, lam, scale):
     h0 = torch.randn(b, d, generator=g, dtype=torch.float64)
     h0[0] = memory0[0] * 2.0                                                # a sample tied twice
     src = torch.randperm(n, generator=g)[:b]
-    out = []
-    for fn in (lambda hh, mm: lmr_loss(hh, mm, src, k, lam)[0],
-               lambda hh, mm: _autograd_reference(hh, mm, src, k, lam)):
-        hh, mm = h0.clone().requires_grad_(), memory0.clone().requires_grad_()
-        loss = fn(hh, mm)
-        out.append((loss.item(), *torch.autograd.grad(loss, [hh, mm])))
-    assert out[0][0] == pytest.approx(out[1][0], rel=1e-10)
-    assert torch.allclose(out[0][1], out[1][1], rtol=1e-8, atol=1e-12)
-    assert torch.allclose(out[0][2], out[1][2], rtol=1e-8, atol=1e-12)
+    assert_same_loss_and_grads(lambda hh, mm: lmr_loss(hh, mm, src, k, lam)[0],
+                               lambda hh, mm: _autograd_reference(hh, mm, src, k, lam), h0, memory0)
 
 
 def test_reference_backward_gradcheck():
@@ -112,15 +117,8 @@ def test_paper_variant_general_sizes():
     memory0[5] = memory0[4]
     h0 = torch.randn(8, 6, generator=g, dtype=torch.float64)
     src = torch.randperm(16, generator=g)[:8]
-    out = []
-    for fn in (lambda hh, mm: lmr_loss(hh, mm, src, 10, 0.6, variant="paper")[0],
-               lambda hh, mm: _autograd_paper(hh, mm, src, 10, 0.6)):
-        hh, mm = h0.clone().requires_grad_(), memory0.clone().requires_grad_()
-        loss = fn(hh, mm)
-        out.append((loss.item(), *torch.autograd.grad(loss, [hh, mm])))
-    assert out[0][0] == pytest.approx(out[1][0], rel=1e-10)
-    assert torch.allclose(out[0][1], out[1][1], rtol=1e-8, atol=1e-12)
-    assert torch.allclose(out[0][2], out[1][2], rtol=1e-8, atol=1e-12)
+    assert_same_loss_and_grads(lambda hh, mm: lmr_loss(hh, mm, src, 10, 0.6, variant="paper")[0],
+                               lambda hh, mm: _autograd_paper(hh, mm, src, 10, 0.6), h0, memory0)
 
 
 def test_bfloat16_products_stay_close_to_the_reference():

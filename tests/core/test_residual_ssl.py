@@ -13,13 +13,8 @@ SMALL = dict(batch_size=4, widen_factor=0.125, seed=0, device="cpu")
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on a busy 2-core runner, 2 threads of small 3D convolutions spin-wait
-    and run many times slower. Restored afterwards for the other test modules."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_torch_thread):
+    """Small 3D convolutions: see ``one_torch_thread``."""
 
 
 def vessel_subset(n_train=12, n_anom=4, n_val=6, n_test=6):
