@@ -32,6 +32,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+import core  # noqa: E402,F401  (sets THP_MEM_ALLOC_ENABLE before torch loads)
 SHARED = Path(os.environ.get("LATENTMAP_SHARED", ROOT.parent / "shared"))
 CACHE = ROOT / ".cache" / "bench_deepdiffusion"
 
@@ -214,6 +215,8 @@ def time_loss(sizes, *, k: int, repeats: int = 3, full_limit: int = 12000) -> li
         src = torch.randint(0, n, (32,), generator=g)
         row = {"N": n, "k": k}
         for label, fn, ok in (("ours_s", lambda: lmr_loss(h, memory, src, k, 1.0)[0], True),
+                              ("ours_bf16_s", lambda: lmr_loss(h, memory, src, k, 1.0,
+                                                               precision="bfloat16")[0], True),
                               ("full_nxn_s", lambda: reference_style_loss(h, memory, src, k, 1.0),
                                n <= full_limit)):
             if not ok:
@@ -227,7 +230,8 @@ def time_loss(sizes, *, k: int, repeats: int = 3, full_limit: int = 12000) -> li
                 ts.append(time.perf_counter() - t)
             row[label] = min(ts)
         row["reference_s"] = REFERENCE_SPEED["loss_step_s"].get(n, float("nan"))
-        print(f"loss step N={n:>6} k={k}: ours {row['ours_s']:.3f} s, full N x N here "
+        print(f"loss step N={n:>6} k={k}: ours {row['ours_s']:.3f} s (bf16 products "
+              f"{row['ours_bf16_s']:.3f} s), full N x N here "
               f"{row['full_nxn_s']:.3f} s, reference (issue) {row['reference_s']} s", flush=True)
         out.append(row)
     return out

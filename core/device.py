@@ -23,10 +23,18 @@ def autocast(device, mode: str = "auto"):
 
     if mode not in ("auto", "bf16", "off"):
         raise ValueError(f"mixed precision must be auto, bf16 or off, got {mode!r}")
-    kind = getattr(device, "type", str(device))
-    if mode == "off" or (kind != "cuda" and mode == "auto"):
+    if not uses_bf16(device, mode):
         return contextlib.nullcontext()
+    kind = getattr(device, "type", str(device))
     return torch.autocast("cuda" if kind == "cuda" else "cpu", dtype=torch.bfloat16)
+
+
+def uses_bf16(device, mode: str = "auto") -> bool:
+    """Whether mixed precision ``mode`` (see ``autocast``) computes in bf16 on ``device``."""
+    if mode not in ("auto", "bf16", "off"):
+        raise ValueError(f"mixed precision must be auto, bf16 or off, got {mode!r}")
+    kind = getattr(device, "type", str(device))
+    return mode == "bf16" or (mode == "auto" and kind == "cuda")
 
 
 def seed_everything(seed: int) -> None:

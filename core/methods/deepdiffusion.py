@@ -7,10 +7,11 @@ distance between features ranks shapes the way diffusion on the feature manifold
 The loss is a pure function at the top (``lmr_loss``); the method class is below.
 
 Scaling: the reference computes softmax(M M^T) for all N memory rows although only the rows of
-the batch's kNN are used. Here only the B rows softmax(f_b M^T) and the B*k neighbour rows
-softmax(m_n M^T) are formed, so a step costs O((B + B k) N D) time and O((B + B k) N) memory.
-The reference variant has a hand-written backward that fuses the softmax/clip/renormalise/KL
-chain and needs two matrix products for the gradient (autograd needs several more).
+the batch's kNN are used. Here only the B rows softmax(f_b M^T) and the B k neighbour rows
+softmax(m_n M^T) are formed (``_lmr_neighbours``), so a step costs three (B k) x N x D products
+and O(B k N) memory. The reference variant has a hand-written backward: the neighbour rows'
+gradient is formed in two fused passes during the forward, and nothing (B k) x N is kept but
+one buffer of it.
 """
 from __future__ import annotations
 
@@ -23,9 +24,10 @@ except ImportError as exc:  # pragma: no cover - torch is a hard dependency of t
     raise ImportError("core.methods.deepdiffusion needs torch") from exc
 
 from ..jobs import Progress, RateMeter
+from ._lmr_neighbours import CLIP as _CLIP
+from ._lmr_neighbours import backward_products, neighbour_terms
 from .base import Method
 
-_CLIP = 1e-6  # the reference clips ranking vectors to [1e-6, 1] before renormalising
 
 
 # ====================================================================================== loss
@@ -70,81 +72,54 @@ def _ranking_backward(g, p, x, s):
 
 
 def _norm_clipped(x):
-    """The reference's cosine norms: sqrt(clip(|x|^2, 1e-8, 1e8)) and where the clip passes."""
-    ss = (x * x).sum(-1)
-    return torch.sqrt(ss.clamp(1e-8, 1e8)), (ss >= 1e-8) & (ss <= 1e8)
+    """The reference's cosine norms: sqrt(clip(|x|^2, 1e-8, 1e8)), where the clip passes, and
+    the plain norms."""
+    norm = torch.linalg.vector_norm(x, dim=-1)  # one fused pass (vecdot makes an N x D product)
+    return norm.clamp(1e-4, 1e4), (norm >= 1e-4) & (norm <= 1e4), norm
 
 
 class _ReferenceLMR(torch.autograd.Function):
     """Fitting and smoothness terms of takahikof/DeepDiffusion ``define_loss`` on (f, M).
 
-    Forward and backward are written out so the N-wide work is a few fused passes over the
-    (B + B k) x N ranking rows and three (B + B k) x N x D matrix products in all.
+    The batch rows (B x N) are computed here; the (B k) x N neighbour rows, where the time
+    goes, in ``_lmr_neighbours``, which also forms their gradient during the forward pass.
     """
 
     @staticmethod
     def forward(ctx, f, memory, source_idx, k, low_precision=False):
-        b = f.shape[0]
-        # bf16 copy for the three (B k) x N x D products (AMX / tensor cores); all else float32
-        mem_lp = memory.to(torch.bfloat16) if low_precision else None
-        ctx.low_precision = low_precision
         z_b = f @ memory.T                                              # B x N logits
-        nf, nf_ok = _norm_clipped(f)
-        nm, nm_ok = _norm_clipped(memory)
+        nf, nf_ok, _ = _norm_clipped(f)
+        nm, nm_ok, norms = _norm_clipped(memory)
         sim = (1.0 + z_b / (nf[:, None] * nm[None, :])) / 2.0           # (1 + cos) / 2
         idx, valid = _neighbours(sim, k)
         w = sim.gather(1, idx)
         valid = valid & (w != 0)  # the reference keeps the nonzero entries of the k-sparse matrix
-        kk = idx.shape[1]
-        q_nb = memory.index_select(0, idx.reshape(-1))                   # B*K x D
-        z_nb = _mm(q_nb, memory.T, mem_lp.T if low_precision else None).view(b, kk, -1)  # B x K x N
         p_a, a, la, s_a = _ranking(z_b)
-        # neighbour rows in place: they are the N-wide bulk of the work
-        p_n = z_nb.sub_(z_nb.amax(-1, keepdim=True)).exp_()  # softmax in place
-        p_n.div_(p_n.sum(-1, keepdim=True))
-        bn = p_n.clamp(_CLIP, 1.0)
-        s_n = bn.sum(-1, keepdim=True)
-        bn.div_(s_n)
-        lb = torch.log(bn)
-        # KL(a||b) + KL(b||a) = sum a log a + sum b log b - <b, log a> - <a, log b>, as products
-        h_a = (a * la).sum(-1)
-        h_b = torch.linalg.vecdot(bn, lb)
-        b_la = torch.bmm(bn, la[:, :, None]).squeeze(-1)
-        a_lb = torch.bmm(lb, a[:, :, None]).squeeze(-1)
-        d = (h_a[:, None] + h_b - b_la - a_lb) * valid
+        h_a = torch.linalg.vecdot(a, la)
+        want_grad = bool(ctx.needs_input_grad[0] or ctx.needs_input_grad[1])
+        d, grads = neighbour_terms(memory, norms, idx, w * valid, a, la, h_a, want_grad=want_grad,
+                                   low_precision=low_precision)
+        d = d * valid
         smooth = (w * d).sum()
         lse = torch.logsumexp(z_b, dim=1)
         fit = (lse - z_b.gather(1, source_idx[:, None]).squeeze(1)).sum()
-        ctx.save_for_backward(f, memory, source_idx, z_b, nf, nf_ok, nm, nm_ok, idx, valid, w, d,
-                              q_nb, p_a, a, la, s_a, p_n, bn, lb, s_n, h_b, b_la)
-        ctx.mem_lp = mem_lp
+        if want_grad:
+            g_a, ctx.grad_rows, ctx.m_op = grads  # work buffers, not checked for in-place use:
+            # backward writes the batch rows of grad_rows each time and reads only the others
+            ctx.save_for_backward(f, memory, source_idx, z_b, nf, nf_ok, nm, nm_ok, idx, w, d,
+                                  p_a, a, s_a, g_a)
         return fit, smooth
 
     @staticmethod
     def backward(ctx, g_fit, g_smooth):
-        (f, memory, source_idx, z_b, nf, nf_ok, nm, nm_ok, idx, valid, w, d,
-         q_nb, p_a, a, la, s_a, p_n, bn, lb, s_n, h_b, b_la) = ctx.saved_tensors
-        b, kk = idx.shape
-        n = memory.shape[0]
-        wv = (w * valid) * g_smooth                                     # B x K
-        # d/dA of sum_j w_j KLsym(A, B_j), without B x K x N temporaries
-        g_a = wv.sum(1, keepdim=True) * (la + 1.0) \
-            - torch.bmm(wv[:, None, :], lb).squeeze(1) \
-            - torch.bmm(wv[:, None, :], bn).squeeze(1) / a
-        g_zb = _ranking_backward(g_a, p_a, a, s_a)
-        # d/dB_j = w_j (log B_j + 1 - log A - A / B_j); through the renormalisation the row
-        # constant becomes 1 - H(B_j) + <log A, B_j> (sum A = 1): fused, in place
-        c = (1.0 - h_b + b_la)[:, :, None]
-        g = torch.sub(lb, la[:, None, :])
-        g.addcdiv_(a[:, None, :].expand_as(bn), bn, value=-1.0)
-        g.add_(c).mul_(wv[:, :, None] / s_n)
-        g.masked_fill_(p_n < _CLIP, 0.0)  # softmax values never exceed 1: only the low clip bites
-        g.sub_(torch.linalg.vecdot(g, p_n)[:, :, None]).mul_(p_n)
-        g_zn = g.view(b * kk, n)
+        (f, memory, source_idx, z_b, nf, nf_ok, nm, nm_ok, idx, w, d,
+         p_a, a, s_a, g_a) = ctx.saved_tensors
+        b = idx.shape[0]
+        g_zb = _ranking_backward(g_a * g_smooth, p_a, a, s_a)
         # fitting term: softmax - onehot
         soft = torch.softmax(z_b, dim=1)
         soft[torch.arange(b, device=f.device), source_idx] -= 1.0
-        g_zb = g_zb + g_fit * soft
+        g_zb += g_fit * soft
         # the weights (1 + cos) / 2 carry gradient too (into the logits and both norms)
         g_w = g_smooth * d                                              # zero where invalid
         nm_sel = nm[idx]
@@ -154,26 +129,12 @@ class _ReferenceLMR(torch.autograd.Function):
         tz = t * z_sel
         g_nf = -(tz / nf[:, None]).sum(1) * nf_ok
         g_nm_sel = -(tz / nm_sel) * nm_ok[idx]
-        # logits z_b = f M^T, z_nb = M[idx] M^T
-        grad_m = g_zb.T @ f
-        if ctx.low_precision:
-            grad_m += _mm(g_zn.T, q_nb, None, low=True)
-        else:
-            grad_m.addmm_(g_zn.T, q_nb)
-        grad_f = g_zb @ memory + (g_nf / nf)[:, None] * f
-        g_q = _mm(g_zn, memory, ctx.mem_lp)
-        g_q += (g_nm_sel / nm_sel).reshape(-1, 1) * q_nb
+        # logits f M^T and M[idx] M^T: both products at once
+        grad_m, grad_f, g_q = backward_products(ctx.grad_rows, ctx.m_op, g_zb, f, memory, idx, g_smooth)
+        grad_f += (g_nf / nf)[:, None] * f
+        g_q += (g_nm_sel / nm_sel).reshape(-1, 1) * memory.index_select(0, idx.reshape(-1))
         grad_m.index_add_(0, idx.reshape(-1), g_q)
         return grad_f, grad_m, None, None, None
-
-
-def _mm(a, b, b_low=None, *, low: bool = False):
-    """``a @ b`` in float32, or with bfloat16 operands and a float32 result when ``b_low`` (a
-    bf16 copy of ``b``) is given or ``low`` is set."""
-    if b_low is None and not low:
-        return a @ b
-    b_low = b.to(torch.bfloat16) if b_low is None else b_low
-    return (a.to(torch.bfloat16) @ b_low).float()
 
 
 def _paper_lmr(f, memory, source_idx, k):
@@ -208,10 +169,11 @@ def lmr_loss(h, memory, source_idx, k: int, lam: float, variant: str = "referenc
     product f_b m_n^T, plain softmax, Jensen-Shannon divergence.
 
     Computed in float32 or wider (autocast is switched off inside). ``precision="bfloat16"``
-    (reference variant) runs the three (B k) x N x D memory products with bfloat16 operands and
-    float32 accumulation (~4e-3 relative error in the gradients); the default is exact. The
-    products get ~3.5x faster on CPUs with AMX, but at N = 100,000 the (B k) x N element-wise
-    softmax/log work dominates a CPU step, so the whole step gains only ~15% there.
+    (reference variant) runs the memory products of the neighbour rows with bfloat16 operands
+    and float32 accumulation (AMX on recent Intel CPUs, tensor cores on GPUs); the neighbour
+    logits and their gradient rows are rounded to bfloat16, which puts ~1e-4 to 1e-2 relative
+    error into the memory's gradient. The batch rows, the fitting term and the products for the
+    gradient into ``h`` stay in float32. The default is exact.
     """
     if precision not in ("float32", "bfloat16"):
         raise ValueError(f"lmr_loss: precision must be float32 or bfloat16, got {precision!r}")
@@ -258,7 +220,8 @@ class DeepDiffusion(Method):
     ``eval_every`` (retrieval mAP on the labelled val split every that many epochs; 0 = never),
     ``loss_variant`` ("reference" = takahikof/DeepDiffusion's loss, "paper" = the paper's formula),
     ``mixed_precision`` ("auto" = bf16 autocast on CUDA only; "bf16" = on the CPU too, where AMX
-    makes an epoch ~1.4x faster; "off"). The LMR loss itself always runs in float32.
+    makes an epoch ~1.4x faster; "off"). Under bf16 the LMR loss's memory products use
+    bf16 operands too (``lmr_loss(precision="bfloat16")``); everything else in it is float32.
 
     The memory (one row per training sample) is initialised from a first forward pass over all
     training samples (l2-normalised) and then trained by the same Adam as the encoder. Each
@@ -348,7 +311,7 @@ class DeepDiffusion(Method):
 
     # ---------------------------------------------------------------- the contract
     def steps(self, data, *, resume: dict | None = None):
-        from ..device import autocast, seed_everything
+        from ..device import autocast, seed_everything, uses_bf16
         from ..preprocess.shapes import augment_points_torch
 
         self._check_params()
@@ -390,6 +353,7 @@ class DeepDiffusion(Method):
         n_epochs = int(self.epochs)
         meter = RateMeter(total_steps=n_epochs * spe - self.global_step_)
         train_t = torch.from_numpy(train_x)
+        loss_precision = "bfloat16" if uses_bf16(self.device_, self.mixed_precision) else "float32"
         while self.epoch_ < n_epochs:
             epoch = self.epoch_
             perm = torch.randperm(n_train, generator=self._generator(epoch))
@@ -402,7 +366,8 @@ class DeepDiffusion(Method):
                 with autocast(self.device_, self.mixed_precision):
                     h = self.encoder_(x)
                 loss, fit, smooth = lmr_loss(h.float(), self.memory_, idx.to(self.device_), int(self.k),
-                                             float(self.lam), variant=self.loss_variant)
+                                             float(self.lam), variant=self.loss_variant,
+                                             precision=loss_precision)
                 self.optimizer_.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer_.step()

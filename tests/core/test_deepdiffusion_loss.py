@@ -155,3 +155,68 @@ def test_mixed_precision_modes():
         assert (x @ w).dtype == torch.bfloat16
     with pytest.raises(ValueError, match="mixed precision"):
         autocast(torch.device("cpu"), "fp8")
+
+
+def _scenario(scale: float, n: int = 3000, d: int = 32, b: int = 8, seed: int = 0):
+    """Memory rows of norm ~scale: at 1 no softmax value is clipped, at 6 most rows clip."""
+    g = torch.Generator().manual_seed(seed)
+    memory = torch.nn.functional.normalize(torch.randn(n, d, generator=g, dtype=torch.float64), dim=1)
+    memory = memory * (scale * (1 + 0.2 * torch.rand(n, 1, generator=g, dtype=torch.float64)))
+    h = torch.randn(b, d, generator=g, dtype=torch.float64)
+    src = torch.randperm(n, generator=g)[:b]
+    clipped = (torch.softmax(memory @ memory.T, 1).amin(1) < 1e-6).double().mean().item()
+    return h, memory, src, clipped
+
+
+@pytest.mark.parametrize("scale,clipped", [(1.0, "none"), (2.5, "some"), (6.0, "most")])
+@pytest.mark.parametrize("path", ["kernels", "torch"])
+def test_float32_paths_match_the_oracle_with_and_without_clipping(scale, clipped, path, monkeypatch):
+    """The fused CPU kernels and the blocked torch path (CUDA, float64) against the dense
+    float64 transcription of the reference, on rows that need the clip and rows that do not."""
+    from core.methods import _lmr_neighbours
+
+    h, memory, src, frac = _scenario(scale)
+    assert {"none": frac == 0, "some": 0 < frac < 0.5, "most": frac > 0.5}[clipped], frac
+    if path == "torch":
+        monkeypatch.setattr(_lmr_neighbours, "_kernels", False)
+    else:
+        assert _lmr_neighbours._cpu_kernels() is not None, "numba kernels failed to compile"
+    hh, mm = h.clone().requires_grad_(), memory.clone().requires_grad_()
+    want = _autograd_reference(hh, mm, src, 10, 0.6)
+    gh0, gm0 = torch.autograd.grad(want, [hh, mm])
+    h32, m32 = h.float().requires_grad_(), memory.float().requires_grad_()
+    loss = lmr_loss(h32, m32, src, 10, 0.6)[0]
+    gh, gm = torch.autograd.grad(loss, [h32, m32])
+    assert loss.item() == pytest.approx(want.item(), rel=1e-5)
+    assert _rel(gh.numpy(), gh0.numpy()) < 1e-4
+    assert _rel(gm.numpy(), gm0.numpy()) < 1e-4
+
+
+def test_loss_without_gradient_and_repeated_backward():
+    h, memory, src, _ = _scenario(2.5)
+    h32, m32 = h.float(), memory.float()
+    with torch.no_grad():
+        value = lmr_loss(h32, m32, src, 10, 0.6)[0].item()
+    m32.requires_grad_()
+    loss = lmr_loss(h32, m32, src, 10, 0.6)[0]
+    assert loss.item() == pytest.approx(value, rel=1e-6)
+    (g1,) = torch.autograd.grad(loss, [m32], retain_graph=True)
+    (g2,) = torch.autograd.grad(2.0 * loss, [m32])
+    assert torch.allclose(2.0 * g1, g2, rtol=1e-5, atol=1e-9)
+
+
+def test_kernel_exp_is_accurate_to_two_ulp():
+    import numba
+
+    from core.methods._lmr_kernels import _exp
+
+    @numba.njit
+    def apply(x, out):
+        for i in range(x.size):
+            out[i] = _exp(x[i])
+
+    x = np.linspace(-87.0, 10.0, 1_000_001).astype(np.float32)
+    out = np.empty_like(x)
+    apply(x, out)
+    rel = np.abs(out / np.exp(x.astype(np.float64)) - 1.0)
+    assert rel.max() <= 2 * 2.0 ** -24
