@@ -87,7 +87,23 @@ def _qapp():
         app = QApplication(sys.argv[:1])
         app.setApplicationName("LatentMap")
         app.setOrganizationName("LatentMap")
+        apply_style(app)
     return app
+
+
+def apply_style(app) -> None:
+    """The bundled theme (resources/styles) and the application icon (resources/icons).
+    A missing or unreadable file leaves Qt's defaults: the app works without them."""
+    from qtpy.QtGui import QIcon
+
+    qss = ROOT / "resources" / "styles" / "latentmap.qss"
+    icon = ROOT / "resources" / "icons" / "latentmap.svg"
+    try:
+        app.setStyleSheet(app.styleSheet() + "\n" + qss.read_text(encoding="utf-8"))
+    except OSError as exc:
+        sys.stderr.write(f"latentmap: style sheet {qss} not loaded: {exc}\n")
+    if icon.exists():
+        app.setWindowIcon(QIcon(str(icon)))
 
 
 def run_app(project_path=None, *, screenshot=None, quit_after=None, sample: bool = False) -> int:

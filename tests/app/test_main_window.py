@@ -320,3 +320,15 @@ def test_failed_job_shows_an_error_dialog(qtbot, _no_modal_dialogs):
     assert any("truncated file" in t for t in _no_modal_dialogs)
     assert "OSError" in qj.traceback and not win.jobs
     win.close()
+
+
+def test_bundled_style_and_icon_are_applied(qapp):
+    from app.main import apply_style
+
+    before = qapp.styleSheet()
+    try:
+        apply_style(qapp)
+        assert "QDockWidget::title" in qapp.styleSheet()
+        assert not qapp.windowIcon().isNull()
+    finally:
+        qapp.setStyleSheet(before)
