@@ -77,10 +77,10 @@ class ProgressBar:
 
     def __call__(self, p) -> None:
         if self.bar is None:
-            total = (p.n_epochs or 0) * (p.steps_per_epoch or 0) or None
+            total = p.total_steps or (p.n_epochs or 0) * (p.steps_per_epoch or 0) or None
             self.bar = self._tqdm(total=total, desc=self.desc, unit="step", file=sys.stderr,
                                   dynamic_ncols=True, initial=max(p.global_step - 1, 0))
-        self.bar.update(1)
+        self.bar.update(max(0, p.global_step - self.bar.n))
         post = {k: f"{v:.4g}" for k, v in p.losses.items()}
         post.update({k: f"{v:.3f}" for k, v in p.metrics.items()})
         post["ep"] = p.epoch

@@ -24,9 +24,12 @@ class Progress:
     eta_s: float | None = None
     epoch_end: bool = False
     message: str = ""
+    total_steps: int | None = None  # set when stages differ in steps per epoch
 
     @property
     def fraction(self) -> float | None:
+        if self.total_steps:
+            return min(1.0, self.global_step / self.total_steps)
         if not self.n_epochs or not self.steps_per_epoch:
             return None
         done = self.epoch * self.steps_per_epoch + self.step

@@ -192,6 +192,7 @@ class ResidualSSL(VolumeSSL):
         # ---- stage 1: autoencoder on normal training volumes
         bs = min(self.batch_size, len(ae_idx))
         spe = max(1, len(ae_idx) // bs)
+        total = self.ae_epochs * spe + self.epochs * max(1, len(pre_idx) // min(self.batch_size, len(pre_idx)))
         meter = RateMeter((self.ae_epochs - self.ae_epoch_) * spe)
         for epoch in range(self.ae_epoch_, self.ae_epochs):
             perm = np.random.default_rng([self.seed, 1000 + epoch]).permutation(ae_idx)
@@ -207,7 +208,8 @@ class ResidualSSL(VolumeSSL):
                 rate, eta = meter.update(len(xb))
                 yield Progress(epoch=epoch, step=step + 1, global_step=epoch * spe + step + 1,
                                n_epochs=total_epochs, steps_per_epoch=spe, losses={"ae_l1": float(loss.detach())},
-                               samples_per_s=rate, eta_s=eta, epoch_end=step + 1 == spe, message="autoencoder")
+                               samples_per_s=rate, eta_s=eta, epoch_end=step + 1 == spe, message="autoencoder",
+                               total_steps=total)
 
         # ---- stage 2: residual maps of every volume (deterministic given the AE: recomputed on resume)
         self.stage_ = "pretext"
@@ -216,7 +218,7 @@ class ResidualSSL(VolumeSSL):
         target_all = torch.from_numpy(np.stack([pretext_target(r) for r in self.residuals_]))[:, None]
         ae_steps = self.ae_epochs * spe
         yield Progress(epoch=self.ae_epochs, step=0, global_step=ae_steps, n_epochs=total_epochs,
-                       steps_per_epoch=spe, epoch_end=True, message="residuals computed")
+                       steps_per_epoch=spe, epoch_end=True, message="residuals computed", total_steps=total)
 
         # ---- stage 3: ResUNet predicts the residual from the volume
         bs = min(self.batch_size, len(pre_idx))
@@ -242,7 +244,7 @@ class ResidualSSL(VolumeSSL):
                 yield Progress(epoch=self.ae_epochs + epoch, step=step + 1, global_step=ae_steps + gstep + 1,
                                n_epochs=total_epochs, steps_per_epoch=spe,
                                losses={"residual": float(loss.detach())}, samples_per_s=rate, eta_s=eta,
-                               epoch_end=step + 1 == spe, message="pretext")
+                               epoch_end=step + 1 == spe, message="pretext", total_steps=total)
         self.epoch_, self.step_ = self.epochs, 0
         self.stage_ = "done"
 

@@ -122,6 +122,15 @@ def test_residual_ssl_lowers_both_losses_and_embeds(trained):
     assert emb.shape == (len(data), 64) and np.isfinite(emb).all()
 
 
+def test_progress_spans_both_stages(trained):
+    """The two stages differ in steps per epoch: progress still runs from 0 to 1, monotonic."""
+    _, _, hist, _ = trained
+    fractions = [p.fraction for p in hist]
+    assert all(f is not None for f in fractions)
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert hist[-1].global_step == hist[-1].total_steps
+
+
 def test_residual_ssl_resume_is_exact():
     from core.methods.residual_ssl import ResidualSSL
 
