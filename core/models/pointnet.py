@@ -64,7 +64,7 @@ def max_pooled_linear_bn_relu(x: torch.Tensor, linear: nn.Linear, bn: nn.BatchNo
       with autograd from the gathered input rows (B x C x K).
     * Training-mode batch statistics need no y either: mean_c = mean(x) . W_c + b_c and
       var_c = W_c^T Cov(x) W_c (biased, as BatchNorm normalises with), Cov(x) the K x K centred
-      covariance of the B*P input rows, accumulated in float64 (see ``_RowsAndMoments``). The
+      covariance of the B*P input rows, accumulated in float64 (see ``_CentredRowsAndMoments``). The
       running statistics are updated as nn.BatchNorm1d does (momentum or cumulative average,
       unbiased variance n / (n - 1), num_batches_tracked);
       eval mode normalises with the running statistics.
@@ -98,40 +98,47 @@ def max_pooled_linear_bn_relu(x: torch.Tensor, linear: nn.Linear, bn: nn.BatchNo
             rows = 1024 if x.device.type == "cpu" else 1 << 17
             idx = _max_point_indices(x.detach().to(search_dtype), ws.to(search_dtype), rows)  # B x C
             flat = (idx.t() + torch.arange(b, device=x.device) * p).reshape(-1)             # C*B
-        xf = x.reshape(n, k).to(dtype)
+        x2 = x.reshape(n, k)
         wd = w.to(dtype)
+        zero_gamma = gamma is not None and bool((gamma == 0).any())   # (a host sync on GPUs)
         if batch_stats:
-            sel, mean_x, cov = _RowsAndMoments.apply(xf, flat)
-        else:
-            sel = xf.index_select(0, flat)
-        y = torch.matmul(sel.view(c, b, k), wd.unsqueeze(2)).view(c, b).t()                 # B x C
-        if gamma is not None and bool((gamma == 0).any()):
-            # s_c = 0: every point ties at ReLU(beta_c); amax splits the gradient evenly between
-            # them, so gamma_c's gradient sees the mean over the points, not one of them
-            y_mean = x.to(dtype).mean(dim=1) @ wd.t()                                      # B x C
-            y = torch.where(gamma == 0, y_mean, y)
-        if bias is not None:
-            y = y + bias.to(dtype)
-        if batch_stats:
-            mean = mean_x @ wd.t()
+            # centred throughout: d = y_sel - mean_c = (x_sel - mean(x)) . W_c
+            sel, mean_x, cov = _CentredRowsAndMoments.apply(x2, flat, dtype)
+            d = torch.matmul(sel.view(c, b, k), wd.unsqueeze(2)).view(c, b).t()             # B x C
+            if zero_gamma:
+                # s_c = 0: every point ties at ReLU(beta_c); amax splits the gradient evenly
+                # between them, so gamma_c's gradient sees the mean over the points
+                d_mean = (x.mean(dim=1, dtype=dtype) - mean_x) @ wd.t()
+                d = torch.where(gamma == 0, d_mean, d)
             if bias is not None:
-                mean = mean + bias.to(dtype)
+                # b cancels against the batch mean; it stays in the graph with its exact zero
+                # gradient, as (up to rounding) in the plain composition
+                d = d + 0 * bias.to(dtype)
             w64 = wd.to(torch.float64)
             var = ((w64 @ cov) * w64).sum(dim=1).clamp_min(0).to(dtype)                     # biased
             if bn.training and bn.track_running_stats and bn.running_mean is not None:
-                _update_running_stats(bn, mean.detach(), var.detach(), n)
+                with torch.no_grad():
+                    mean = mean_x @ wd.t() + (0 if bias is None else bias.to(dtype))
+                _update_running_stats(bn, mean, var.detach(), n)
         else:
-            mean, var = bn.running_mean.to(dtype), bn.running_var.to(dtype)
+            y = torch.matmul(x2.index_select(0, flat).to(dtype).view(c, b, k), wd.unsqueeze(2))
+            y = y.view(c, b).t()                                                             # B x C
+            if zero_gamma:
+                y = torch.where(gamma == 0, x.mean(dim=1, dtype=dtype) @ wd.t(), y)
+            if bias is not None:
+                y = y + bias.to(dtype)
+            d = y - bn.running_mean.to(dtype)
+            var = bn.running_var.to(dtype)
         scale = torch.rsqrt(var + bn.eps)
         if gamma is not None:
             scale = scale * gamma.to(dtype)
-        z = (y - mean) * scale
+        z = d * scale
         if beta is not None:
             z = z + beta.to(dtype)
         return torch.relu(z)
 
 
-def _gram64(xc: torch.Tensor, rows: int = 4096) -> torch.Tensor:
+def _gram64(xc: torch.Tensor, rows: int = 1024) -> torch.Tensor:
     """xc^T xc accumulated in float64 (K x K), in row chunks so no float64 copy of xc is made."""
     k = xc.shape[1]
     out = torch.zeros(k, k, dtype=torch.float64, device=xc.device)
@@ -141,38 +148,40 @@ def _gram64(xc: torch.Tensor, rows: int = 4096) -> torch.Tensor:
     return out
 
 
-class _RowsAndMoments(torch.autograd.Function):
-    """(rows ``flat`` of x, column means of x, centred covariance of x / n in float64) for
-    x n x K.
+class _CentredRowsAndMoments(torch.autograd.Function):
+    """For x n x K: (rows ``flat`` of xc = x - mean(x), mean(x), Cov = xc^T xc / n in float64),
+    xc and the mean in ``dtype`` (float32 for bf16 x under autocast).
 
     The covariance is accumulated in float64: the BatchNorm variance W_c^T Cov W_c is a quadratic
     form that cancels heavily when the K features are strongly correlated (as PointNet's are), so
-    a float32 Cov would lose digits the plain composition keeps (its variance comes from y itself).
+    a float32 Cov loses digits the plain composition keeps (its variance comes from y itself).
 
-    One fused backward: the gradient is ``xc (G + G^T) / n + g_mean / n`` (xc = x - mean; the
-    centring's own term is ``-1 1^T xc (G + G^T) / n^2 = 0`` since the rows of xc sum to zero)
-    plus the selected rows' gradients added in place; autograd's composition would make several
-    n x K temporaries for the same sum."""
+    One fused backward into one n x K buffer: ``xc (G + G^T) / n`` (the centring's own term
+    ``-1 1^T xc (G + G^T) / n^2`` is 0: the rows of xc sum to zero) ``+ (g_mean - sum g_sel) / n``
+    on every row, plus ``g_sel`` added at the selected rows; autograd's composition would make
+    several n x K temporaries for the same sum."""
 
     @staticmethod
-    def forward(ctx, xf: torch.Tensor, flat: torch.Tensor):
-        n = xf.shape[0]
-        mean = xf.mean(dim=0)
-        xc = xf - mean
-        cov = _gram64(xc).div_(n)                              # centred, not E[xx^T] - mm^T
+    def forward(ctx, x: torch.Tensor, flat: torch.Tensor, dtype: torch.dtype):
+        n = x.shape[0]
+        mean = x.mean(dim=0, dtype=dtype)
+        xc = torch.sub(x, mean)                          # in dtype; centred, not E[xx^T] - mm^T
+        cov = _gram64(xc).div_(n)
         ctx.save_for_backward(xc, flat)
-        return xf.index_select(0, flat), mean, cov
+        ctx.x_dtype = x.dtype
+        return xc.index_select(0, flat), mean, cov
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, g_sel, g_mean, g_cov):
         xc, flat = ctx.saved_tensors
         if not ctx.needs_input_grad[0]:
-            return None, None
+            return None, None, None
         n = xc.shape[0]
-        grad = torch.mm(xc, ((g_cov + g_cov.t()) / n).to(xc.dtype)).add_(g_mean / n)
+        grad = torch.mm(xc, ((g_cov + g_cov.t()) / n).to(xc.dtype))
+        grad.add_((g_mean - g_sel.sum(dim=0)) / n)
         grad.index_add_(0, flat, g_sel)
-        return grad, None
+        return grad.to(ctx.x_dtype), None, None
 
 
 @torch.no_grad()

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from core.models.pointnet import (MaxPooledLinearBNReLU, PointNetEncoder, SharedMLP, _first_max_index,
-                                  _RowsAndMoments, max_pooled_linear_bn_relu)
+                                  _CentredRowsAndMoments, max_pooled_linear_bn_relu)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -54,14 +54,21 @@ def test_first_max_index_is_argmax_with_ties_to_the_first(n):
     torch.testing.assert_close(_first_max_index(yb), yb.argmax(dim=1), rtol=0, atol=0)
 
 
-def test_rows_and_moments_gradcheck():
+def test_centred_rows_and_moments_gradcheck():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(20, 5, generator=g, dtype=torch.float64, requires_grad=True)
     flat = torch.tensor([3, 3, 0, 19, 7, 3])
-    assert torch.autograd.gradcheck(lambda t: _RowsAndMoments.apply(t, flat), (x,))
-    sel, mean, cov = _RowsAndMoments.apply(x, flat)
+    assert torch.autograd.gradcheck(lambda t: _CentredRowsAndMoments.apply(t, flat, torch.float64), (x,))
+    sel, mean, cov = _CentredRowsAndMoments.apply(x, flat, torch.float64)
     torch.testing.assert_close(cov, torch.cov(x.T, correction=0))
     torch.testing.assert_close(mean, x.mean(0))
+    torch.testing.assert_close(sel, (x - x.mean(0))[flat])
+    # bf16 rows (autocast): moments in float32, the gradient comes back in bf16
+    xb = x.detach().bfloat16().requires_grad_()
+    sel, mean, cov = _CentredRowsAndMoments.apply(xb, flat, torch.float32)
+    assert sel.dtype == mean.dtype == torch.float32 and cov.dtype == torch.float64
+    (sel.sum() + mean.sum() + cov.sum()).backward()
+    assert xb.grad.dtype == torch.bfloat16
 
 
 # --------------------------------------------------------------------------- the layer alone
@@ -221,13 +228,9 @@ def _check_encoders(fused, plain, points, rtol, steps=3, lr=0.01):
         (out * w).sum().backward(), (ref * w).sum().backward()
         close(x.grad, xr.grad, rtol, f"encoder grad x, step {step}")
         ref_grads = {name: q.grad for name, q in plain.named_parameters()}
-        for (name, p), (_, q) in zip(fused.named_parameters(), plain.named_parameters()):
-            # a Linear bias before a training-mode BatchNorm has gradient 0 up to rounding:
-            # measure it against its weight's gradient
-            scale = float(q.grad.abs().max())
-            if name.endswith(".bias") and name[:-4] + "weight" in ref_grads:
-                scale = max(scale, float(ref_grads[name[:-4] + "weight"].abs().max()))
-            close(p.grad, q.grad, rtol, f"encoder grad {name}, step {step}", scale=scale)
+        for name, p in fused.named_parameters():
+            close(p.grad, ref_grads[name], rtol, f"encoder grad {name}, step {step}",
+                  scale=_grad_scale(ref_grads, name))
         opt.step(), ref_opt.step()
         opt.zero_grad(), ref_opt.zero_grad()
     state, ref_state = fused.state_dict(), plain.state_dict()
@@ -272,32 +275,53 @@ def _err(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max()) / max(float(b.abs().max()), 1e-30)
 
 
-def test_encoder_matches_plain_encoder_float32_full_clouds():
-    """Float32, 4 x 1024 points: outputs and statistics agree to 1e-4; gradients are as close to
-    the float64 gradients as the plain float32 encoder's (whose own error w.r.t. the input points
-    reaches ~1e-3 of their scale through the T-nets, so a direct 1e-4 comparison would measure
-    the reference's rounding, not the fused layer)."""
-    fused, plain = _encoders(torch.float32, seed=1)
-    g = torch.Generator().manual_seed(12)
-    w = torch.randn(4, 16, generator=g, dtype=torch.float64)
-    for step in range(2):
+def _grad_scale(grads: dict, name: str) -> float:
+    """A gradient's scale; a Linear bias before a training-mode BatchNorm has gradient 0 up to
+    rounding, so it is measured against its weight's gradient."""
+    scale = float(grads[name].abs().max())
+    if name.endswith(".bias") and name[:-4] + "weight" in grads:
+        scale = max(scale, float(grads[name[:-4] + "weight"].abs().max()))
+    return scale
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_encoder_matches_plain_encoder_float32_full_clouds(seed):
+    """Float32, 4 x 1024 points in the unit ball, default initialisation: outputs, gradients
+    (input points and every parameter) agree to 1e-4 of their scale; after a second training
+    step, outputs, running statistics and eval outputs (batch 4 and 1) too.
+
+    The second step's gradients are not compared in float32: once the T-nets transform, float32
+    ReLU kinks flip under 1e-7 changes, and the plain encoder's own gradients then move beyond
+    1e-4 of their scale (point gradients at ~4% of the elements, some weights by >1e-3) when its
+    input is perturbed by 1e-7 relative. Gradients over several steps are compared in float64.
+    """
+    torch.manual_seed(seed)
+    fused = PointNetEncoder(16)
+    plain = PointNetEncoder(16, fused=False)
+    plain.load_state_dict(fused.state_dict())
+    g = torch.Generator().manual_seed(12 + seed)
+
+    def cloud():
         x = torch.randn(4, 1024, 3, generator=g)
+        return x / x.norm(dim=-1, keepdim=True) * torch.rand(4, 1024, 1, generator=g)
+
+    w = torch.randn(4, 16, generator=g)
+    for step in range(2):
+        x = cloud().requires_grad_()
+        xr = x.detach().clone().requires_grad_()
         fused.train(), plain.train()
-        res = _three_ways(fused, plain, x, lambda out: (out * w).sum())
-        close(res["fused"][0], res["plain"][0], 1e-4, f"output, step {step}")
-        close(res["fused"][0], res["exact"][0], 1e-4, f"output vs float64, step {step}")
-        exact = res["exact"]
-        assert _err(res["fused"][1], exact[1]) <= 2 * _err(res["plain"][1], exact[1]) + 1e-4
-        for name, grad in exact[2].items():
-            scale = float(grad.abs().max())
-            if name.endswith(".bias") and name[:-4] + "weight" in exact[2]:  # 0 up to rounding
-                scale = max(scale, float(exact[2][name[:-4] + "weight"].abs().max()))
-            err_f = float((res["fused"][2][name] - grad).abs().max()) / scale
-            err_p = float((res["plain"][2][name] - grad).abs().max()) / scale
-            assert err_f <= 2 * err_p + 1e-4, (name, err_f, err_p)
-        with torch.no_grad():  # the same small step on both, so the next step starts equal
-            for p, q in zip(fused.parameters(), plain.parameters()):
-                p.sub_(1e-3 * q.grad.sign()), q.sub_(1e-3 * q.grad.sign())
+        out, ref = fused(x), plain(xr)
+        close(out, ref, 1e-4, f"output, step {step}")
+        (out * w).sum().backward(), (ref * w).sum().backward()
+        ref_grads = {n: q.grad for n, q in plain.named_parameters()}
+        if step == 0:
+            close(x.grad, xr.grad, 1e-4, "grad x")
+            for name, q in fused.named_parameters():
+                close(q.grad, ref_grads[name], 1e-4, f"grad {name}", scale=_grad_scale(ref_grads, name))
+        with torch.no_grad():  # the same step on both, so the next step starts equal
+            for q, r in zip(fused.parameters(), plain.parameters()):
+                step_ = 1e-3 * r.grad.sign()  # Adam-sized
+                q.sub_(step_), r.sub_(step_)
         fused.zero_grad(), plain.zero_grad()
     state, ref_state = fused.state_dict(), plain.state_dict()
     for name in state:
@@ -306,7 +330,7 @@ def test_encoder_matches_plain_encoder_float32_full_clouds():
         else:
             torch.testing.assert_close(state[name], ref_state[name])
     fused.eval(), plain.eval()
-    x = torch.randn(4, 1024, 3, generator=g)
+    x = cloud()
     close(fused(x), plain(x), 1e-4, "eval output")
     close(fused(x[:1]), plain(x[:1]), 1e-4, "eval output, one shape")
 
