@@ -78,6 +78,8 @@ def max_pooled_linear_bn_relu(x: torch.Tensor, linear: nn.Linear, bn: nn.BatchNo
 
     Under autocast the point search runs in the autocast dtype (as the reference's Linear would)
     and the selected values and statistics in float32 (autocast off; the output is float32).
+    Device-agnostic torch ops; on a GPU the search is one argmax over up to 2^17 rows at a time,
+    the gamma == 0 check is a host sync, and the backward's index_add_ sums in arbitrary order.
     """
     if x.ndim != 3:
         raise ValueError(f"max_pooled_linear_bn_relu expects B x P x K features, got {tuple(x.shape)}")

@@ -385,3 +385,32 @@ def test_set_fused_and_old_state_dicts_load():
     close(again(x), plain(x), 0, "set_fused(False)")
     no_tnets = PointNetEncoder(8, transform_nets=False).eval()
     assert no_tnets(torch.randn(1, 20, 3)).shape == (1, 8)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_matches_plain():
+    """The same code on a GPU (argmax instead of the CPU's blockwise search, one chunk)."""
+    g = torch.Generator().manual_seed(21)
+    m = MaxPooledLinearBNReLU(16, 48).double()
+    _randomise_bn(m.bn, g)
+    m = m.cuda()
+    r = copy.deepcopy(m)
+    r.fused = False
+    for _ in range(2):
+        x = torch.randn(5, 64, 16, generator=g, dtype=torch.float64).cuda().requires_grad_()
+        xr = x.detach().clone().requires_grad_()
+        out, ref = m(x), r(xr)
+        close(out, ref, 1e-10, "cuda output")
+        out.sum().backward(), ref.sum().backward()
+        close(x.grad, xr.grad, 1e-9, "cuda grad x")
+        for p, q in zip(m.parameters(), r.parameters()):
+            close(p.grad, q.grad, 1e-9, "cuda parameter grad", scale=float(r.linear.weight.grad.abs().max()))
+    close(m.bn.running_var, r.bn.running_var, 1e-12, "cuda running_var")
+    m.eval(), r.eval()
+    x = torch.randn(1, 64, 16, generator=g, dtype=torch.float64).cuda()
+    close(m(x), r(x), 1e-10, "cuda eval")
+    enc = PointNetEncoder(16).cuda().train()
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        h = enc(torch.randn(4, 256, 3, device="cuda"))
+    h.float().sum().backward()
+    assert torch.isfinite(h).all() and all(torch.isfinite(p.grad).all() for p in enc.parameters())
