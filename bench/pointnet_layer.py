@@ -3,9 +3,9 @@
 Both encoders share one state dict and run interleaved in one process, in blocks of ``--block``
 steps each (min over all steps; the first step of each block is not timed), so a busy machine
 slows both alike. Untimed warm-up matters: right after the fused encoder, the plain encoder's
-first steps re-fault its 134 MB activations (up to ~4.6 s instead of ~2.2 s per step here). Default: batch 32 x 1024 points, one torch
-thread, float32 and bf16 autocast, training mode (batch statistics), as a DeepDiffusion
-training step runs it. Example:
+first steps re-fault its 134 MB activations (up to ~4.6 s instead of ~2.2 s per step here).
+Default: batch 32 x 1024 points, one torch thread, float32 and bf16 autocast, training mode
+(batch statistics), as a DeepDiffusion training step runs it. Example:
   python bench/pointnet_layer.py --batch 32 --points 1024 --repeats 3 --block 3 --threads 1
 """
 from __future__ import annotations
