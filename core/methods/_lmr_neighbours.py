@@ -18,6 +18,7 @@ for an upstream gradient of 1 and scaled in ``backward``: nothing (B k) x N is k
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import torch
@@ -27,6 +28,57 @@ _MAX_GAP = 60.0  # exp(z - shift) stays far from float32 underflow when shift - 
 _BLOCK = 4096    # columns per block in the torch path
 
 _kernels = None
+
+
+class _Workspace:
+    """Large work buffers kept between loss steps. A fresh 100 MB CPU tensor costs more in page
+    faults than the pass that fills it (glibc maps every allocation above 32 MB anew), which at
+    N = 100,000 was a quarter of the step. A buffer is taken for exclusive use and given back
+    when its last reader is done (backward, or the end of a forward without gradient); one that
+    is never given back is simply freed by Python."""
+
+    def __init__(self, keep: int = 4):
+        self._free: list[torch.Tensor] = []
+        self._keep = keep
+        self._lock = threading.Lock()
+
+    def take(self, shape, dtype, device) -> torch.Tensor:
+        need = math.prod(shape)
+        with self._lock:
+            fits = [i for i, base in enumerate(self._free)
+                    if base.dtype == dtype and base.device == device and base.numel() >= need]
+            if fits:
+                base = self._free.pop(min(fits, key=lambda i: self._free[i].numel()))
+                return base[:need].view(shape)
+        return torch.empty(shape, dtype=dtype, device=device)
+
+    def give(self, t: torch.Tensor) -> None:
+        base = t._base if t._base is not None else t
+        if not base.is_contiguous() or base.dim() == 0:
+            return
+        with self._lock:
+            self._free.append(base.view(-1))
+            self._free.sort(key=lambda x: x.numel(), reverse=True)
+            del self._free[self._keep:]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._free.clear()
+
+
+workspace = _Workspace()
+
+
+class Lease:
+    """Gives work buffers back when the holder (an autograd node's context) is freed: after
+    backward, or never while a retained graph may still run backward again."""
+
+    def __init__(self, *tensors):
+        self._tensors = tensors
+
+    def __del__(self):
+        for t in self._tensors:
+            workspace.give(t)
 
 
 def _cpu_kernels():
@@ -117,8 +169,8 @@ def neighbour_terms(memory, norms, idx, wv, a, la, h_a, *, want_grad: bool, low_
     (B x N); ``h_a`` = <a, log a>. Returns ``d`` (B x K, KL(a||b) + KL(b||a)) and, with
     ``want_grad``, for an upstream gradient of 1 on sum(wv * d): ``g_a`` (B x N, the gradient
     into a), ``grad_rows``, a (B + B K) x N buffer whose last B K rows hold the gradient into
-    the neighbour logits M[idx] M^T, and the memory in the products' dtype, for
-    ``backward_products``.
+    the neighbour logits M[idx] M^T, the memory in the products' dtype, for
+    ``backward_products``, and the ``Lease`` on those buffers (keep it as long as them).
 
     ``low_precision`` runs the memory products with bfloat16 operands (float32 accumulation;
     the logits and the gradient rows are rounded to bfloat16).
@@ -129,9 +181,11 @@ def neighbour_terms(memory, norms, idx, wv, a, la, h_a, *, want_grad: bool, low_
     flat = idx.reshape(-1)
     beta = torch.arange(b, device=memory.device).repeat_interleave(kk)
     op = torch.bfloat16 if low_precision else dt
-    m_op = memory.to(op)
+    m_op = memory
+    if op != dt:
+        m_op = workspace.take(memory.shape, op, memory.device).copy_(memory)
     # room for the batch rows' gradient in front, so backward needs one product per factor
-    buf = torch.empty(b + b * kk, n, dtype=op, device=memory.device)
+    buf = workspace.take((b + b * kk, n), op, memory.device)
     z = torch.mm(m_op.index_select(0, flat), m_op.T, out=buf[b:])       # B K x N logits
     # Softmax shift: an upper bound of every logit of the row (Cauchy-Schwarz); it is tight
     # enough unless the norms are very unequal, and then the exact row maximum is used.
@@ -162,9 +216,10 @@ def neighbour_terms(memory, norms, idx, wv, a, la, h_a, *, want_grad: bool, low_
         bsum = torch.empty(b, n, dtype=dt, device=memory.device)
         lsum = torch.empty(b, n, dtype=dt, device=memory.device)
         if kern is not None:  # the kernel cannot write the array it reads (it would not vectorise)
-            grad = torch.empty_like(buf)
+            grad = workspace.take(buf.shape, op, memory.device)
             kern.row_gradient(_numpy(z), lse.numpy(), c.numpy(), wf.numpy(), a.numpy(), la.numpy(), kk,
                               _numpy(grad[b:]), bsum.numpy(), lsum.numpy())
+            workspace.give(buf)
             buf = grad
         else:
             _row_gradient_torch(z, lse, c, wf, a, la, kk, bsum, lsum)
@@ -178,7 +233,10 @@ def neighbour_terms(memory, norms, idx, wv, a, la, h_a, *, want_grad: bool, low_
             bsum.index_add_(0, beta[rows_c], b_c)
     if want_grad:
         g_a = wv.sum(1, keepdim=True) * (la + 1.0) - lsum - bsum / a
-        return d.view(b, kk), (g_a, buf, m_op)
+        return d.view(b, kk), (g_a, buf, m_op, Lease(buf, *([m_op] if m_op is not memory else [])))
+    workspace.give(buf)
+    if m_op is not memory:
+        workspace.give(m_op)
     return d.view(b, kk), None
 
 
@@ -193,6 +251,11 @@ def backward_products(grad_rows, m_op, g_zb, f, memory, idx, g_smooth):
     op = grad_rows.dtype
     grad_rows[:b] = g_zb
     rhs = torch.cat([f, memory.index_select(0, idx.reshape(-1)) * g_smooth]).to(op)
-    grad_m = (grad_rows.T @ rhs).to(memory.dtype)
+    if op == memory.dtype:
+        grad_m = grad_rows.T @ rhs
+    else:
+        low = torch.mm(grad_rows.T, rhs, out=workspace.take(memory.shape, op, memory.device))
+        grad_m = low.to(memory.dtype)
+        workspace.give(low)
     g_q = (grad_rows[b:] @ m_op).to(memory.dtype) * g_smooth
     return grad_m, g_zb @ memory, g_q

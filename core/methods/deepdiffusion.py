@@ -26,6 +26,7 @@ except ImportError as exc:  # pragma: no cover - torch is a hard dependency of t
 from ..jobs import Progress, RateMeter
 from ._lmr_neighbours import CLIP as _CLIP
 from ._lmr_neighbours import backward_products, neighbour_terms
+from ._lmr_neighbours import workspace as _workspace
 from .base import Method
 
 
@@ -104,8 +105,8 @@ class _ReferenceLMR(torch.autograd.Function):
         lse = torch.logsumexp(z_b, dim=1)
         fit = (lse - z_b.gather(1, source_idx[:, None]).squeeze(1)).sum()
         if want_grad:
-            g_a, ctx.grad_rows, ctx.m_op = grads  # work buffers, not checked for in-place use:
-            # backward writes the batch rows of grad_rows each time and reads only the others
+            g_a, ctx.grad_rows, ctx.m_op, ctx.lease = grads  # work buffers, not checked for
+            # in-place use: backward writes the batch rows of grad_rows each time, reads the rest
             ctx.save_for_backward(f, memory, source_idx, z_b, nf, nf_ok, nm, nm_ok, idx, w, d,
                                   p_a, a, s_a, g_a)
         return fit, smooth
@@ -197,6 +198,11 @@ def lmr_loss(h, memory, source_idx, k: int, lam: float, variant: str = "referenc
 
 
 # ====================================================================================== method
+def release_loss_workspace() -> None:
+    """Free the work buffers the LMR loss keeps between steps."""
+    _workspace.clear()
+
+
 def _as_points(data, where: str = "DeepDiffusion"):
     x = data.x if hasattr(data, "x") else data
     x = np.asarray(x, dtype=np.float32)
@@ -354,38 +360,41 @@ class DeepDiffusion(Method):
         meter = RateMeter(total_steps=n_epochs * spe - self.global_step_)
         train_t = torch.from_numpy(train_x)
         loss_precision = "bfloat16" if uses_bf16(self.device_, self.mixed_precision) else "float32"
-        while self.epoch_ < n_epochs:
-            epoch = self.epoch_
-            perm = torch.randperm(n_train, generator=self._generator(epoch))
-            for step in range(self.step_, spe):
-                idx = perm[step * bs:(step + 1) * bs]
-                x = train_t[idx].to(self.device_)
-                if self.augment:
-                    x = augment_points_torch(x, generator=self._generator(epoch, step, 1), p=0.8)
-                self.encoder_.train()
-                with autocast(self.device_, self.mixed_precision):
-                    h = self.encoder_(x)
-                loss, fit, smooth = lmr_loss(h.float(), self.memory_, idx.to(self.device_), int(self.k),
-                                             float(self.lam), variant=self.loss_variant,
-                                             precision=loss_precision)
-                self.optimizer_.zero_grad(set_to_none=True)
-                loss.backward()
-                self.optimizer_.step()
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"DeepDiffusion: loss became {loss.item()} at epoch {epoch}, "
-                                             f"step {step}; lower lr")
-                last = step + 1 == spe
-                self.global_step_ += 1
-                self.epoch_, self.step_ = (epoch + 1, 0) if last else (epoch, step + 1)
-                metrics = {}
-                if last and val_x is not None and ((epoch + 1) % int(self.eval_every) == 0
-                                                   or epoch + 1 == n_epochs):
-                    metrics = self._evaluate(val_x, val_y)
-                rate, eta = meter.update(len(idx))
-                yield Progress(epoch=epoch, step=step + 1, global_step=self.global_step_,
-                               n_epochs=n_epochs, steps_per_epoch=spe,
-                               losses={"loss": loss.item(), "fit": fit.item(), "smooth": smooth.item()},
-                               metrics=metrics, samples_per_s=rate, eta_s=eta, epoch_end=last)
+        try:
+            while self.epoch_ < n_epochs:
+                epoch = self.epoch_
+                perm = torch.randperm(n_train, generator=self._generator(epoch))
+                for step in range(self.step_, spe):
+                    idx = perm[step * bs:(step + 1) * bs]
+                    x = train_t[idx].to(self.device_)
+                    if self.augment:
+                        x = augment_points_torch(x, generator=self._generator(epoch, step, 1), p=0.8)
+                    self.encoder_.train()
+                    with autocast(self.device_, self.mixed_precision):
+                        h = self.encoder_(x)
+                    loss, fit, smooth = lmr_loss(h.float(), self.memory_, idx.to(self.device_), int(self.k),
+                                                 float(self.lam), variant=self.loss_variant,
+                                                 precision=loss_precision)
+                    self.optimizer_.zero_grad(set_to_none=True)
+                    loss.backward()
+                    self.optimizer_.step()
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(f"DeepDiffusion: loss became {loss.item()} at epoch {epoch}, "
+                                                 f"step {step}; lower lr")
+                    last = step + 1 == spe
+                    self.global_step_ += 1
+                    self.epoch_, self.step_ = (epoch + 1, 0) if last else (epoch, step + 1)
+                    metrics = {}
+                    if last and val_x is not None and ((epoch + 1) % int(self.eval_every) == 0
+                                                       or epoch + 1 == n_epochs):
+                        metrics = self._evaluate(val_x, val_y)
+                    rate, eta = meter.update(len(idx))
+                    yield Progress(epoch=epoch, step=step + 1, global_step=self.global_step_,
+                                   n_epochs=n_epochs, steps_per_epoch=spe,
+                                   losses={"loss": loss.item(), "fit": fit.item(), "smooth": smooth.item()},
+                                   metrics=metrics, samples_per_s=rate, eta_s=eta, epoch_end=last)
+        finally:  # the loss's work buffers (hundreds of MB at a large N) go with the run
+            release_loss_workspace()
 
     def transform(self, data) -> np.ndarray:
         """l2-normalised features (N x out_dim float32) for any point clouds, seen or not."""
