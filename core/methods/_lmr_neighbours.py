@@ -89,7 +89,11 @@ def _cpu_kernels():
             from . import _lmr_kernels
             _lmr_kernels.warm()
             _kernels = _lmr_kernels
-        except Exception:  # noqa: BLE001 - numba is optional here: the torch path is exact too
+        except Exception as exc:  # noqa: BLE001 - the torch path gives the same values, slower
+            import warnings
+
+            warnings.warn(f"LMR loss: numba kernels unavailable ({type(exc).__name__}: {exc}); "
+                          "using the slower torch path", RuntimeWarning, stacklevel=3)
             _kernels = False
     return _kernels or None
 
