@@ -13,7 +13,8 @@ and its gradient reduce to row sums over exp(z). Rows where the clip bites (a me
 norms have grown) take the general path below, which follows the reference step by step.
 
 The gradient is linear in the upstream gradient of the smoothness sum, so it is formed here
-for an upstream gradient of 1 and scaled in ``backward``: nothing (B k) x N is kept.
+for an upstream gradient of 1 and scaled in ``backward``: the one (B k) x N array kept for
+backward is that gradient.
 """
 from __future__ import annotations
 
@@ -31,11 +32,11 @@ _kernels = None
 
 
 class _Workspace:
-    """Large work buffers kept between loss steps. A fresh 100 MB CPU tensor costs more in page
-    faults than the pass that fills it (glibc maps every allocation above 32 MB anew), which at
-    N = 100,000 was a quarter of the step. A buffer is taken for exclusive use and given back
-    when its last reader is done (backward, or the end of a forward without gradient); one that
-    is never given back is simply freed by Python."""
+    """Large work buffers kept between loss steps: glibc maps every allocation above 32 MB anew,
+    so a fresh 100 MB CPU tensor is paid again in page faults on each step. A buffer is taken
+    for exclusive use and given back when its last reader is done (the end of a forward
+    without gradient, or the ``Lease`` held by the autograd context); one that is never given
+    back is simply freed by Python."""
 
     def __init__(self, keep: int = 4):
         self._free: list[torch.Tensor] = []
