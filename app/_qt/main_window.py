@@ -592,12 +592,12 @@ class MainWindow(QMainWindow):
         else:
             box.exec()
 
-    def _about(self) -> None:
-        QMessageBox.about(self, "About LatentMap",
-                          "LatentMap: unsupervised learning, clustering and labelling of medical "
-                          "images and shapes.\nViews: latent scatter, image (napari), mesh (PyVista), "
-                          "neighbours, labels.\n" + ("\n".join(f"{k}: not loaded ({v})" for k, v in
-                                                            self.panel_errors.items())))
+    def _about(self):
+        """Help › About (app/_qt/about.py): version, libraries, sample-data licence."""
+        from app._qt.about import show_about
+
+        self.about_dialog = show_about(self, self.panel_errors)
+        return self.about_dialog
 
 
 class ImportTask:
