@@ -3,12 +3,20 @@ with thumbnails, labels and distances, and the predicted class from Algorithm 1 
 "which known cases does this look like"."""
 from __future__ import annotations
 
+import html
+
 import numpy as np
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtGui import QImage, QPixmap
 from qtpy.QtWidgets import QFrame, QHBoxLayout, QLabel, QScrollArea, QSpinBox, QVBoxLayout, QWidget
 
 from app.components.neighbours import NeighbourIndex, neighbours_of
+from app.components.predictions import prediction_for
+
+
+def format_distance(d: float) -> str:
+    """4 significant digits: a collapsed run's 2.1e-05 must not read 0.000."""
+    return f"{d:.4g}"
 
 
 def gray_pixmap(a: np.ndarray, size: int) -> QPixmap:
@@ -59,6 +67,7 @@ class NeighboursView(QWidget):
         self.selection = selection
         self.thumb_size = thumb_size
         self.result = None
+        self.prediction = None
         self._index: NeighbourIndex | None = None
         self._index_key = None
 
@@ -140,18 +149,24 @@ class NeighboursView(QWidget):
             return
         self.result = res
         own = ", ".join(self.model.labels().get(sid, [])) or "unlabelled"
-        pred = res.predicted or "—"
+        pred = prediction_for(self.model, sid)
+        self.prediction = pred
+        if pred.labels:
+            colour = "#a40000" if pred.low_support else "#000"
+            pred_html = f"<b style='color:{colour}'>{html.escape(pred.describe())}</b>"
+        else:
+            pred_html = f"<i>{html.escape(pred.describe())}</i>"
         vote = f"{res.vote} ({res.confidence:.0%} of weighted votes)" if res.vote else "— (no labelled neighbour)"
-        self.header.setText(f"<b>{sid}</b> [{own}] &nbsp; Algorithm 1: <b>{pred}</b> &nbsp; "
-                            f"kNN vote (k={len(res.neighbours)}): <b>{vote}</b>")
+        self.header.setText(f"<b>{html.escape(sid)}</b> [{html.escape(own)}] &nbsp; Algorithm 1: {pred_html}"
+                            f" &nbsp; kNN vote (k={len(res.neighbours)}): <b>{html.escape(vote)}</b>")
         for n in res.neighbours:
             try:
                 pix = gray_pixmap(self.model.thumbnail(n.id, size=self.thumb_size), self.thumb_size)
             except Exception:  # noqa: BLE001 - a missing array shows as text, not a crash
                 pix = None
             labels = ", ".join(n.labels) or "unlabelled"
-            tile = _Tile(n.id, pix, f"{labels}\nd={n.distance:.3f}",
-                         f"{n.id}\nlabels: {labels}\ncosine distance: {n.distance:.4f}", self._strip)
+            tile = _Tile(n.id, pix, f"{labels}\nd={format_distance(n.distance)}",
+                         f"{n.id}\nlabels: {labels}\ncosine distance: {n.distance:.6g}", self._strip)
             tile.clicked.connect(self._select)
             self._strip_layout.insertWidget(self._strip_layout.count() - 1, tile)
         self.updated.emit(res)

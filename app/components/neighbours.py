@@ -29,8 +29,15 @@ def knn_cosine(features: np.ndarray, query: int, k: int = 8, *, normalised: bool
     if k <= 0:
         return np.empty(0, dtype=int), np.empty(0, dtype=np.float32)
     idx = np.argpartition(d, k - 1)[:k]
-    idx = idx[np.argsort(d[idx], kind="stable")]
-    return idx, np.clip(d[idx], 0.0, 2.0).astype(np.float32)
+    # the k distances again in float64 with exact norms: a collapsed run's neighbours lie 1e-5
+    # apart, below float32's 1 - cos resolution (6e-8 relative to 1 is fine, the dot's rounding
+    # of ~1e-7 is not when distances are 1e-5)
+    a = np.asarray(f[idx], dtype=np.float64)
+    q = np.asarray(f[query], dtype=np.float64)
+    cos = (a @ q) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(q), 1e-300)
+    d64 = np.clip(1.0 - cos, 0.0, 2.0)
+    order = np.argsort(d64, kind="stable")
+    return idx[order], d64[order]
 
 
 def knn_vote(neighbour_labels: list[list[str]], distances=None, *, weighted: bool = True):

@@ -176,6 +176,12 @@ class ProjectModel:
         self._after_label_edit(ids)
         return n
 
+    def replace_label(self, ids, label: str) -> int:
+        """``label`` becomes the only label of each of ``ids`` (single-label relabelling)."""
+        n = self.project.replace_label(list(ids), label, author=self.author)
+        self._after_label_edit(ids)
+        return n
+
     def toggle_label(self, ids, label: str) -> int:
         n = self.project.toggle_label(list(ids), label, author=self.author)
         self._after_label_edit(ids)
@@ -208,7 +214,7 @@ class ProjectModel:
         if entry is None:
             return None
         kind = entry["kind"]
-        if kind == "label":
+        if kind in ("label", "relabel"):
             self._labels = None
             self.labels_changed.emit(tuple(c[0] for c in entry["changes"]))
         elif kind == "dev":

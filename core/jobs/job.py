@@ -184,5 +184,16 @@ class Job:
             row.update({f"metric/{k}": v for k, v in p.metrics.items()})
             rows.append(row)
         path = self.project.run_dir(self.run_id) / "history.csv"
-        buf = pd.DataFrame(rows).to_csv(index=False).encode()
+        df = pd.DataFrame(rows)
+        if self.resume is not None and path.exists():
+            # a resumed run appends: the steps before the cancel stay (the overlap, if the
+            # checkpoint predates the last recorded step, is replaced by the new rows)
+            try:
+                old = pd.read_csv(path)
+                if "global_step" in old:
+                    old = old[old["global_step"] < df["global_step"].min()]
+                df = pd.concat([old, df], ignore_index=True)
+            except (OSError, ValueError, pd.errors.ParserError):
+                pass  # an unreadable old history is replaced, the new rows are kept
+        buf = df.to_csv(index=False).encode()
         atomic_write_bytes(path, lambda fh: fh.write(buf))

@@ -19,6 +19,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from .accessors import RunArrays
 from .arrays import ArrayStore, atomic_save_npy
 from .schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
 
@@ -64,7 +65,7 @@ class SampleRecord:
     labels: Sequence[str] = ()
 
 
-class Project:
+class Project(RunArrays):
     """Open with ``Project.open(path)`` or create with ``Project.create(path)``."""
 
     def __init__(self, path: Path, conn: sqlite3.Connection):
@@ -389,6 +390,36 @@ class Project:
                 self._push_history(c, "label", {"label": label, "changes": changes}, author, t)
         return len(changes)
 
+    def replace_label(self, sample_ids: Sequence[str], label: str, *, author=None) -> int:
+        """Give each sample ``label`` as its only label (single-label data: one key relabels);
+        samples that already have it keep it. One undoable action. Returns #samples changed."""
+        author = author or default_author()
+        t = now()
+        sample_ids = list(dict.fromkeys(sample_ids))
+        with self.transaction() as c:
+            lid = self._label_id(c, label, create=True)
+            names = {r[0]: r[1] for r in c.execute("SELECT id, name FROM label_set")}
+            changes = []
+            for sid in sample_ids:
+                if not c.execute("SELECT 1 FROM samples WHERE id=?", (sid,)).fetchone():
+                    raise ProjectError(f"no sample {sid!r}")
+                old = sorted(r[0] for r in c.execute("SELECT label_id FROM labels WHERE sample_id=?", (sid,)))
+                if old == [lid]:
+                    continue
+                changes.append([sid, [names[i] for i in old], [label]])
+            self._apply_relabel(c, changes, author, t, forward=True)
+            if changes:
+                self._push_history(c, "relabel", {"label": label, "changes": changes}, author, t)
+        return len(changes)
+
+    def _apply_relabel(self, c, changes, author, t, *, forward: bool) -> None:
+        for sid, old, new in changes:
+            target = new if forward else old
+            c.execute("DELETE FROM labels WHERE sample_id=?", (sid,))
+            for name in target:
+                lid = self._label_id(c, name, create=True)
+                c.execute("INSERT OR REPLACE INTO labels VALUES (?,?,?,?)", (sid, lid, author, t))
+
     def toggle_label(self, sample_ids: Sequence[str], label: str, *, author=None) -> int:
         """Set the label on all of ``sample_ids`` unless all already have it, then remove it."""
         have = self.labels(sample_ids)
@@ -468,11 +499,15 @@ class Project:
             if kind == "label":
                 lid = self._label_id(c, payload["label"], create=True)
                 self._apply_label_changes(c, lid, payload["changes"], author, t, forward=forward)
+            elif kind == "relabel":
+                self._apply_relabel(c, payload["changes"], author, t, forward=forward)
             elif kind == "dev":
                 for sid, old, new in payload["changes"]:
                     c.execute("UPDATE samples SET dev=? WHERE id=?", (new if forward else old, sid))
             elif kind == "cluster_label":
                 self._apply_cluster_label(c, payload, forward=forward, author=author, t=t)
+            elif kind == "clustering":
+                self._apply_clustering_action(c, payload, forward=forward)
             else:
                 raise ProjectError(f"unknown history entry kind {kind!r}")
             c.execute("UPDATE history SET undone=? WHERE id=?", (int(undo), hid))
