@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 export MPLBACKEND ?= Agg
 
-.PHONY: setup run test bench clean sample
+.PHONY: setup run test bench clean sample package
 
 setup: $(STAMP)
 
@@ -36,5 +36,18 @@ bench: setup
 sample: setup
 	$(PY) -c "from core.sample_project import build_sample_project; print(build_sample_project())"
 
+# Self-contained Linux bundle (PyInstaller one-folder, CPU torch) wrapped as a .deb, then its
+# smoke test (packaging/README.md). Separate from `make test`: CI does not run it. dist/*.deb
+PACKAGE_TOOLS := $(VENV)/.package-tools
+$(PACKAGE_TOOLS): $(STAMP) pyproject.toml
+	$(PY) -m pip install -q -e ".[package]"
+	touch $@
+
+package: setup $(PACKAGE_TOOLS)
+	nice -n 10 $(VENV)/bin/pyinstaller --noconfirm --log-level WARN --distpath dist \
+		--workpath build/pyinstaller packaging/latentmap.spec
+	deb=$$(nice -n 10 bash packaging/build_deb.sh dist/latentmap dist) && \
+		bash packaging/smoke_test.sh "$$deb" out/package
+
 clean:
-	rm -rf $(VENV) .cache out .pytest_cache
+	rm -rf $(VENV) .cache out .pytest_cache build dist

@@ -1,0 +1,101 @@
+"""Entry point of the frozen (PyInstaller) LatentMap bundle: the ``latentmap`` command.
+
+Same sub-commands as the pip-installed ``latentmap`` (``app``, ``import``, ``train`` ...). Before
+anything heavy is imported it points every per-user cache at the user's own folders, so the
+bundle never writes into its install folder (``/opt/latentmap`` is read-only for users):
+
+* numba's compile cache -> ``$XDG_CACHE_HOME/latentmap/numba`` (``~/.cache/latentmap/numba``)
+* matplotlib's font cache -> ``$XDG_CACHE_HOME/latentmap/matplotlib``
+* no ``__pycache__`` next to the source files shipped for numba and torch.
+
+The sample project is built in ``$XDG_DATA_HOME/latentmap`` by ``app.main`` (unchanged).
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+from pathlib import Path
+
+
+def _user_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "latentmap"
+
+
+def prepare_environment() -> None:
+    sys.dont_write_bytecode = True
+    cache = _user_cache()
+    for var, sub in (("NUMBA_CACHE_DIR", "numba"), ("MPLCONFIGDIR", "matplotlib")):
+        if not os.environ.get(var):
+            path = cache / sub
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # an unwritable HOME: run without the cache, say so once
+                sys.stderr.write(f"latentmap: cannot create {path}: {exc}\n")
+                continue
+            os.environ[var] = str(path)
+    # Qt finds its plugins inside the bundle (PyInstaller's runtime hook); a desktop session's
+    # QT_PLUGIN_PATH pointing at the system Qt would load incompatible plugins.
+    os.environ.pop("QT_PLUGIN_PATH", None)
+
+
+def first_start_args(argv: list[str]) -> list[str]:
+    """``latentmap app`` with no project (the menu entry) opens the sample project on the first
+    start, building it in the user's data folder; later starts open the empty window as usual.
+    With no command at all, the bundle behaves like ``latentmap app``."""
+    if not argv:
+        argv = ["app"]
+    if argv[0] != "app":
+        return argv
+    import contextlib
+    import io
+
+    from core.cli import build_parser
+
+    try:  # the real parse (in core.cli.main) reports any error; here only the outcome counts
+        with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+            args = build_parser().parse_args(argv)
+    except SystemExit:
+        return argv
+    if args.project is None and not args.sample:
+        from app.main import sample_project_path
+        from core.sample_project import is_complete
+
+        if not is_complete(sample_project_path()):
+            argv = argv + ["--sample"]
+    return argv
+
+
+def report_first_window() -> None:
+    """With LATENTMAP_PRINT_FIRST_WINDOW set (the smoke test), print the wall-clock time at which
+    the main window has been shown and the event loop has run once: ``first window at T``."""
+    import time
+
+    from qtpy.QtCore import QTimer
+
+    from app._qt import main_window
+
+    show = main_window.MainWindow.show
+
+    def show_and_report(self):
+        show(self)
+        QTimer.singleShot(0, lambda: print(f"latentmap: first window at {time.time():.3f}", flush=True))
+
+    main_window.MainWindow.show = show_and_report
+
+
+def main() -> int:
+    multiprocessing.freeze_support()
+    prepare_environment()
+    sys.argv[0] = "latentmap"
+    argv = first_start_args(sys.argv[1:])
+    if argv[0] == "app" and os.environ.get("LATENTMAP_PRINT_FIRST_WINDOW"):
+        report_first_window()
+    from core.cli import main as cli_main
+
+    return cli_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
