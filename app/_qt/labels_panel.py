@@ -1,12 +1,20 @@
-"""Labelling the development set: multi-label toggles for the selection (keys 1-9 for the first
-nine labels), development-set membership, undo/redo, and an editor for the label set itself.
-Every click is one transaction in the project database (with author and time) at once."""
+"""Labelling the development set: label buttons for the selection (keys 1-9 for the first nine
+labels, L for a type-to-search picker over every label), development-set membership, undo/redo,
+and an editor for the label set itself. Every click is one transaction in the project database
+(with author and time) at once.
+
+Key semantics: on single-label data (no sample carries two labels; "replace" mode) a key gives
+the selection that label *instead of* its current one, so relabelling takes one keystroke. In
+multi-label mode a key adds the label to every selected sample that lacks it. In both modes a key
+removes the label only when *every* selected sample already has it: a mixed selection never
+loses a label it had."""
 from __future__ import annotations
 
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtGui import QColor, QKeySequence
-from qtpy.QtWidgets import QAction, QColorDialog, QGridLayout, QGroupBox, QHBoxLayout, QInputDialog, \
-    QLabel, QListWidget, QListWidgetItem, QMessageBox, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QAction, QCheckBox, QColorDialog, QCompleter, QGridLayout, QGroupBox, \
+    QHBoxLayout, QInputDialog, QLabel, QLineEdit, QListWidget, QListWidgetItem, QMessageBox, \
+    QPushButton, QVBoxLayout, QWidget
 
 DEFAULT_COLOURS = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1",
                    "#ff9da7", "#9c755f", "#bab0ac"]
@@ -30,9 +38,23 @@ class LabelsPanel(QWidget):
 
         self.sel_info = QLabel(self)
         self.sel_info.setWordWrap(True)
-        self.toggle_box = QGroupBox("Labels of the selection (keys 1-9)", self)
+        self.toggle_box = QGroupBox("Labels of the selection (keys 1-9, L to search)", self)
         self.toggle_grid = QGridLayout(self.toggle_box)
         self.toggle_grid.setSpacing(3)
+        self.replace_box = QCheckBox("Replace (one label per sample)", self)
+        self.replace_box.setToolTip("On: a key gives the selection that label instead of its current one. "
+                                    "Off: a key adds the label. Set automatically from the data.")
+        self._replace_user_set = False
+        self.replace_box.clicked.connect(self._on_replace_clicked)
+        self.search = QLineEdit(self)
+        self.search.setObjectName("label-search")
+        self.search.setPlaceholderText("Type a label name, Enter applies it (L)")
+        self.search.setClearButtonEnabled(True)
+        self.search.returnPressed.connect(self._apply_search)
+        self.completer = QCompleter([], self.search)
+        self.completer.setCaseSensitivity(Qt.CaseInsensitive)
+        self.completer.setFilterMode(Qt.MatchContains)
+        self.search.setCompleter(self.completer)
 
         self.dev_on = QPushButton("Mark development set", self)
         self.dev_on.setToolTip("Add the selection to the development set (labelled cases Algorithm 1 maps clusters with)")
@@ -73,6 +95,8 @@ class LabelsPanel(QWidget):
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addWidget(self.sel_info)
         lay.addWidget(self.toggle_box)
+        lay.addWidget(self.search)
+        lay.addWidget(self.replace_box)
         lay.addLayout(dev_row)
         lay.addLayout(hist_row)
         lay.addWidget(self.editor)
@@ -107,13 +131,25 @@ class LabelsPanel(QWidget):
             item = QListWidgetItem(name)
             item.setData(Qt.DecorationRole, QColor(c))
             self.label_list.addItem(item)
+        from qtpy.QtCore import QStringListModel
+
+        self.completer.setModel(QStringListModel(names, self.completer))
+        if not self._replace_user_set:
+            self.replace_box.setChecked(self.single_label_data())
         if not names:
             self.sel_info.setText("No labels yet: add one in the label set below.")
         self.update_state()
         self.update_history()
 
     def install_shortcuts(self, window) -> None:
-        """Keys 1-9 toggle the first nine labels anywhere in ``window`` (not while typing)."""
+        """Keys 1-9 apply the first nine labels anywhere in ``window`` (not while typing); L
+        opens the type-to-search picker for any label."""
+        act = QAction("Search labels", window)
+        act.setShortcut(QKeySequence("L"))
+        act.setShortcutContext(Qt.WindowShortcut)
+        act.triggered.connect(self.focus_search)
+        window.addAction(act)
+        self.shortcut_actions.append(act)
         for i in range(9):
             act = QAction(f"Toggle label {i + 1}", window)
             act.setShortcut(QKeySequence(str(i + 1)))
@@ -160,15 +196,66 @@ class LabelsPanel(QWidget):
         self.edited.emit()
         return out
 
+    def single_label_data(self) -> bool:
+        """True when no sample carries two labels (then keys replace instead of adding)."""
+        return all(len(v) <= 1 for v in self.model.labels().values())
+
+    @property
+    def replace_mode(self) -> bool:
+        return self.replace_box.isChecked()
+
+    def _on_replace_clicked(self, *_):
+        self._replace_user_set = True
+
     def toggle(self, name: str) -> None:
-        """All selected have ``name`` -> remove it from all; otherwise add it to all."""
+        """Every selected sample has ``name`` -> remove it from all. Otherwise give it to those
+        that lack it: as their only label in replace mode, added to theirs otherwise. Samples
+        that already have it are never touched (a mixed selection loses nothing)."""
         ids = list(self.selection.ids)
         if not ids:
             self.update_state()
             return
-        labels = self.model.labels()
-        all_have = all(name in labels.get(i, ()) for i in ids)
-        self._guard(self.model.set_label, ids, name, not all_have)
+        # from the database, not a cache: the decision must see the labels as they are now
+        labels = self.model.project.labels(ids)
+        lacking = [i for i in ids if name not in labels.get(i, ())]
+        if not lacking:
+            self._guard(self.model.set_label, ids, name, False)
+        elif self.replace_mode:
+            self._guard(self.model.replace_label, lacking, name)
+        else:
+            self._guard(self.model.set_label, lacking, name, True)
+
+    def focus_search(self) -> None:
+        self.search.setFocus(Qt.ShortcutFocusReason)
+        self.search.selectAll()
+        self.completer.complete()
+
+    def _apply_search(self) -> None:
+        text = self.search.text().strip()
+        if not text:
+            return
+        names = self.model.label_names()
+        match = next((n for n in names if n.lower() == text.lower()), None)
+        if match is None:
+            hits = [n for n in names if text.lower() in n.lower()]
+            match = hits[0] if len(hits) == 1 else None
+        if match is None:
+            self.sel_info.setText(f"no single label matches '{text}'")
+            return
+        self.apply_label(match)
+        self.search.clear()
+
+    def apply_label(self, name: str) -> None:
+        """Give the selection ``name`` (replace or add by the mode); never removes it."""
+        ids = list(self.selection.ids)
+        if not ids:
+            return
+        labels = self.model.project.labels(ids)
+        lacking = [i for i in ids if name not in labels.get(i, ())]
+        if lacking:
+            fn = self.model.replace_label if self.replace_mode else \
+                (lambda i, n: self.model.set_label(i, n, True))
+            self._guard(fn, lacking, name)
 
     def toggle_number(self, k: int) -> None:
         names = self.model.label_names()

@@ -87,7 +87,13 @@ def test_number_keys_in_a_window(qtbot, model, project_copy):
     sel.select([sid])
     qtbot.keyClick(win, Qt.Key_2)
     assert model.labels()[sid] == ["hyperplasia"]
+    # single-label data: a key replaces the label (one keystroke relabels)
+    assert p.replace_mode
     qtbot.keyClick(win, Qt.Key_1)
+    assert model.labels()[sid] == ["normal"]
+    # add mode (multi-label): a key adds, the same key again removes
+    p.replace_box.setChecked(False)
+    qtbot.keyClick(win, Qt.Key_2)
     assert model.labels()[sid] == ["normal", "hyperplasia"]
     qtbot.keyClick(win, Qt.Key_2)
     assert model.labels()[sid] == ["normal"]
