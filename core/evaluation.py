@@ -25,13 +25,7 @@ class Evaluation:
 
 def labelled_embedding(project, run_id: int, split: str = "test"):
     """(ids, embedding, class index, class names) of the split's single-labelled samples."""
-    from .pipeline import run_name
-
-    name = f"embeddings/{run_name(run_id)}"
-    if not project.arrays.exists(name):
-        raise ValueError(f"run {run_id} has no stored embedding ({name}); run `latentmap embed --run {run_id}`")
-    ids, emb = project.arrays.load(name)
-    ids = np.asarray(ids).astype(str)
+    ids, emb = project.embedding(run_id)
     df = project.samples() if split == "all" else project.samples(split=split)
     keep = np.isin(ids, df["id"].astype(str).to_numpy())
     ids, emb = ids[keep], emb[keep]
@@ -74,7 +68,12 @@ def evaluate_run(project, run_id: int, *, clustering: str | None = None, split: 
         ev.curves["PR per class"] = [(c, cv["recall"], cv["precision"]) for c, cv in t1.curves.items()]
         ev.curve_axes["PR per class"] = ("recall", "precision")
 
-    clustering = clustering or project.meta("active_clustering")
+    from .workflows.clustering import run_clustering
+
+    # the run's own clustering: another run's clusters say nothing about this embedding
+    clustering = clustering or run_clustering(project, run_id)
+    if clustering is None:
+        ev.notes.append(f"run {run_id} has no clustering yet: cluster its embedding to see clustering figures")
     if clustering:
         cids, assign = project.load_clustering(clustering)
         cluster_of = dict(zip(cids, assign))
@@ -90,19 +89,14 @@ def evaluate_run(project, run_id: int, *, clustering: str | None = None, split: 
 
 
 def _algorithm1_table(project, clustering, ids, per_class_scores) -> dict:
-    """Per-class P/R/F1 of cluster-label predictions (>= 0.5) for labelled non-dev samples."""
-    vec = project.cluster_vectors(clustering)
-    if vec.empty:
+    """Per-class P/R/F1 of the effective cluster predictions (override, else Algorithm 1,
+    labels >= 0.5) for labelled samples outside the development set."""
+    from .workflows.mapping import cluster_predictions, sample_predictions
+
+    per_cluster = cluster_predictions(project, clustering)
+    if not any(p.source for p in per_cluster.values()):
         return {}
     names = project.label_names()
-    cids, assign = project.load_clustering(clustering)
-    cluster_of = dict(zip(cids, assign))
-    chosen = {}
-    for k, grp in vec.groupby("cluster"):
-        row = grp[grp["source"] == "manual"]
-        row = row if not row.empty else grp[grp["source"] == "algorithm1"]
-        if not row.empty:
-            chosen[int(k)] = row.iloc[0]["vector"]
     dev = set(project.dev_ids())
     eval_ids = [s for s in ids if s not in dev]
     y_true = project.label_matrix(eval_ids, names)
@@ -111,11 +105,14 @@ def _algorithm1_table(project, clustering, ids, per_class_scores) -> dict:
     y_true = y_true[has]
     if not eval_ids:
         return {}
+    preds = sample_predictions(project, clustering, eval_ids, per_cluster=per_cluster)
+    col = {n: j for j, n in enumerate(names)}
     y_pred = np.zeros_like(y_true)
     for i, s in enumerate(eval_ids):
-        v = chosen.get(int(cluster_of[s]))
-        if v:
-            y_pred[i] = [float(v.get(n) or 0) >= 0.5 for n in names]
+        p = preds.get(s)
+        for lab in (p.labels if p is not None else []):
+            if lab in col:
+                y_pred[i, col[lab]] = 1
     used = y_true.any(0) | y_pred.any(0)
     df = per_class_scores(y_true[:, used], y_pred[:, used], [n for n, u in zip(names, used) if u])
     return {"Algorithm 1 per-class F1": df.reset_index(names="class")}

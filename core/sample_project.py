@@ -35,13 +35,13 @@ def build_sample_project(dest: Path | None = None, *, epochs: int = DEFAULT_EPOC
     Built in a temporary folder and renamed at the end, so an interrupted build never leaves
     a half project that would be opened next time.
     """
-    from .cluster.mapping import run_algorithm1
-    from .io.importer import import_source
     from .jobs import Job
     from .methods.registry import get_method
-    from .pipeline import apply_run, load_method_data
-    from .preprocess.shapes import compute_points
     from .project import Project
+    from .workflows.apply import apply_run
+    from .workflows.derive import import_and_derive_steps
+    from .workflows.mapping import algorithm1
+    from .workflows.runs import load_method_data
 
     dest = Path(dest or default_location())
     if is_complete(dest):
@@ -49,12 +49,17 @@ def build_sample_project(dest: Path | None = None, *, epochs: int = DEFAULT_EPOC
     tmp = dest.with_name(dest.name + ".building")
     shutil.rmtree(tmp, ignore_errors=True)
     project = Project.create(tmp, name="LatentMap sample: adrenal gland shapes")
-    log(f"sample project: importing {COHORT.name}")
-    report = import_source(project, COHORT)
-    log(f"sample project: {report.imported} shapes imported; sampling surface points")
-    for p in compute_points(project, n_points=1024, seed=0):
-        if on_progress:
-            on_progress(p)
+    log(f"sample project: importing {COHORT.name} and sampling surface points")
+    gen = import_and_derive_steps(project, [COHORT], n_points=1024)
+    try:
+        while True:
+            p = next(gen)
+            if on_progress:
+                on_progress(p)
+    except StopIteration as stop:
+        report = stop.value
+    log(f"sample project: {report.import_report.imported} shapes imported, "
+        f"{len(report.points_ids) - len(report.points_failed)} point clouds")
     method = get_method("deepdiffusion")(epochs=epochs, batch_size=16, seed=0, out_dim=64, eval_every=0)
     data = load_method_data(project, method)
     log(f"sample project: training DeepDiffusion for {epochs} epochs on {int((data.split == 'train').sum())} shapes")
@@ -71,9 +76,9 @@ def build_sample_project(dest: Path | None = None, *, epochs: int = DEFAULT_EPOC
         ids = [s for s in train["id"] if name in labels.get(s, [])]
         dev += list(rng.choice(ids, max(2, len(ids) // 10), replace=False))
     project.set_dev(dev, author="sample")
-    result = run_algorithm1(project, project.meta("active_clustering"))
+    result = algorithm1(project, project.active_clustering_name)
     log(f"sample project: development set {len(dev)} shapes; Algorithm 1 mapped "
-        f"{len(result['vectors'])} clusters, {len(result['unmatched'])} unmatched")
+        f"{len(result.vectors)} clusters, {len(result.unmatched)} unmatched")
     # The demo starts with an empty undo history: marking the dev set was the builder's doing.
     with project.transaction() as c:
         c.execute("DELETE FROM history")

@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ["import_cmd", "info", "app", "train", "finetune", "embed", "cluster", "match", "evaluate"]
+COMMANDS = ["import_cmd", "info", "app", "train", "finetune", "embed", "cluster", "match", "evaluate", "query"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -28,7 +28,7 @@ def register(sub) -> None:
 def run_evaluate(args) -> int:
     from ..evaluation import labelled_embedding
     from ..metrics.report import write_retrieval_report
-    from .embed import pick_run
+    from ..workflows.runs import pick_run
 
     project = open_project(args.project)
     run = pick_run(project, args.run)

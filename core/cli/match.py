@@ -27,75 +27,25 @@ def register(sub) -> None:
     p.set_defaults(func=run_match)
 
 
-def parse_dev_from(text: str):
-    """'dev' -> ('dev', None); 'labels-fraction=0.1' -> ('fraction', 0.1)."""
-    if text == "dev":
-        return "dev", None
-    key, sep, value = text.partition("=")
-    if key in ("labels-fraction", "labels_fraction", "fraction") and sep:
-        try:
-            f = float(value)
-        except ValueError:
-            raise ValueError(f"--dev-from {text!r}: {value!r} is not a number") from None
-        if not 0 < f <= 1:
-            raise ValueError(f"--dev-from {text!r}: the fraction must be in (0, 1]")
-        return "fraction", f
-    raise ValueError(f"--dev-from expects 'dev' or 'labels-fraction=F', got {text!r}")
-
-
-def choose_dev(project, ids: np.ndarray, y: np.ndarray, split: np.ndarray, dev_from: str, seed: int):
-    """Boolean mask over ``ids`` of the development samples, and a description."""
-    mode, frac = parse_dev_from(dev_from)
-    if mode == "dev":
-        dev = np.isin(ids, np.asarray(project.dev_ids(), dtype=str))
-        if not dev.any():
-            raise ValueError("the project's development set is empty among this clustering's samples: mark "
-                             "labelled samples as development set, or use --dev-from labels-fraction=0.1")
-        return dev, f"project dev set ({int(dev.sum())} samples)"
-    labelled = y.sum(1) > 0
-    pool = labelled & (split == "train")
-    where = "labelled training samples"
-    if not pool.any():
-        pool, where = labelled, "labelled samples"
-    if not pool.any():
-        raise ValueError("no labelled sample to draw a development set from")
-    cand = np.flatnonzero(pool)
-    n = max(1, int(round(frac * len(cand))))
-    pick = np.random.default_rng(seed).choice(cand, n, replace=False)
-    dev = np.zeros(len(ids), dtype=bool)
-    dev[pick] = True
-    return dev, f"{frac:g} of the {len(cand)} {where} ({n} samples, seed {seed})"
-
-
 def format_vector(vec: np.ndarray, names, top: int = 3) -> str:
     order = np.argsort(-vec, kind="stable")[:top]
     return ", ".join(f"{names[j]} {vec[j]:.2f}" for j in order if vec[j] > 0) or "-"
 
 
 def run_match(args) -> int:
-    from ..cluster.match import OTHER, fit_cluster_thresholds, match_clusters, predict_from_clusters, save_match
+    from ..cluster.match import OTHER, fit_cluster_thresholds, predict_from_clusters
     from ..metrics.classification import per_class_scores, report_table
+    from ..workflows.mapping import algorithm1
 
     project = open_project(args.project)
-    ids, assign = project.load_clustering(args.clustering)
-    ids = np.asarray(ids).astype(str)
-    if len(ids) == 0:
-        raise ValueError(f"clustering {args.clustering!r} has no samples")
-    k = int(assign.max()) + 1
-    names, y = project.labels_in_use(list(ids))
-    if not names:
-        raise ValueError(f"{project.path}: these samples have no labels; label a development set first")
-    y = y.astype(float)
-    df = project.samples(ids=list(ids)).set_index("id")
-    split = df.loc[ids, "split"].astype(str).to_numpy()
-    dev, desc = choose_dev(project, ids, y, split, args.dev_from, args.seed)
-    other = not any(n.lower() == OTHER for n in names)
-    match = match_clusters(assign[dev], y[dev], k, other=other)
-    save_match(project, args.clustering, match, names, other=other)
-    cols = names + ([OTHER] if other else [])
+    r = algorithm1(project, args.clustering, dev_from=args.dev_from, seed=args.seed)
+    ids, assign, y, dev, match, names, cols, other = (r.ids, r.assign, r.y, r.dev, r.match, r.label_names,
+                                                      r.columns, r.other)
+    k = len(match.counts)
+    split = project.samples(ids=list(ids))["split"].astype(str).to_numpy()
     sizes = np.bincount(assign, minlength=k)
 
-    print(f"clustering {args.clustering}: {len(ids)} samples, {k} clusters; development set: {desc}")
+    print(f"clustering {args.clustering}: {len(ids)} samples, {k} clusters; development set: {r.dev_description}")
     print(f"{'cluster':>7} {'size':>6} {'n_dev':>6}  label vector (top 3)")
     for c in range(k):
         vec = "UNMATCHED (no development sample)" if not match.matched[c] else format_vector(match.vectors[c], cols)

@@ -8,29 +8,17 @@ import numpy as np
 
 
 def run_algorithm1(project, clustering: str) -> dict:
-    """Map each cluster of ``clustering`` to the mean label vector of its development-set members.
+    """Algorithm 1 on ``clustering`` with the project's development set
+    (``core.workflows.mapping.algorithm1``: the one implementation, with the ``other`` column).
 
     Clusters without a development sample get no vector (they show as unmatched). The vectors
     are stored in the project (source ``algorithm1``); manual overrides are kept as they are.
     Returns ``{"vectors": {cluster: {label: mean}}, "counts": {cluster: n_dev}, "unmatched": [...]}``.
     """
-    from .match import match_clusters, match_to_vectors, save_match
+    from ..workflows.mapping import algorithm1
 
-    ids, assign = project.load_clustering(clustering)
-    if len(assign) == 0:
-        raise ValueError(f"clustering {clustering!r} has no samples")
-    names = project.label_names()
-    if not names:
-        raise ValueError("the project has no labels yet: add labels and label a development set first")
-    dev = set(project.dev_ids())
-    is_dev = np.array([s in dev for s in ids])
-    if not is_dev.any():
-        raise ValueError("the development set is empty: mark labelled samples as development set first")
-    y = project.label_matrix([s for s, d in zip(ids, is_dev) if d], names)
-    match = match_clusters(assign[is_dev], y, int(assign.max()) + 1)
-    save_match(project, clustering, match, names)
-    vectors, counts = match_to_vectors(match, names)
-    return {"vectors": vectors, "counts": counts, "unmatched": [int(k) for k in match.unmatched]}
+    r = algorithm1(project, clustering)
+    return {"vectors": r.vectors, "counts": r.counts, "unmatched": r.unmatched}
 
 
 def cluster_rows(project, clustering: str, *, labels: dict | None = None) -> list[dict]:

@@ -275,7 +275,6 @@ def compute_points(project, ids=None, n_points: int = 1024, seed: int = 0, *,
     """
     from ..jobs import Progress, RateMeter
 
-    kinds = ("mask", "mesh", "volume") if label is not None else ("mask", "mesh")
     failures: list[tuple[str, str]] = []
     if ids is None:
         df = project.samples()
@@ -284,11 +283,12 @@ def compute_points(project, ids=None, n_points: int = 1024, seed: int = 0, *,
         known = [i for i in ids if project.has_sample(i)]
         failures += [(i, "no such sample in the project") for i in ids if i not in set(known)]
         df = project.samples(ids=known) if known else project.samples().iloc[:0]
+    # 'structure' samples are one label of a scan's label map (metadata 'label_value')
     if label is not None:
         has_mask = df["mask_file"].notna()
-        usable = df["kind"].isin(["mask", "mesh"]) | ((df["kind"] == "volume") & has_mask)
+        usable = df["kind"].isin(["mask", "mesh", "structure"]) | ((df["kind"] == "volume") & has_mask)
     else:
-        usable = df["kind"].isin(["mask", "mesh"])
+        usable = df["kind"].isin(["mask", "mesh", "structure"])
     if ids is not None:
         for sid, kind in zip(df.loc[~usable, "id"], df.loc[~usable, "kind"]):
             why = "a volume without a label map" if kind == "volume" else f"kind {kind!r}"
@@ -303,9 +303,18 @@ def compute_points(project, ids=None, n_points: int = 1024, seed: int = 0, *,
     t0 = time.perf_counter()
     saved = False
     try:
-        for i, (sid, kind, geometry) in enumerate(zip(df["id"], df["kind"], df["geometry"])):
+        for i, (sid, kind, geometry, meta) in enumerate(zip(df["id"], df["kind"], df["geometry"],
+                                                             df["metadata"])):
             try:
-                if kind == "mesh":
+                if kind == "structure":
+                    value = (meta or {}).get("label_value")
+                    if value is None:
+                        raise ValueError(f"structure {sid!r} names no label value")
+                    mask = np.asarray(project.load_sample_array(sid, mask=True)) == int(value)
+                    verts, faces = mask_to_mesh(mask, _array_spacing(geometry), name=sid)
+                    if save_meshes:
+                        project.arrays.save(f"meshes/{sid}", verts, faces=faces, durable=False)
+                elif kind == "mesh":
                     mesh = project.arrays.load_extra(f"meshes/{sid}")
                     if "faces" not in mesh:
                         raise ValueError(f"mesh {sid!r}: stored mesh has no 'faces' array")

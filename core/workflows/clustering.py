@@ -1,0 +1,117 @@
+"""Clusterings of a run's embedding: the first one a run gets, explicit re-clustering (a new,
+undoable clustering; the old one keeps its name, mapping and overrides), and the nearest
+existing cluster of new samples."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..project.accessors import default_clustering_name, embedding_key, run_name
+
+
+def kmeans_assign(features, k: int, *, seed: int = 0) -> np.ndarray:
+    """k-means (on l2-normalised rows) -> cluster per row. The one caller of ``core.cluster.kmeans``."""
+    from ..cluster import kmeans
+
+    return kmeans(np.asarray(features, dtype=np.float32), int(k), seed=int(seed))
+
+
+def default_k(project, ids) -> int:
+    """One cluster per label the samples carry, 10 when they carry none."""
+    names, _ = project.labels_in_use(list(ids))
+    return len(names) or 10
+
+
+def first_clustering(project, run_id: int, ids, features, *, method=None, data=None,
+                     n_clusters: int | None = None, seed: int = 0) -> tuple[str, bool]:
+    """The run's clustering: created when the run has none yet (the method's own clusters, e.g.
+    PICA's head, else k-means with ``n_clusters`` or one per label), never replaced when it has
+    one. Returns ``(name, created)``."""
+    existing = project.clustering_names(run_id)
+    if existing and n_clusters is None:
+        active = project.active_clustering_name
+        return (active if active in existing else existing[-1]), False
+    if method is not None and hasattr(method, "predict_clusters") and n_clusters is None:
+        assign = np.asarray(method.predict_clusters(data), dtype=int)
+        base, params = default_clustering_name(run_id, "head"), {"source": "head"}
+    else:
+        k = int(n_clusters or default_k(project, ids))
+        if k < 1:
+            raise ValueError(f"the number of clusters must be >= 1, got {k}")
+        if k > len(ids):
+            raise ValueError(f"{k} clusters exceed the {len(ids)} samples to cluster")
+        assign = kmeans_assign(features, k, seed=seed)
+        base = default_clustering_name(run_id, f"kmeans{k}")
+        params = {"source": "kmeans", "k": k, "seed": seed, "embedding": embedding_key(run_id)}
+    name = project.unique_clustering_name(base)
+    project.save_clustering(name, [str(s) for s in ids], assign, run_id=run_id, params=params)
+    return name, True
+
+
+def recluster(project, run_id: int | None = None, *, k: int | None = None, ids=None, seed: int = 0,
+              name: str | None = None, activate: bool = True, author=None) -> str:
+    """k-means on a run's stored embedding (all of it or only ``ids``) saved as a NEW clustering
+    (an undoable action; the old clustering keeps its name, Algorithm-1 mapping and overrides).
+    Returns the new clustering's name (``run-0001-kmeans6``, ``…-2`` when taken)."""
+    from .runs import pick_embedded_run
+
+    run_id = pick_embedded_run(project, run_id)
+    all_ids, emb = project.embedding(run_id)
+    subset = ids is not None
+    if subset:
+        pos = {s: i for i, s in enumerate(all_ids)}
+        want = list(dict.fromkeys(str(s) for s in ids))
+        missing = [s for s in want if s not in pos]
+        if missing:
+            raise ValueError(f"{len(missing)} ids are not in {embedding_key(run_id)} (first: {missing[0]!r})")
+        sel = np.array([pos[s] for s in want], dtype=int)
+        all_ids, emb = all_ids[sel], emb[sel]
+    k = int(k or default_k(project, all_ids))
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if k > len(all_ids):
+        raise ValueError(f"k={k} exceeds the {len(all_ids)} samples to cluster")
+    assign = kmeans_assign(emb, k, seed=seed)
+    base = name or f"{run_name(run_id)}-kmeans{k}" + ("-subset" if subset else "")
+    new = project.unique_clustering_name(base) if name is None else name
+    runs = project.runs()
+    known = set(runs["id"].astype(int)) if len(runs) else set()
+    project.add_clustering(new, list(all_ids), assign, run_id=run_id if run_id in known else None,
+                           params={"source": "kmeans", "k": k, "seed": seed, "subset": subset,
+                                   "embedding": embedding_key(run_id)},
+                           activate=activate, author=author)
+    return new
+
+
+def centroids(project, clustering: str, ids, features) -> tuple[np.ndarray, np.ndarray]:
+    """``(cluster ids, K x D unit centroids)``: the normalised mean of each cluster's normalised
+    members (k-means here runs on l2-normalised rows), from the stored assignments."""
+    from ..cluster import l2_normalise
+
+    assigned = project.cluster_assignments(clustering)
+    ids = np.asarray(ids).astype(str)
+    rows = np.array([i for i, s in enumerate(ids) if s in assigned], dtype=int)
+    if len(rows) == 0:
+        raise ValueError(f"clustering {clustering!r} has no sample in this embedding")
+    k_of = np.array([assigned[ids[i]] for i in rows])
+    x = l2_normalise(np.asarray(features)[rows])
+    labels = np.unique(k_of)
+    cent = np.stack([x[k_of == k].mean(0) for k in labels])
+    return labels, l2_normalise(cent)
+
+
+def nearest_cluster(cluster_ids: np.ndarray, cents: np.ndarray, features) -> np.ndarray:
+    """The cluster of the nearest centroid (cosine) of each row of ``features``."""
+    from ..cluster import l2_normalise
+
+    f = l2_normalise(np.atleast_2d(np.asarray(features, dtype=np.float32)))
+    return np.asarray(cluster_ids)[np.argmax(f @ cents.T, axis=1)]
+
+
+def run_clustering(project, run_id: int) -> str | None:
+    """The clustering a run is judged by: the active clustering when it belongs to this run,
+    else the run's latest; None when the run has none (another run's clustering never is)."""
+    mine = project.clustering_names(run_id)
+    active = project.active_clustering_name
+    if active in mine:
+        return active
+    return mine[-1] if mine else None
