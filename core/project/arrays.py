@@ -10,11 +10,20 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 
+from .faults import as_write_error, make_dirs, set_file_mode
+
+try:  # POSIX: a writer holds a lock on its temp file, so a cleaner can tell it from an orphan
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
+
 _NAME = re.compile(r"^[A-Za-z0-9_.\-/]+$")
+_TMP = re.compile(r"^\..+\.[A-Za-z0-9_]{6,}\.tmp$")
 
 
 def atomic_write_bytes(path: Path, write, *, durable: bool = True) -> None:
@@ -22,21 +31,72 @@ def atomic_write_bytes(path: Path, write, *, durable: bool = True) -> None:
 
     ``durable=False`` skips the fsync: still atomic (never a half file), but a power cut may
     lose the newest version. For data that can be recomputed (meshes, thumbnails), where the
-    flush dominated the cost of writing thousands of small files."""
+    flush dominated the cost of writing thousands of small files.
+
+    The temp file is locked while it is written (a killed writer's lock goes with it, so
+    :func:`remove_orphan_temps` can tell an orphan from a write in progress) and gets the
+    project's file mode (group-readable, see ``faults.file_mode``) before the rename. A full
+    disk or a read-only folder raises ``DiskFullError`` / ``ReadOnlyError`` naming ``path``,
+    and no temp file is left behind.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        make_dirs(path.parent)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
+            if fcntl is not None:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
             write(fh)
             fh.flush()
             if durable:
                 os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+            set_file_mode(tmp)
+            os.replace(tmp, path)
+            tmp = None
+    except BaseException as exc:
+        if tmp is not None and os.path.exists(tmp):
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        err = as_write_error(exc, path) if isinstance(exc, Exception) else None
+        if err is not None and err is not exc:
+            raise err from exc
         raise
+
+
+def remove_orphan_temps(root: Path, *, min_age_s: float = 2.0) -> list[Path]:
+    """Delete the temp files that killed writes left under ``root`` (``.<name>.<random>.tmp``).
+
+    A temp file whose writer is alive is locked and kept; without ``flock`` (Windows), only
+    temp files older than an hour are removed. Files younger than ``min_age_s`` are kept
+    either way (a writer between creating and locking its file). Returns what was removed.
+    """
+    removed = []
+    now = time.time()
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in filenames:
+            if not _TMP.match(name):
+                continue
+            p = Path(dirpath) / name
+            try:
+                age = now - p.stat().st_mtime
+                if age < min_age_s or (fcntl is None and age < 3600):
+                    continue
+                if fcntl is not None:
+                    with open(p, "rb") as fh:
+                        try:
+                            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        except OSError:
+                            continue  # a live writer holds it
+                        p.unlink()
+                else:
+                    p.unlink()
+                removed.append(p)
+            except OSError:
+                continue
+    return removed
 
 
 def atomic_save_npy(path: Path, array: np.ndarray) -> None:
@@ -46,9 +106,10 @@ def atomic_save_npy(path: Path, array: np.ndarray) -> None:
 class ArrayStore:
     """Named arrays keyed by sample id, stored under ``<project>/arrays``."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, *, read_only: bool = False):
+        # Created on the first write, so a read-only project opens without it.
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.read_only = read_only
 
     def path(self, name: str) -> Path:
         if not _NAME.match(name) or ".." in name:
@@ -66,6 +127,10 @@ class ArrayStore:
         for key, value in extra.items():
             payload[key] = np.asarray(value)
         target = self.path(name)
+        if self.read_only:
+            from .faults import read_only
+
+            raise read_only(target)
         atomic_write_bytes(target, lambda fh: np.savez(fh, **payload), durable=durable)
         return target
 
@@ -92,5 +157,9 @@ class ArrayStore:
 
     def delete(self, name: str) -> None:
         p = self.path(name)
+        if self.read_only:
+            from .faults import read_only
+
+            raise read_only(p)
         if p.exists():
             p.unlink()

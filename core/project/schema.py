@@ -53,7 +53,19 @@ CREATE TABLE IF NOT EXISTS history (
     payload TEXT NOT NULL,
     author  TEXT NOT NULL,
     time    TEXT NOT NULL,
-    undone  INTEGER NOT NULL DEFAULT 0
+    undone  INTEGER NOT NULL DEFAULT 0,
+    session TEXT NOT NULL DEFAULT ''        -- sessions.id of the edit ('' before sessions existed)
+);
+-- Who has a project open for editing: undo/redo only reaches edits of the caller's own session,
+-- of sessions that have ended (closed, or their process is gone), or of the same process, so
+-- two people labelling at once never undo each other's edits.
+CREATE TABLE IF NOT EXISTS sessions (
+    id        TEXT PRIMARY KEY,
+    author    TEXT NOT NULL,
+    host      TEXT NOT NULL,
+    pid       INTEGER NOT NULL,
+    opened_at TEXT NOT NULL,
+    closed_at TEXT
 );
 
 CREATE TABLE IF NOT EXISTS runs (
@@ -102,3 +114,26 @@ CREATE TABLE IF NOT EXISTS session_state (
 
 # version -> SQL that upgrades a database from version-1 to version
 MIGRATIONS: dict[int, str] = {}
+
+# Columns added to existing tables without a schema version bump (a column with a default is
+# read and written correctly by older LatentMap versions too): (table, column) -> declaration.
+# ``Project.open`` adds those a database lacks; new tables come from ``SCHEMA``'s IF NOT EXISTS.
+ADDED_COLUMNS: dict[tuple[str, str], str] = {
+    ("history", "session"): "TEXT NOT NULL DEFAULT ''",
+}
+
+
+def statements(script: str) -> list[str]:
+    """The SQL statements of a script, one by one (``executescript`` would commit first, and
+    schema creation must be one transaction with its check)."""
+    import sqlite3
+
+    out, buf = [], ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            out.append(buf.strip())
+            buf = ""
+    if buf.strip() and sqlite3.complete_statement(buf + ";"):
+        out.append(buf.strip())
+    return [s for s in out if s.strip(" ;\n")]

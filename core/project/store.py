@@ -2,14 +2,22 @@
 
 Every user edit (labels, development-set membership, cluster label overrides) is one SQLite
 transaction and one row of the undo history, so a killed process loses nothing that was
-acknowledged and undo/redo work across sessions.
+acknowledged. Undo/redo reach the edits of this session and of ended ones (closed, or their
+process gone), never those of another session editing at the same time.
+
+A project on a read-only folder (an archive, a shared drive) opens for viewing; a write then
+raises ``ReadOnlyError`` ("read-only: <path>"). A full disk raises ``DiskFullError`` naming the
+file, after the transaction has been rolled back.
 """
 from __future__ import annotations
 
 import getpass
 import json
+import os
+import socket
 import sqlite3
 import threading
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -20,18 +28,12 @@ import numpy as np
 import pandas as pd
 
 from .accessors import RunArrays
-from .arrays import ArrayStore, atomic_save_npy
-from .schema import MIGRATIONS, SCHEMA, SCHEMA_VERSION
+from .arrays import ArrayStore, atomic_save_npy, remove_orphan_temps
+from .faults import (DiskFullError, NewerSchemaError, ProjectError, ReadOnlyError,  # noqa: F401
+                     as_write_error, make_dirs, read_only, set_file_mode)
+from .schema import ADDED_COLUMNS, MIGRATIONS, SCHEMA, SCHEMA_VERSION, statements
 
 DB_NAME = "project.sqlite"
-
-
-class ProjectError(Exception):
-    """A project cannot be opened or an edit is invalid; the message says why."""
-
-
-class NewerSchemaError(ProjectError):
-    pass
 
 
 def now() -> str:
@@ -68,73 +70,164 @@ class SampleRecord:
 class Project(RunArrays):
     """Open with ``Project.open(path)`` or create with ``Project.create(path)``."""
 
-    def __init__(self, path: Path, conn: sqlite3.Connection):
+    def __init__(self, path: Path, conn: sqlite3.Connection, *, read_only: bool = False):
         self.path = Path(path)
         self._conn = conn
         self._lock = threading.RLock()
-        self.arrays = ArrayStore(self.path / "arrays")
+        self.read_only = bool(read_only)
+        self.arrays = ArrayStore(self.path / "arrays", read_only=self.read_only)
+        # Undo scope: one session per open Project; registered with the first undoable edit.
+        self.session = uuid.uuid4().hex
+        self._session_registered = False
 
     # ------------------------------------------------------------------ open/create
     @classmethod
     def create(cls, path, *, name: str | None = None, exist_ok: bool = False) -> "Project":
+        """Create a project (schema in one transaction, so two processes creating the same
+        project at once both succeed); with ``exist_ok`` open the one already there."""
         path = Path(path)
         db = path / DB_NAME
-        if db.exists():
-            if not exist_ok:
-                raise ProjectError(f"{path}: a project already exists here")
-            return cls.open(path)
-        path.mkdir(parents=True, exist_ok=True)
-        conn = cls._connect(db)
-        with conn:
-            conn.executescript(SCHEMA)
-            conn.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            conn.execute("INSERT INTO meta VALUES ('name', ?)", (name or path.name,))
-            conn.execute("INSERT INTO meta VALUES ('created_at', ?)", (now(),))
-        return cls(path, conn)
+        if db.exists() and not exist_ok:
+            raise ProjectError(f"{path}: a project already exists here")
+        try:
+            make_dirs(path)
+        except OSError as exc:
+            raise (as_write_error(exc, path) or ProjectError(f"{path}: cannot create ({exc})")) from exc
+        return cls._open(path, create=True, name=name or path.name, exist_ok=exist_ok)
 
     @classmethod
-    def open(cls, path) -> "Project":
+    def open(cls, path, *, read_only: bool | None = None) -> "Project":
+        """Open a project; ``read_only=None`` opens read-only only where it cannot be written."""
         path = Path(path)
-        db = path / DB_NAME
-        if not db.exists():
+        if not (path / DB_NAME).exists():
             raise ProjectError(f"{path}: not a LatentMap project (no {DB_NAME})")
-        try:
-            conn = cls._connect(db)
-            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        except sqlite3.DatabaseError as exc:
-            raise ProjectError(f"{db}: cannot read the project database ({exc})") from exc
-        version = int(row[0]) if row else 0
-        if version > SCHEMA_VERSION:
-            conn.close()
-            raise NewerSchemaError(
-                f"{path}: this project was written by a newer LatentMap (schema {version}; "
-                f"this version reads up to {SCHEMA_VERSION}). Update LatentMap to open it."
-            )
-        if version < SCHEMA_VERSION:
-            with conn:
-                for v in range(version + 1, SCHEMA_VERSION + 1):
-                    conn.executescript(MIGRATIONS.get(v, ""))
-                conn.executescript(SCHEMA)
-                conn.execute(
-                    "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-                )
-        return cls(path, conn)
+        return cls._open(path, create=False, read_only=read_only)
 
     @classmethod
     def open_or_create(cls, path, **kw) -> "Project":
         return cls.create(path, exist_ok=True, **kw)
 
+    @classmethod
+    def _open(cls, path: Path, *, create: bool, name: str = "", exist_ok: bool = True,
+              read_only: bool | None = None) -> "Project":
+        db = path / DB_NAME
+        if read_only is None:
+            read_only = not create and not _writable(path, db)
+        if read_only:
+            conn = cls._connect_read_only(db)
+        else:
+            conn = None
+            try:
+                conn = cls._connect(db)
+                cls._prepare(conn, db, create=create, name=name, exist_ok=exist_ok)
+            except BaseException as exc:
+                if conn is not None:
+                    conn.close()
+                if not isinstance(exc, sqlite3.Error):
+                    raise
+                err = as_write_error(exc, db)
+                if isinstance(err, ReadOnlyError) and not create:
+                    return cls._open(path, create=False, read_only=True)
+                if err is not None:
+                    raise err from exc
+                raise ProjectError(f"{db}: cannot read the project database ({exc})") from exc
+            set_file_mode(db)
+        project = cls(path, conn, read_only=read_only)
+        if not read_only:
+            remove_orphan_temps(path)   # temp files of writes that a killed process left
+        return project
+
+    @staticmethod
+    def _prepare(conn, db: Path, *, create: bool, name: str, exist_ok: bool) -> None:
+        """Check the schema version; create the schema or upgrade it in one ``BEGIN IMMEDIATE``
+        transaction (idempotent: a second creator waits, then finds everything there)."""
+        state = _schema_state(conn)
+        if state == "current":
+            return
+        if state == "missing" and not create:
+            raise ProjectError(f"{db.parent}: not a LatentMap project (empty {DB_NAME})")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            state = _schema_state(conn)     # another process may have done it meanwhile
+            if state == "missing":
+                for stmt in statements(SCHEMA):
+                    conn.execute(stmt)
+                for key, value in (("schema_version", str(SCHEMA_VERSION)), ("name", name),
+                                   ("created_at", now())):
+                    conn.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, value))
+            elif state != "current":
+                version = int(state)
+                if version > SCHEMA_VERSION:
+                    raise NewerSchemaError(
+                        f"{db.parent}: this project was written by a newer LatentMap (schema "
+                        f"{version}; this version reads up to {SCHEMA_VERSION}). Update LatentMap "
+                        "to open it.")
+                for v in range(version + 1, SCHEMA_VERSION + 1):
+                    for stmt in statements(MIGRATIONS.get(v, "")):
+                        conn.execute(stmt)
+                for stmt in statements(SCHEMA):
+                    conn.execute(stmt)
+                _add_columns(conn)
+                conn.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
+                             (str(SCHEMA_VERSION),))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
     @staticmethod
     def _connect(db: Path) -> sqlite3.Connection:
         # isolation_level=None: we issue BEGIN ourselves so every edit is an explicit transaction.
         conn = sqlite3.connect(str(db), isolation_level=None, check_same_thread=False, timeout=30)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA foreign_keys=ON")
+        try:
+            conn.execute("PRAGMA busy_timeout=30000")
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+        except BaseException:
+            conn.close()
+            raise
         return conn
+
+    @staticmethod
+    def _connect_read_only(db: Path) -> sqlite3.Connection:
+        """``mode=ro``; where SQLite cannot even create its WAL index (a read-only folder with
+        no ``-shm`` file), ``immutable=1``: nobody can change the files there anyway."""
+        from urllib.parse import quote
+
+        uri = "file:" + quote(str(db.resolve()))
+        last = None
+        for opts in ("?mode=ro", "?mode=ro&immutable=1"):
+            try:
+                conn = sqlite3.connect(uri + opts, uri=True, isolation_level=None,
+                                       check_same_thread=False, timeout=30)
+            except sqlite3.Error as exc:
+                last = exc
+                continue
+            try:
+                row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            except sqlite3.Error as exc:
+                conn.close()
+                last = exc
+                continue
+            version = int(row[0]) if row else 0
+            if version > SCHEMA_VERSION:
+                conn.close()
+                raise NewerSchemaError(
+                    f"{db.parent}: this project was written by a newer LatentMap (schema {version}; "
+                    f"this version reads up to {SCHEMA_VERSION}). Update LatentMap to open it.")
+            return conn
+        raise ProjectError(f"{db}: cannot read the project database ({last})")
 
     def close(self) -> None:
         with self._lock:
+            if self._session_registered and not self.read_only:
+                try:
+                    self._conn.execute("UPDATE sessions SET closed_at=? WHERE id=?", (now(), self.session))
+                except sqlite3.Error:
+                    pass  # closing must not fail (a full disk, a lost drive): the pid check covers it
             self._conn.close()
 
     def __enter__(self):
@@ -162,16 +255,33 @@ class Project(RunArrays):
     # ------------------------------------------------------------------ sql helpers
     @contextmanager
     def transaction(self):
-        """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolls back on any exception."""
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``; rolls back on any exception.
+
+        The cause is what is raised: SQLite rolls a transaction back by itself after some
+        errors (a full disk), so ROLLBACK is issued only while a transaction is open. A full
+        disk or a read-only project raises ``DiskFullError`` / ``ReadOnlyError``."""
+        db = self.path / DB_NAME
+        if self.read_only:
+            raise read_only(self.path)
         with self._lock:
             c = self._conn
-            c.execute("BEGIN IMMEDIATE")
             try:
-                yield c
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
-            c.execute("COMMIT")
+                c.execute("BEGIN IMMEDIATE")
+                try:
+                    yield c
+                    c.execute("COMMIT")
+                except BaseException:
+                    if c.in_transaction:
+                        try:
+                            c.execute("ROLLBACK")
+                        except sqlite3.Error:
+                            pass
+                    raise
+            except sqlite3.Error as exc:
+                err = as_write_error(exc, db)
+                if err is None:
+                    raise
+                raise err from exc
 
     def query(self, sql: str, params: Sequence = ()) -> list[tuple]:
         with self._lock:
@@ -251,6 +361,8 @@ class Project(RunArrays):
 
     def save_sample_array(self, rel: str, array: np.ndarray) -> str:
         """Write one array file for samples (atomically); returns the relative path to record."""
+        if self.read_only:
+            raise read_only(self.path / rel)
         atomic_save_npy(self.path / rel, array)
         return rel
 
@@ -456,18 +568,42 @@ class Project(RunArrays):
 
     # ------------------------------------------------------------------ undo / redo
     def _push_history(self, c, kind: str, payload: dict, author: str, t: str) -> None:
-        # A new action discards the redo branch, as every editor does.
-        c.execute("DELETE FROM history WHERE undone=1")
+        if not self._session_registered:
+            c.execute("INSERT OR IGNORE INTO sessions (id, author, host, pid, opened_at)"
+                      " VALUES (?,?,?,?,?)", (self.session, author, _HOST, os.getpid(), t))
+            self._session_registered = True
+        # A new action discards the redo branch (of the edits this session may redo).
+        others, params = self._other_live_sessions(c)
+        c.execute(f"DELETE FROM history WHERE undone=1{others}", params)
         c.execute(
-            "INSERT INTO history (kind, payload, author, time) VALUES (?,?,?,?)",
-            (kind, json.dumps(payload), author, t),
+            "INSERT INTO history (kind, payload, author, time, session) VALUES (?,?,?,?,?)",
+            (kind, json.dumps(payload), author, t, self.session),
         )
 
+    def _other_live_sessions(self, c=None) -> tuple[str, list]:
+        """SQL condition (`` AND session NOT IN (...)``) leaving out the edits of sessions that
+        are editing now in another process; sessions whose process is gone count as ended."""
+        c = c or self._conn
+        live = []
+        pid = os.getpid()
+        for sid, host, spid in c.execute(
+                "SELECT id, host, pid FROM sessions WHERE closed_at IS NULL AND id != ?", (self.session,)):
+            if host == _HOST and (spid == pid or not _pid_alive(spid)):
+                continue            # this process's other Project objects, or a killed process
+            live.append(sid)
+        if not live:
+            return "", []
+        return f" AND session NOT IN ({','.join('?' * len(live))})", live
+
     def can_undo(self) -> bool:
-        return bool(self.query("SELECT 1 FROM history WHERE undone=0 LIMIT 1"))
+        with self._lock:
+            others, params = self._other_live_sessions()
+            return bool(self.query(f"SELECT 1 FROM history WHERE undone=0{others} LIMIT 1", params))
 
     def can_redo(self) -> bool:
-        return bool(self.query("SELECT 1 FROM history WHERE undone=1 LIMIT 1"))
+        with self._lock:
+            others, params = self._other_live_sessions()
+            return bool(self.query(f"SELECT 1 FROM history WHERE undone=1{others} LIMIT 1", params))
 
     def history(self) -> pd.DataFrame:
         with self._lock:
@@ -484,14 +620,15 @@ class Project(RunArrays):
         author = author or default_author()
         t = now()
         with self.transaction() as c:
+            others, params = self._other_live_sessions(c)
             if undo:
                 row = c.execute(
-                    "SELECT id, kind, payload FROM history WHERE undone=0 ORDER BY id DESC LIMIT 1"
-                ).fetchone()
+                    f"SELECT id, kind, payload FROM history WHERE undone=0{others}"
+                    " ORDER BY id DESC LIMIT 1", params).fetchone()
             else:
                 row = c.execute(
-                    "SELECT id, kind, payload FROM history WHERE undone=1 ORDER BY id ASC LIMIT 1"
-                ).fetchone()
+                    f"SELECT id, kind, payload FROM history WHERE undone=1{others}"
+                    " ORDER BY id ASC LIMIT 1", params).fetchone()
             if row is None:
                 return None
             hid, kind, payload = row[0], row[1], json.loads(row[2])
@@ -555,7 +692,11 @@ class Project(RunArrays):
 
     def run_dir(self, run_id: int) -> Path:
         d = self.path / "runs" / f"{int(run_id):04d}"
-        d.mkdir(parents=True, exist_ok=True)
+        if not self.read_only:
+            try:
+                make_dirs(d)
+            except OSError as exc:
+                raise (as_write_error(exc, d) or exc) from exc
         return d
 
     # ------------------------------------------------------------------ clusterings
@@ -668,6 +809,50 @@ class Project(RunArrays):
             "n_runs": len(self.runs()),
             "arrays": self.arrays.names(),
         }
+
+
+_HOST = socket.gethostname()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError, ValueError):
+        return True
+    return True
+
+
+def _writable(path: Path, db: Path) -> bool:
+    """Whether SQLite can write here (the folder for its -wal/-shm files, and the database)."""
+    return os.access(path, os.W_OK) and os.access(db, os.W_OK)
+
+
+def _schema_state(conn) -> str:
+    """'missing' (no schema yet), 'current', or the version number of an older/newer schema."""
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone():
+        return "missing"
+    row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    if row is None:
+        return "missing"
+    version = int(row[0])
+    if version != SCHEMA_VERSION:
+        return str(version)
+    for (table, column) in ADDED_COLUMNS:
+        cols = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in cols:
+            return str(version)
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='sessions'").fetchone():
+        return str(version)
+    return "current"
+
+
+def _add_columns(conn) -> None:
+    for (table, column), decl in ADDED_COLUMNS.items():
+        cols = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+        if cols and column not in cols:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
 
 def _chunks(seq, n):

@@ -1,0 +1,126 @@
+"""Project store under faults: two processes creating one project, two sessions labelling at
+once, a read-only copy, a full disk (a file-size limit), orphan temp files, file modes."""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from core.io import import_source
+from core.project import DiskFullError, Project, ReadOnlyError
+from core.project.arrays import atomic_save_npy
+from core.project.store import DB_NAME
+from tests.conftest import DATA, ROOT, need
+
+PY = sys.executable
+
+
+def _create(path, barrier, out):
+    try:
+        barrier.wait(timeout=60)
+        with Project.open_or_create(path) as p:
+            out.put(("ok", p.schema_version, p.count()))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent
+        out.put(("error", f"{type(exc).__name__}: {exc}", 0))
+
+
+def test_processes_creating_one_project_at_once_all_succeed(tmp_path):
+    ctx = mp.get_context("spawn")
+    for trial in range(2):
+        path = tmp_path / f"p{trial}"
+        n = 3
+        barrier, out = ctx.Barrier(n), ctx.Queue()
+        procs = [ctx.Process(target=_create, args=(path, barrier, out)) for _ in range(n)]
+        for pr in procs:
+            pr.start()
+        results = [out.get(timeout=120) for _ in range(n)]
+        for pr in procs:
+            pr.join(timeout=60)
+        assert all(r[0] == "ok" for r in results), results
+        with Project.open(path) as p:
+            assert p.meta("name") == f"p{trial}"
+            assert len(p.query("SELECT * FROM meta WHERE key='schema_version'")) == 1
+
+
+def _labeller(path, ids, label, rounds, start, out):
+    """Label, undo, redo in a loop; report any state another session changed under us."""
+    try:
+        p = Project.open(path)
+        start.wait(timeout=60)
+        wrong = 0
+        for r in range(rounds):
+            sid = ids[r % len(ids)]
+            had = label in p.labels([sid])[sid]
+            assert p.set_label([sid], label, not had, author=label) == 1
+            undone = p.undo()
+            if undone is None or undone.get("label") != label or undone["changes"][0][0] != sid:
+                wrong += 1
+            if (label in p.labels([sid])[sid]) != had:
+                wrong += 1
+            redone = p.redo()
+            if redone is None or redone.get("label") != label or redone["changes"][0][0] != sid:
+                wrong += 1
+        p.close()
+        out.put(("ok", wrong))
+    except BaseException as exc:  # noqa: BLE001
+        out.put(("error", f"{type(exc).__name__}: {exc}"))
+
+
+def test_two_sessions_labelling_at_once_never_undo_each_other(tmp_path):
+    path = tmp_path / "proj"
+    with Project.create(path) as p:
+        assert import_source(p, need(DATA / "dicom_samples")).imported == 6
+        ids = p.sample_ids()
+    ctx = mp.get_context("spawn")
+    start, out = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_labeller, args=(path, ids[:3], "alice", 40, start, out)),
+             ctx.Process(target=_labeller, args=(path, ids[3:], "bob", 40, start, out))]
+    for pr in procs:
+        pr.start()
+    results = [out.get(timeout=300) for _ in procs]
+    for pr in procs:
+        pr.join(timeout=60)
+    assert results == [("ok", 0), ("ok", 0)]
+    with Project.open(path) as p:   # both sessions ended: their edits are undoable again
+        assert p.can_undo()
+        assert p.history()["session"].nunique() == 2
+
+
+def test_undo_skips_a_live_session_in_another_process_then_reaches_it_once_it_is_gone(tmp_path):
+    path = tmp_path / "proj"
+    with Project.create(path) as p:
+        assert import_source(p, need(DATA / "dicom_samples" / "CT_small.dcm")).imported == 1
+        sid = p.sample_ids()[0]
+    me = Project.open(path)
+    me.set_label([sid], "mine", author="alice")
+    script = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(ROOT)!r})
+        from core.project import Project
+        p = Project.open({str(path)!r})
+        p.set_label([{sid!r}], "theirs", author="bob")
+        print("ack", flush=True)
+        time.sleep(120)
+    """)
+    proc = subprocess.Popen([PY, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ack"
+        assert me.undo()["label"] == "mine"          # not bob's newer edit
+        assert me.labels([sid])[sid] == ["theirs"]
+        assert not me.can_undo()
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+        proc.stdout.close()
+    assert me.can_undo()                              # bob's process is gone: his edit is reachable
+    assert me.undo()["label"] == "theirs"
+    me.close()
