@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..jobs import Progress, RateMeter
+from ..jobs import distributed as dist
 from .base import Method
 
 __all__ = ["pui_loss", "PICA"]
@@ -207,6 +208,7 @@ class PICA(Method):
         meter = RateMeter(max(0, (int(self.epochs) - self.epoch_) * per_epoch - self.step_))
         eval_idx = self._eval_index(n)
         model, opt, dev = self.model_, self.optimizer_, self.device_
+        model = self.model_ = dist.prepare(model)  # torchrun: global-batch BN, rank 0's weights
         r = int(self.n_repeat)
         while self.epoch_ < int(self.epochs):
             epoch = self.epoch_
@@ -220,12 +222,17 @@ class PICA(Method):
                 x = to_unit_tensor(data.x[idx], dev)
                 xo = weak_augment(x, generator=g)
                 xp = strong_augment(x.repeat(r, 1, 1, 1), generator=g)
+                if dist.active():  # this rank's rows of the global batch, augmented as on one process
+                    xo, xp = xo[dist.local_rows(len(idx))], xp[dist.local_rows_repeated(len(idx), r)]
                 with autocast(dev):
                     lo = model(xo, heads=[head])[0]
                     lp = model(xp, heads=[head])[0]
+                # PUI matrix and prior over the global batch (identity on one process)
+                lo, lp = dist.gather_rows(lo), dist.gather_repeated(lp, r)
                 loss, l_pui, l_prior = pui_loss(lo, lp, lam=self.lam, prior=self.prior, alpha=self.alpha)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                dist.sync_gradients(model)
                 opt.step()
                 self.step_ += 1
                 self.global_step_ += 1

@@ -1,0 +1,440 @@
+"""Data-parallel training on ``torch.distributed``: process group, ranks, the global batch split
+over ranks, gradients and batch statistics summed over ranks, rank-0 side effects, cancel.
+
+Launch with ``torchrun --nproc-per-node N -m core.cli train METHOD ...`` (multi-node: add
+``--nnodes M --rdzv-backend c10d --rdzv-endpoint HOST:PORT`` on every node) or, on one node,
+``latentmap train METHOD ... --nproc N`` (which calls ``torch.distributed.run`` itself). Every
+rank runs the same method code; NCCL is the backend on GPUs, Gloo on CPUs.
+
+The scheme keeps a run on W ranks the same computation as on one process with the same global
+batch (the equivalence tests check parameters after a few steps):
+
+* every rank draws the same seeded order and the same global batch of indices each step, and
+  forwards only its contiguous block of it (``local_rows``); augmentations are drawn for the
+  whole global batch from the step's generator and sliced, so each sample sees the same
+  augmentation at any world size;
+* losses that need the global batch (PICA's partition-uncertainty matrix and cluster-size
+  prior) see it through ``gather_rows`` (``torch.distributed.nn.functional.all_gather``, which
+  carries gradients back to the rank that produced each row);
+* batch statistics are global: ``sync_batchnorm`` swaps BatchNorm for ``torch.nn.SyncBatchNorm``
+  on GPUs and for ``GlobalBatchNorm`` (same statistics through the same autograd all-gather) on
+  CPUs, where PyTorch's SyncBatchNorm refuses to run;
+* after ``backward`` the gradients are averaged over ranks (``sync_gradients``), the
+  all-reduce DistributedDataParallel performs. Methods here run several forward passes per
+  step (two views, alternating heads), which the DDP wrapper's reducer does not support; the
+  arithmetic is the same. ``wrap_ddp`` is there for single-forward training loops.
+
+Each rank's loss is written so that the global objective is the mean of the ranks' losses (a
+mean over the local rows, or the same global loss on every rank); the autograd collectives sum
+over ranks and ``sync_gradients`` divides by W, which gives exactly the one-process gradient.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+
+import numpy as np
+
+__all__ = ["Context", "launched", "init", "shutdown", "active", "rank", "world_size", "is_main",
+           "local_rows", "gather_rows", "gather_repeated", "all_gather_array", "sync_gradients",
+           "sync_batchnorm", "broadcast_module", "prepare", "any_rank", "barrier", "distributed_sampler",
+           "wrap_ddp", "GlobalBatchNorm", "launch_local", "RankJob"]
+
+
+@dataclass
+class Context:
+    rank: int
+    world_size: int
+    local_rank: int
+    backend: str
+    device: str
+
+
+_CTX: Context | None = None
+
+
+# --------------------------------------------------------------------------- process group
+def launched() -> bool:
+    """True inside a process started by torchrun (or ``--nproc``) with more than one rank."""
+    return "RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def init(device: str = "auto", *, timeout_s: float = 600.0) -> Context:
+    """Join the process group torchrun described in the environment (idempotent).
+
+    NCCL on CUDA (one GPU per local rank), Gloo on CPU. ``device`` is the method's device
+    choice: "cpu" forces Gloo even where GPUs exist."""
+    global _CTX
+    import torch
+    import torch.distributed as dist
+
+    if _CTX is not None:
+        return _CTX
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = device != "cpu" and torch.cuda.is_available()
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device=cuda was asked for but no CUDA device is available")
+    backend = "nccl" if use_cuda else "gloo"
+    dev = f"cuda:{local_rank % max(torch.cuda.device_count(), 1)}" if use_cuda else "cpu"
+    if use_cuda:
+        torch.cuda.set_device(torch.device(dev))
+    if not dist.is_initialized():
+        dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
+    _CTX = Context(dist.get_rank(), dist.get_world_size(), local_rank, backend, dev)
+    return _CTX
+
+
+def shutdown() -> None:
+    global _CTX
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    _CTX = None
+
+
+def context() -> Context | None:
+    return _CTX
+
+
+def active() -> bool:
+    """A process group of more than one rank is up."""
+    return _CTX is not None and _CTX.world_size > 1
+
+
+def rank() -> int:
+    return _CTX.rank if _CTX is not None else 0
+
+
+def world_size() -> int:
+    return _CTX.world_size if _CTX is not None else 1
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def device(default):
+    """The device this rank trains on when distributed (its GPU or the CPU), else ``default``."""
+    if _CTX is None:
+        return default
+    import torch
+
+    return torch.device(_CTX.device)
+
+
+def barrier() -> None:
+    if active():
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+# --------------------------------------------------------------------------- the global batch
+def local_rows(n: int) -> slice:
+    """This rank's contiguous block of a global batch of ``n`` rows (all of it on one process).
+
+    The global batch must split evenly, so that every rank's mean loss has the same weight."""
+    w = world_size()
+    if n % w:
+        raise ValueError(f"a global batch of {n} does not split evenly over {w} processes: "
+                         f"choose a batch size divisible by {w}")
+    m = n // w
+    return slice(rank() * m, (rank() + 1) * m)
+
+
+def local_rows_repeated(n: int, repeat: int):
+    """Row indices of this rank's share of ``repeat`` stacked copies of an n-row batch
+    (``[1..n, 1..n, ...]``): its block within every copy, copies kept together."""
+    s = local_rows(n)
+    return np.concatenate([np.arange(s.start, s.stop) + c * n for c in range(repeat)])
+
+
+def gather_rows(x):
+    """Concatenate every rank's rows in rank order, with gradients flowing back to each rank."""
+    if not active():
+        return x
+    import torch
+    import torch.distributed.nn.functional as dnn
+
+    return torch.cat(dnn.all_gather(x.contiguous()), 0)
+
+
+def gather_repeated(x, repeat: int):
+    """Gather ``repeat`` stacked copies of each rank's block (``local_rows_repeated`` order) into
+    ``repeat`` stacked copies of the global batch, with gradients."""
+    if not active():
+        return x
+    import torch
+    import torch.distributed.nn.functional as dnn
+
+    parts = dnn.all_gather(x.contiguous())
+    m = x.shape[0] // repeat
+    blocks = [p.reshape(repeat, m, *x.shape[1:]) for p in parts]
+    return torch.cat(blocks, 1).reshape(repeat * m * len(parts), *x.shape[1:])
+
+
+def all_gather_array(a: np.ndarray) -> np.ndarray:
+    """Every rank's rows of a NumPy array (sizes may differ), concatenated in rank order."""
+    if not active():
+        return a
+    import torch.distributed as dist
+
+    out = [None] * world_size()
+    dist.all_gather_object(out, np.ascontiguousarray(a))
+    return np.concatenate(out, 0)
+
+
+def broadcast_object(obj, src: int = 0):
+    if not active():
+        return obj
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def distributed_sampler(n: int, *, seed: int, epoch: int, drop_last: bool = False):
+    """``torch.utils.data.DistributedSampler`` over ``range(n)`` with the run's seed, at ``epoch``."""
+    from torch.utils.data import DistributedSampler
+
+    s = DistributedSampler(range(n), num_replicas=world_size(), rank=rank(), shuffle=True,
+                           seed=int(seed), drop_last=drop_last)
+    s.set_epoch(int(epoch))
+    return s
+
+
+# --------------------------------------------------------------------------- gradients, BN
+def sync_gradients(params) -> None:
+    """Average the gradients of ``params`` (a module or an iterable of parameters) over ranks,
+    in flat buckets, as DistributedDataParallel's reducer does after ``backward``."""
+    if not active():
+        return
+    import torch
+    import torch.distributed as dist
+    from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
+
+    if isinstance(params, torch.nn.Module):
+        params = params.parameters()
+    grads = [p.grad for p in params if p.grad is not None]
+    w = world_size()
+    by_kind: dict = {}
+    for g in grads:
+        by_kind.setdefault((g.dtype, g.device), []).append(g)
+    for group in by_kind.values():
+        for bucket in _buckets(group, 25 * 2 ** 20):
+            flat = _flatten_dense_tensors(bucket)
+            dist.all_reduce(flat)
+            flat /= w
+            for g, v in zip(bucket, _unflatten_dense_tensors(flat, bucket)):
+                g.copy_(v)
+
+
+def _buckets(tensors, max_bytes):
+    cur, size = [], 0
+    for t in tensors:
+        nbytes = t.numel() * t.element_size()
+        if cur and size + nbytes > max_bytes:
+            yield cur
+            cur, size = [], 0
+        cur.append(t)
+        size += nbytes
+    if cur:
+        yield cur
+
+
+def broadcast_module(module) -> None:
+    """Copy rank 0's parameters and buffers to every rank (identical start)."""
+    if not active():
+        return
+    import torch
+    import torch.distributed as dist
+
+    with torch.no_grad():
+        for t in list(module.parameters()) + list(module.buffers()):
+            dist.broadcast(t.data, src=0)
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every rank when ``flag`` is true on any of them (one small all-reduce)."""
+    if not active():
+        return bool(flag)
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor([1 if flag else 0], dtype=torch.int32,
+                     device=_CTX.device if _CTX.backend == "nccl" else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+@functools.lru_cache(maxsize=1)
+def _global_batchnorm_cls():
+    import torch
+    import torch.distributed.nn.functional as dnn
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    class GlobalBatchNorm(_BatchNorm):
+        """BatchNorm whose training statistics are over the global batch of all ranks.
+
+        Same parameters, buffers and state-dict keys as ``nn.BatchNorm1d/2d/3d``; statistics
+        are a two-pass mean and biased variance over every rank's rows (sums gathered with
+        gradients), the running variance unbiased over the global count, as SyncBatchNorm."""
+
+        def _check_input_dim(self, x):
+            if x.dim() < 2:
+                raise ValueError(f"expected at least 2D input (got {x.dim()}D input)")
+
+        def forward(self, x):
+            if not (self.training and active()):
+                return super().forward(x)
+            dims = [0] + list(range(2, x.dim()))
+            shape = [1, -1] + [1] * (x.dim() - 2)
+            count = x.numel() // x.shape[1] * world_size()
+            total = torch.stack(dnn.all_gather(x.sum(dims))).sum(0)
+            mean = total / count
+            xc = x - mean.view(shape)
+            sq = torch.stack(dnn.all_gather((xc * xc).sum(dims))).sum(0)
+            var = sq / count
+            y = xc * torch.rsqrt(var + self.eps).view(shape)
+            if self.affine:
+                y = y * self.weight.view(shape) + self.bias.view(shape)
+            if self.track_running_stats:
+                with torch.no_grad():
+                    self.num_batches_tracked.add_(1)
+                    m = (1.0 / float(self.num_batches_tracked) if self.momentum is None
+                         else self.momentum)
+                    self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
+                    unbiased = var.detach() * (count / max(count - 1, 1))
+                    self.running_var.mul_(1 - m).add_(unbiased, alpha=m)
+            return y
+
+    return GlobalBatchNorm
+
+
+def __getattr__(name):
+    if name == "GlobalBatchNorm":
+        return _global_batchnorm_cls()
+    raise AttributeError(name)
+
+
+def sync_batchnorm(module):
+    """Make every BatchNorm of ``module`` use global-batch statistics when distributed (in place
+    where possible; returns the module). The same Parameter objects are kept, so an optimizer
+    built before still updates them."""
+    if not active():
+        return module
+    import torch
+
+    if _CTX.backend == "nccl":
+        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    cls = _global_batchnorm_cls()
+    return _convert(module, cls)
+
+
+def _convert(module, cls):
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    if isinstance(module, _BatchNorm) and not isinstance(module, cls):
+        new = cls(module.num_features, module.eps, module.momentum, module.affine,
+                  module.track_running_stats)
+        if module.affine:
+            new.weight = module.weight
+            new.bias = module.bias
+        if module.track_running_stats:
+            new.running_mean = module.running_mean
+            new.running_var = module.running_var
+            new.num_batches_tracked = module.num_batches_tracked
+        new.train(module.training)
+        return new
+    for name, child in module.named_children():
+        new = _convert(child, cls)
+        if new is not child:
+            setattr(module, name, new)
+    return module
+
+
+def prepare(module):
+    """Ready a method's model for data-parallel steps (no-op on one process): global-batch
+    BatchNorm and rank 0's weights on every rank."""
+    if not active():
+        return module
+    module = sync_batchnorm(module)
+    broadcast_module(module)
+    return module
+
+
+def wrap_ddp(module, **kw):
+    """``DistributedDataParallel(module)`` on this rank's device (the module itself when not
+    distributed), for training loops with one forward per step."""
+    if not active():
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [int(_CTX.device.split(":")[1])] if _CTX.backend == "nccl" else None
+    return DistributedDataParallel(module, device_ids=ids, **kw)
+
+
+# --------------------------------------------------------------------------- jobs
+class _RankSteps:
+    """Delegates to a method; its ``steps`` asks every rank after each step whether any rank
+    wants to stop, so a cancel on one rank reaches all within that step."""
+
+    def __init__(self, method, job_ref):
+        self._method = method
+        self._job_ref = job_ref
+
+    def __getattr__(self, name):
+        return getattr(self._method, name)
+
+    def steps(self, data, *, resume=None):
+        gen = self._method.steps(data, resume=resume)
+        try:
+            for p in gen:
+                job = self._job_ref()
+                if any_rank(job is not None and job.cancel_requested) and job is not None:
+                    job.cancel()
+                yield p
+        finally:
+            gen.close()
+
+
+def RankJob(method, data, *, project=None, **kw):
+    """A ``core.jobs.Job`` for this rank: rank 0 records the run, writes checkpoints and reports
+    progress; the other ranks train without side effects. Every rank stops at the same step when
+    any of them is cancelled."""
+    import weakref
+
+    from .job import Job
+
+    if not active():
+        return Job(method, data, project=project, **kw)
+    if not is_main():
+        kw = {k: v for k, v in kw.items() if k in ("resume", "name")}
+        project = None
+    holder: list = []
+    job = Job(_RankSteps(method, lambda: holder[0]() if holder else None), data, project=project,
+              **kw)
+    holder.append(weakref.ref(job))
+    job.method_ = method
+    return job
+
+
+# --------------------------------------------------------------------------- launcher
+def launch_local(nproc: int, argv: list[str], *, module: str = "core.cli") -> int:
+    """Run ``python -m module argv...`` on ``nproc`` local ranks through ``torch.distributed.run``
+    (``--standalone``: a rendezvous on a free local port). Returns the launcher's exit status."""
+    from torch.distributed import run as torchrun
+
+    args = ["--nproc-per-node", str(int(nproc)), "--standalone", "-m", module, *argv]
+    try:
+        torchrun.main(args)
+    except SystemExit as exc:  # torchrun exits on failure with the child's status
+        return int(exc.code or 0)
+    except Exception as exc:  # ChildFailedError: the children's tracebacks are already printed
+        print(f"distributed run failed: {exc}")
+        return 1
+    return 0
