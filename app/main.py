@@ -25,7 +25,7 @@ def sample_project_path() -> Path:
 def ensure_sample_project(app) -> Path | None:
     """Build the sample project on first use (import, points, a short DeepDiffusion training,
     clusters, Algorithm 1) in the background behind a progress dialog; None if cancelled."""
-    from core.sample_project import build_sample_project, is_complete
+    from core.sample_project import is_complete
 
     target = sample_project_path()
     if is_complete(target):
@@ -33,7 +33,8 @@ def ensure_sample_project(app) -> Path | None:
     from qtpy.QtCore import QEventLoop, Qt
     from qtpy.QtWidgets import QProgressDialog
 
-    from app._qt.jobs import FunctionTask, QtJob
+    from app._qt.jobs import run_steps
+    from core.sample_project import sample_project_steps
 
     dlg = QProgressDialog("Preparing the sample project…", "Cancel", 0, 1000)
     dlg.setWindowTitle("LatentMap: first run")
@@ -44,25 +45,17 @@ def ensure_sample_project(app) -> Path | None:
     dlg.setAutoReset(False)
     stage = {"text": "Preparing the sample project…"}
 
-    def work(report, cancelled):
-        def log(line: str) -> None:
-            print(line, flush=True)
-            stage["text"] = line.replace("sample project: ", "").capitalize()
-            report(0, 1000, stage["text"])
+    def log(line: str) -> None:
+        print(line, flush=True)
+        stage["text"] = line.replace("sample project: ", "").capitalize()
 
-        def on_progress(p) -> None:
-            frac = p.fraction
-            report(int(1000 * frac) if frac is not None else 0, 1000, stage["text"])
-
-        return build_sample_project(target, on_progress=on_progress, log=log)
-
-    job = QtJob(FunctionTask(work, name="sample"), None)
+    job = run_steps(lambda: sample_project_steps(target, log=log), name="sample")
     loop = QEventLoop()
 
     def progress(p):
-        dlg.setLabelText(p.message or stage["text"])
-        if p.steps_per_epoch:
-            dlg.setValue(int(p.step))
+        dlg.setLabelText(stage["text"] + (f"\n{p.message[-70:]}" if p.message else ""))
+        frac = p.fraction
+        dlg.setValue(int(1000 * frac) if frac is not None else 0)
 
     job.progress.connect(progress)
     job.done.connect(lambda *_: loop.quit())

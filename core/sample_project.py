@@ -35,13 +35,28 @@ def build_sample_project(dest: Path | None = None, *, epochs: int = DEFAULT_EPOC
     Built in a temporary folder and renamed at the end, so an interrupted build never leaves
     a half project that would be opened next time.
     """
-    from .jobs import Job
+    gen = sample_project_steps(dest, epochs=epochs, log=log)
+    try:
+        while True:
+            p = next(gen)
+            if on_progress:
+                on_progress(p)
+    except StopIteration as stop:
+        return stop.value
+
+
+def sample_project_steps(dest: Path | None = None, *, epochs: int = DEFAULT_EPOCHS,
+                         log: Callable[[str], None] = print):
+    """Generator (``core.jobs.Progress`` per step; closing it stops the build) behind
+    :func:`build_sample_project`; returns the project's path."""
+    from .jobs import Progress
     from .methods.registry import get_method
     from .project import Project
     from .workflows.apply import apply_run
     from .workflows.derive import import_and_derive_steps
     from .workflows.mapping import algorithm1
     from .workflows.runs import load_method_data
+    from .workflows.training import train_steps
 
     dest = Path(dest or default_location())
     if is_complete(dest):
@@ -50,21 +65,17 @@ def build_sample_project(dest: Path | None = None, *, epochs: int = DEFAULT_EPOC
     shutil.rmtree(tmp, ignore_errors=True)
     project = Project.create(tmp, name="LatentMap sample: adrenal gland shapes")
     log(f"sample project: importing {COHORT.name} and sampling surface points")
-    gen = import_and_derive_steps(project, [COHORT], n_points=1024)
-    try:
-        while True:
-            p = next(gen)
-            if on_progress:
-                on_progress(p)
-    except StopIteration as stop:
-        report = stop.value
+    report = yield from import_and_derive_steps(project, [COHORT], n_points=1024)
     log(f"sample project: {report.import_report.imported} shapes imported, "
         f"{len(report.points_ids) - len(report.points_failed)} point clouds")
     method = get_method("deepdiffusion")(epochs=epochs, batch_size=16, seed=0, out_dim=64, eval_every=0)
     data = load_method_data(project, method)
     log(f"sample project: training DeepDiffusion for {epochs} epochs on {int((data.split == 'train').sum())} shapes")
-    job = Job(method, data, project=project, on_progress=on_progress, name="deepdiffusion")
-    job.run()
+    job = yield from train_steps(project, method, data, name="deepdiffusion")
+    if job.status != "finished":
+        project.close()
+        raise RuntimeError(f"sample project: training {job.status}")
+    yield Progress(step=0, global_step=0, message="embedding, projecting and clustering")
     for line in apply_run(project, method, job.run_id, data=data, n_clusters=6):
         log(f"sample project: {line}")
     # A development set of 10% of the training shapes, both classes present.

@@ -11,8 +11,8 @@ from qtpy.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QHBoxLayout
                             QLabel, QMenu, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem,
                             QVBoxLayout, QWidget)
 
-from app._qt.jobs import FunctionTask, QtJob
-from core.cluster.mapping import cluster_rows, run_algorithm1
+from app._qt.jobs import QtJob, run_steps
+from core.cluster.mapping import cluster_rows
 
 COLUMNS = ["cluster", "size", "members", "purity", "dev", "Algorithm 1", "override", "status"]
 THUMB = 40
@@ -168,10 +168,9 @@ class ClustersPanel(QWidget):
             self.selection.select(self.rows[row]["members"])
 
     def compute_algorithm1(self) -> dict:
-        """Mean development-set label vector per cluster, stored in the project."""
-        result = run_algorithm1(self.model.project, self.model.active_clustering)
-        self.model.clustering_changed.emit(self.model.active_clustering)
-        return result
+        """Mean development-set label vector per cluster (with 'other'), stored in the project."""
+        r = self.model.map_clusters()
+        return {"vectors": r.vectors, "counts": r.counts, "unmatched": r.unmatched}
 
     def override(self, cluster: int | None, label: str | None) -> None:
         if cluster is None:
@@ -203,38 +202,31 @@ class ClustersPanel(QWidget):
         menu.exec_(self.table.viewport().mapToGlobal(pos))
 
     def recluster(self, k: int | None = None, *, selection_only: bool | None = None) -> QtJob:
-        """k-means with K clusters on the active embedding (or the selection only), in the background."""
-        from core.cluster import kmeans
+        """k-means with K clusters on the active embedding (or the selection only), in the
+        background, saved as a NEW clustering (undoable; the current one keeps its mapping)."""
+        from core.workflows.clustering import recluster
+        from core.workflows.tasks import single_step
 
-        emb = self.model.embedding()
-        if emb is None:
+        if self.model.embedding() is None:
             raise RuntimeError("no embedding yet: train a method first")
         k = int(k or self.k_spin.value())
         only = self.selection_only.isChecked() if selection_only is None else selection_only
-        ids, feats = emb
+        ids = None
         if only:
-            keep = np.isin(ids, np.array(self.selection.ids, dtype=ids.dtype))
-            if keep.sum() < 2:
+            ids = [s for s in self.selection.ids if s in set(self.model.embedding()[0])]
+            if len(ids) < 2:
                 raise RuntimeError("select at least two samples to re-cluster the selection")
-            ids, feats = ids[keep], feats[keep]
-        name = f"{self.model.run_name()}-{'sel-' if only else ''}kmeans{k}"
-        project = self.model.project
+        project, run = self.model.project, self.model.active_run
 
-        def work(report, cancelled):
-            report(0, 2, f"k-means K={k} on {len(ids)} samples")
-            assign = kmeans(feats, k)
-            report(1, 2, "saving")
-            project.save_clustering(name, ids.tolist(), assign, run_id=self.model.active_run,
-                                    params={"k": k, "selection_only": only})
-            return name
-
-        job = QtJob(FunctionTask(work, name="recluster"), None, parent=self)
+        job = run_steps(lambda: single_step(
+            lambda: recluster(project, run, k=k, ids=ids, activate=False, author=self.model.author),
+            f"k-means K={k}"), name="recluster", parent=self)
         self.recluster_btn.setEnabled(False)
 
         def done(status):
             self.recluster_btn.setEnabled(True)
             if status == "finished":
-                self.model.active_clustering = name
+                self.model.clustering_added(job.method.result)
             else:
                 self.info.setText(f"re-clustering {status}: {job.error}")
 

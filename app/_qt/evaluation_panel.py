@@ -13,7 +13,7 @@ from qtpy.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QLabel, Q
                             QWidget)
 from qtpy.QtCore import Qt
 
-from app._qt.jobs import FunctionTask, QtJob
+from app._qt.jobs import QtJob, function_task
 
 
 def frame_to_table(df: pd.DataFrame) -> QTableWidget:
@@ -109,13 +109,10 @@ class EvaluationPanel(QWidget):
             raise RuntimeError("no run to evaluate yet")
         split = self.split_box.currentText()
         split = None if split == "all" else split
-        project, clustering = self.model.project, self.model.active_clustering
-
-        def work(report, cancelled):
-            report(0, 1, f"evaluating run {run_id}")
-            return evaluate_run(project, int(run_id), clustering=clustering, split=split)
-
-        task = FunctionTask(work, name="evaluate")
+        project = self.model.project
+        # against the run's own clustering (the active one when it belongs to this run)
+        task = function_task(lambda: evaluate_run(project, int(run_id), split=split), name="evaluate",
+                             message=f"evaluating run {run_id}")
         job = QtJob(task, None, parent=self)
         self.eval_btn.setEnabled(False)
         self.notes.setText(f"evaluating run {run_id}…")

@@ -1,12 +1,14 @@
-"""Qt bridge for ``core.jobs.Job``: the job runs on its own worker thread and every callback is
+"""The app's one background mechanism: ``core.jobs.Job`` on its own worker thread, every callback
 re-emitted as a Qt signal, which Qt queues onto the GUI thread (signals cross threads safely,
-widgets do not).
+widgets do not). Training runs a method's step generator; everything else (import and placing,
+UMAP, re-clustering, evaluation) runs a ``core.workflows`` generator through ``StepTask``.
 """
 from __future__ import annotations
 
 from qtpy.QtCore import QObject, Signal
 
 from core.jobs import CANCELLED, FAILED, FINISHED, Job, Progress
+from core.workflows.tasks import StepTask, function_task  # noqa: F401 (the app's task adapters)
 
 
 class QtJob(QObject):
@@ -68,61 +70,7 @@ class QtJob(QObject):
         return self.job.method
 
 
-class FunctionTask:
-    """Adapts ``fn(report, is_cancelled) -> result`` to the ``steps()`` protocol of a Job, so
-    non-training work (import, re-clustering, UMAP) gets the same progress and cancel path.
-
-    ``report(done, total, message)`` from inside ``fn`` becomes one ``Progress``; cancelling
-    raises at the next report. The return value of ``fn`` is kept in ``result``.
-    """
-
-    name = "task"
-
-    def __init__(self, fn, name: str = "task"):
-        self.fn = fn
-        self.name = name
-        self.result = None
-
-    def steps(self, data=None, *, resume=None):
-        import queue
-        import threading
-
-        q: queue.Queue = queue.Queue()
-        cancel = threading.Event()
-        box: dict = {}
-
-        def report(done=0, total=None, message=""):
-            if cancel.is_set():
-                raise _TaskCancelled()
-            q.put(Progress(step=int(done), global_step=int(done), n_epochs=1 if total else None,
-                           steps_per_epoch=int(total) if total else None, message=str(message)))
-
-        def target():
-            try:
-                box["result"] = self.fn(report, cancel.is_set)
-            except _TaskCancelled:
-                box["cancelled"] = True
-            except BaseException as exc:  # noqa: BLE001 - re-raised on the job thread
-                box["error"] = exc
-            finally:
-                q.put(None)
-
-        t = threading.Thread(target=target, daemon=True, name=f"task-{self.name}")
-        t.start()
-        try:
-            while True:
-                item = q.get()
-                if item is None:
-                    break
-                yield item  # the Job checks its cancel flag after each yield
-        finally:
-            # GeneratorExit (cancel) lands here: tell fn and wait for it to stop
-            cancel.set()
-            t.join()
-        if "error" in box:
-            raise box["error"]
-        self.result = box.get("result")
-
-
-class _TaskCancelled(Exception):
-    pass
+def run_steps(make_steps, *, name: str = "task", parent=None) -> QtJob:
+    """A ``QtJob`` (not started) over a ``core.workflows`` step generator; its return value is
+    ``qtjob.method.result`` once done."""
+    return QtJob(StepTask(make_steps, name=name), None, parent=parent, name=name)

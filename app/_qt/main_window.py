@@ -53,6 +53,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle("LatentMap")
         self.resize(1600, 1000)
         self.setDockNestingEnabled(True)
+        self.setAcceptDrops(True)
         self.model: ProjectModel | None = None
         self.selection = Selection()
         self.colour = ColourBy()
@@ -443,7 +444,7 @@ class MainWindow(QMainWindow):
 
     # ================================================================== jobs
     def run_job(self, task, data=None, *, title: str = "Working", on_done=None, **job_kwargs):
-        """Run ``task`` (a method or ``FunctionTask``) off the GUI thread with progress in the
+        """Run ``task`` (a method, or a workflow generator as ``StepTask``) off the GUI thread with progress in the
         status bar and a Cancel button; ``on_done(qtjob)`` runs on the GUI thread at the end."""
         from app._qt.jobs import QtJob
 
@@ -499,27 +500,83 @@ class MainWindow(QMainWindow):
         if path:
             self.import_sources([path])
 
-    def import_sources(self, paths, *, dataset: str | None = None):
-        """Import ``paths`` (files, folders, manifests) in a background job, then compute the
-        point clouds of the new masks and meshes; progress and Cancel in the status bar."""
-        task = ImportTask(self.model.project, [str(p) for p in paths], dataset=dataset)
+    def import_sources(self, paths, *, dataset: str | None = None, structures=None):
+        """Import ``paths`` (files, folders, manifests) in a background job, derive what the
+        active run reads (meshes and points of new masks, meshes and chosen label-map
+        structures), and place the new samples against the active run (nearest cluster, its
+        prediction, nearest known cases) without retraining or re-clustering. Progress and
+        Cancel in the status bar; the first new case is selected when done."""
+        paths = [str(p) for p in paths]
+        if structures is None:
+            structures = self._ask_structures(paths)
+            if structures is None:
+                return None
+        model = self.model
+        box: dict = {}
+
+        def steps():
+            box["result"] = yield from model.import_and_place_steps(paths, structures=structures, dataset=dataset)
+            return box["result"]
 
         def done(qj):
-            self.model.refresh()
+            report, placements = box.get("result") or (None, [])
+            model.placed(placements)
             self._update_status()
-            if not self.selection.ids:
+            if placements:
+                ids = [p.id for p in placements]
+                self.selection.select(ids, current=ids[0])
+            elif not self.selection.ids:
                 self._select_first()
-            lines = task.report.summary_lines() if task.report is not None else []
-            if task.points_message:
-                lines.append(task.points_message)
+            lines = report.lines() if report is not None else []
+            for p in placements:
+                lines.append(f"{p.id}: {p.prediction.describe()}; nearest known case "
+                             + (f"{p.neighbours[0].id} (d={p.neighbours[0].distance:.4g})" if p.neighbours else "—"))
             if qj.state in ("finished", "cancelled"):
-                box = QMessageBox(QMessageBox.Information, f"Import {qj.state}",
-                                  "\n".join(lines[:25]) or f"Import {qj.state}.", QMessageBox.Ok, self)
+                if placements and qj.state == "finished":
+                    self.statusBar().showMessage(
+                        f"placed {len(placements)} new case(s) in {model.run_name()}: see the Neighbours strip", 10000)
+                    return
+                box_ = QMessageBox(QMessageBox.Information, f"Import {qj.state}",
+                                   "\n".join(lines[:25]) or f"Import {qj.state}.", QMessageBox.Ok, self)
                 if len(lines) > 25:
-                    box.setDetailedText("\n".join(lines))
-                box.show()
+                    box_.setDetailedText("\n".join(lines))
+                box_.show()
 
-        return self.run_job(task, title="Import", on_done=done)
+        from app._qt.jobs import StepTask
+
+        return self.run_job(StepTask(steps, name="import"), title="Import", on_done=done)
+
+    def _ask_structures(self, paths) -> list[str] | None:
+        """Structures of a label map to make into samples: asked when a label map is imported
+        (names or values, comma-separated; empty: none). None when the user cancels."""
+        from core.io.labelmaps import is_label_map_name
+
+        if getattr(self, "_non_blocking_errors", False) or not any(is_label_map_name(p) for p in paths):
+            return []
+        from qtpy.QtWidgets import QInputDialog
+
+        text, ok = QInputDialog.getText(
+            self, "Structures of the label map",
+            "Make these structures of the label map into samples, each with its own mesh and points\n"
+            "(names from the map's label table, e.g. liver, or label values; comma-separated; empty: none):")
+        if not ok:
+            return None
+        return [t.strip() for t in text.split(",") if t.strip()]
+
+    # drag and drop of files onto the window: the same import-and-place path
+    def dragEnterEvent(self, ev) -> None:
+        if self.model is not None and ev.mimeData().hasUrls():
+            ev.acceptProposedAction()
+        else:
+            super().dragEnterEvent(ev)
+
+    def dropEvent(self, ev) -> None:
+        paths = [u.toLocalFile() for u in ev.mimeData().urls() if u.isLocalFile()]
+        if self.model is not None and paths:
+            ev.acceptProposedAction()
+            self._guarded(self.import_sources, paths)
+        else:
+            super().dropEvent(ev)
 
     def export_all_dialog(self) -> None:
         from core.export import export_all
@@ -598,31 +655,3 @@ class MainWindow(QMainWindow):
 
         self.about_dialog = show_about(self, self.panel_errors)
         return self.about_dialog
-
-
-class ImportTask:
-    """The importer's step generator, then the mask -> mesh -> points step for what it
-    imported, as one job (``steps()`` protocol of ``core.jobs.Job``)."""
-
-    name = "import"
-
-    def __init__(self, project, sources, *, dataset=None):
-        self.project = project
-        self.sources = sources
-        self.dataset = dataset
-        self.report = None
-        self.points_message = ""
-
-    def steps(self, data=None, *, resume=None):
-        from core.io.importer import ImportReport, import_steps
-
-        self.report = ImportReport()
-        yield from import_steps(self.project, self.sources, dataset=self.dataset, report=self.report)
-        shape_ids = self.report.shape_ids(self.project)
-        if shape_ids:
-            from core.preprocess.shapes import compute_points
-
-            for p in compute_points(self.project, ids=shape_ids):
-                p.message = f"points: {p.message}"
-                self.points_message = p.message
-                yield p

@@ -362,15 +362,13 @@ class TrainingPanel(QWidget):
 
     def _apply(self, task, run_id: int) -> None:
         """Embed, project and cluster with the trained model, off the GUI thread."""
-        from app._qt.jobs import FunctionTask
-        from core.pipeline import apply_run, run_name
-
-        def work(report, cancelled):
-            report(0, 1, "embedding all samples")
-            return apply_run(self.model.project, task.method, run_id, data=task.data)
+        from app._qt.jobs import function_task
+        from core.project.accessors import run_name
+        from core.workflows.apply import apply_run
 
         self.status_label.setText(f"embedding with run {run_id}…")
-        applier = QtJob(FunctionTask(work, name="apply"), None, parent=self)
+        applier = QtJob(function_task(lambda: apply_run(self.model.project, task.method, run_id, data=task.data),
+                                      name="apply", message="embedding all samples"), None, parent=self)
 
         def done(status):
             if status == "finished":

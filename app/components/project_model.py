@@ -26,6 +26,7 @@ class ProjectModel:
     run_changed = Signal(object)           # active run id or None
     projection_changed = Signal(str)       # "pca" | "umap"
     history_changed = Signal()
+    samples_placed = Signal(object)        # list of core.workflows.place.Placement (new cases placed)
 
     def __init__(self, project: Project, *, author: str | None = None):
         self.project = project
@@ -35,6 +36,10 @@ class ProjectModel:
         run = project.meta("active_run")
         self._active_run: int | None = int(run) if run else None
         self._active_clustering: str | None = project.meta("active_clustering")
+        self._placer = None
+        #: ids placed in this session (new cases), newest last: the views highlight them
+        self.placed_ids: list[str] = []
+        self.placements: dict = {}
 
     @classmethod
     def open(cls, path, **kw) -> "ProjectModel":
@@ -85,24 +90,101 @@ class ProjectModel:
         self.clustering_changed.emit(name or "")
 
     def run_name(self) -> str | None:
-        return None if self._active_run is None else f"run-{self._active_run:04d}"
+        from core.project.accessors import run_name
+
+        return None if self._active_run is None else run_name(self._active_run)
 
     def embedding(self) -> tuple[np.ndarray, np.ndarray] | None:
         """(ids, features) of the active run, or None before any run was applied."""
-        name = self.run_name()
-        if name is None or not self.project.arrays.exists(f"embeddings/{name}"):
+        if self._active_run is None or not self.project.has_embedding(self._active_run):
             return None
-        return self.project.arrays.load(f"embeddings/{name}")
+        return self.project.embedding(self._active_run)
 
     def projection(self, kind: str = "pca") -> tuple[np.ndarray, np.ndarray] | None:
-        name = self.run_name()
-        if name is None or not self.project.arrays.exists(f"projections/{name}-{kind}"):
+        if self._active_run is None:
             return None
-        return self.project.arrays.load(f"projections/{name}-{kind}")
+        return self.project.projection(self._active_run, kind)
 
     def save_projection(self, kind: str, ids, xy) -> None:
-        self.project.arrays.save(f"projections/{self.run_name()}-{kind}", xy, ids=ids)
+        self.project.save_projection(self._active_run, kind, ids, xy)
         self.projection_changed.emit(kind)
+
+    # ------------------------------------------------------------------ workflows
+    def umap_steps(self):
+        """Step generator computing and storing the active run's UMAP (run it as a job, then
+        :meth:`projection_stored`)."""
+        from core.workflows.projections import umap_steps
+
+        return umap_steps(self.project, self._active_run)
+
+    def projection_stored(self, kind: str) -> None:
+        self.projection_changed.emit(kind)
+
+    def map_clusters(self):
+        """Algorithm 1 on the active clustering (project dev set); announces the change."""
+        from core.workflows.mapping import algorithm1
+
+        result = algorithm1(self.project, self.active_clustering)
+        self.clustering_changed.emit(self.active_clustering)
+        return result
+
+    def clustering_added(self, name: str) -> None:
+        """A new clustering was stored (undoable): make it active and announce it."""
+        self._active_clustering = name
+        self.project.set_meta("active_clustering", name)
+        self.clustering_changed.emit(name)
+        self.history_changed.emit()
+
+    def placer(self):
+        """The active run loaded for placing new samples (kept between imports: warm)."""
+        from core.workflows.place import Placer
+
+        key = (self._active_run, self.active_clustering)
+        if self._placer is None or self._placer_key != key:
+            self._placer = Placer(self.project, self._active_run, clustering=self.active_clustering)
+            self._placer_key = key
+        self._placer.refresh_predictions()
+        return self._placer
+
+    def can_place(self) -> bool:
+        return self._active_run is not None and self.project.has_embedding(self._active_run)
+
+    def import_and_place_steps(self, paths, *, structures=(), dataset: str | None = None, k: int = 8):
+        """Step generator: import ``paths``, derive what the active run reads, place the new
+        samples (when there is an embedded run); returns ``(DeriveReport, placements)``. Run it
+        as a job, then call :meth:`placed` on the GUI thread."""
+        from core.workflows.derive import import_and_derive_steps
+        from core.workflows.tasks import single_step
+
+        placer = self.placer() if self.can_place() else None
+        points = placer is None or placer.input_kind in ("points", "")
+        report = yield from import_and_derive_steps(self.project, [str(p) for p in paths], dataset=dataset,
+                                                    structures=structures, points=points)
+        placements = []
+        if placer is not None and report.sample_ids:
+            failed = {str(s) for s, _ in report.points_failed}
+            ids = [s for s in report.sample_ids if s not in failed]
+            if ids:
+                placements = yield from single_step(lambda: placer.place(ids, k=k),
+                                                    f"placing {len(ids)} new case(s)")
+        return report, placements
+
+    def placed(self, placements) -> None:
+        """New samples were imported and placed: re-read the tables and announce every change
+        (samples, the run's embedding and projections, its clustering), then ``samples_placed``."""
+        self.refresh()
+        self._labels = None
+        for p in placements:
+            self.placements[p.id] = p
+            if p.id not in self.placed_ids:
+                self.placed_ids.append(p.id)
+        if placements:
+            self.projection_changed.emit("pca")
+            self.projection_changed.emit("umap")
+            if self.active_clustering:
+                self.clustering_changed.emit(self.active_clustering)
+            self.run_changed.emit(self._active_run)
+        self.samples_placed.emit(list(placements))
 
     def clustering(self) -> pd.Series | None:
         """Cluster per sample id of the active clustering."""
@@ -154,21 +236,12 @@ class ProjectModel:
         raise KeyError(f"unknown colour column {column!r}")
 
     def predicted_labels(self) -> dict[str, str]:
-        """sample id -> predicted label names from its cluster's label vector (>= 0.5)."""
-        cl = self.clustering()
-        if cl is None:
+        """sample id -> predicted label names of its cluster (override, else Algorithm 1 >= 0.5)."""
+        from core.workflows.mapping import sample_predictions
+
+        if not self.active_clustering:
             return {}
-        vec = self.project.cluster_vectors(self.active_clustering)
-        per_cluster: dict[int, str] = {}
-        for cluster, grp in vec.groupby("cluster"):
-            row = grp[grp["source"] == "manual"]
-            row = row if not row.empty else grp[grp["source"] == "algorithm1"]
-            if row.empty:
-                continue
-            v = row.iloc[0]["vector"]
-            names = [k for k, x in v.items() if x is not None and x >= 0.5]
-            per_cluster[int(cluster)] = ", ".join(names)
-        return {sid: per_cluster.get(int(c), "") for sid, c in cl.items()}
+        return {s: p.text for s, p in sample_predictions(self.project, self.active_clustering).items()}
 
     # ------------------------------------------------------------------ edits
     def set_label(self, ids, label: str, value: bool = True) -> int:
@@ -222,6 +295,9 @@ class ProjectModel:
             self.dev_changed.emit(tuple(c[0] for c in entry["changes"]))
         elif kind == "cluster_label":
             self.clustering_changed.emit(entry["clustering"])
+        elif kind == "clustering":
+            self._active_clustering = self.project.meta("active_clustering") or None
+            self.clustering_changed.emit(self._active_clustering or "")
         self.history_changed.emit()
         return entry
 

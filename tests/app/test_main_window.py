@@ -213,17 +213,18 @@ def test_import_runs_in_background_with_progress(qtbot, tmp_path):
 
 
 def test_import_cancel(qtbot, tmp_path):
-    from app._qt.jobs import FunctionTask, QtJob
+    from app._qt.jobs import run_steps
+    from core.jobs import Progress
 
-    def work(report, is_cancelled):
+    def work():
+        import time
+
         for i in range(10_000):
-            report(i, 10_000, f"item {i}")
-            import time
-
+            yield Progress(step=i, global_step=i, n_epochs=1, steps_per_epoch=10_000, message=f"item {i}")
             time.sleep(0.001)
         return "done"
 
-    qj = QtJob(FunctionTask(work, "slow"))
+    qj = run_steps(work, name="slow")
     states = []
     qj.status.connect(states.append)
     qj.start()
@@ -304,18 +305,19 @@ def test_cli_app_screenshot(project_copy, tmp_path):
 
 
 def test_failed_job_shows_an_error_dialog(qtbot, _no_modal_dialogs):
-    from app._qt.jobs import FunctionTask
+    from app._qt.jobs import StepTask
     from app._qt.main_window import MainWindow
+    from core.jobs import Progress
 
     win = MainWindow()
     qtbot.addWidget(win)
 
-    def work(report, is_cancelled):
-        report(0, 2, "reading")
+    def work():
+        yield Progress(step=0, global_step=0, n_epochs=1, steps_per_epoch=2, message="reading")
         raise OSError("disk.nii: truncated file")
 
     done = []
-    qj = win.run_job(FunctionTask(work, "broken"), title="Import", on_done=lambda j: done.append(j.state))
+    qj = win.run_job(StepTask(work, "broken"), title="Import", on_done=lambda j: done.append(j.state))
     qtbot.waitUntil(lambda: done == ["failed"], timeout=10000)
     assert any("truncated file" in t for t in _no_modal_dialogs)
     assert "OSError" in qj.traceback and not win.jobs

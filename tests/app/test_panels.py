@@ -61,7 +61,7 @@ def test_clusters_panel_algorithm1_override_undo_and_recluster(qtbot, model, sel
     selection.select(panel.rows[0]["members"][:8] + some)
     job = panel.recluster(2, selection_only=True)
     qtbot.waitUntil(lambda: job.state == "finished", timeout=60_000)
-    qtbot.waitUntil(lambda: "sel-kmeans2" in (model.active_clustering or ""), timeout=10_000)
+    qtbot.waitUntil(lambda: "kmeans2-subset" in (model.active_clustering or ""), timeout=10_000)
     assert sum(r["size"] for r in panel.rows) == len(selection.ids)
 
 

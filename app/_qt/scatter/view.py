@@ -133,33 +133,6 @@ class _ViewBox(pg.ViewBox):
         super().mouseClickEvent(ev)
 
 
-class _UmapThread(QtCore.QObject):
-    """UMAP of the active run's embedding on a worker thread; results come back as signals."""
-
-    progress = QtCore.Signal(str)
-    finished = QtCore.Signal(object, object)   # ids, xy
-    failed = QtCore.Signal(str)
-
-    def __init__(self, ids, features, parent=None):
-        super().__init__(parent)
-        self._ids, self._features = ids, features
-        self._thread = threading.Thread(target=self._run, daemon=True, name="scatter-umap")
-
-    def start(self):
-        self._thread.start()
-
-    def _run(self):
-        try:
-            from core.projection import UMAPProjector
-
-            proj = UMAPProjector()
-            for p in proj.steps(self._features):
-                self.progress.emit(p.message)
-            self.finished.emit(self._ids, proj.embedding_)
-        except Exception as exc:  # shown in the view; the PCA stays usable
-            self.failed.emit(f"{type(exc).__name__}: {exc}")
-
-
 class ScatterView(QtWidgets.QWidget):
     """Latent scatter of one projection ("pca" or "umap") of the active run.
 
@@ -205,7 +178,7 @@ class ScatterView(QtWidgets.QWidget):
         self._brushes: list = []
         self._marker_groups = np.zeros(0, np.int32)
         self._faded_brushes: list = []
-        self._umap: _UmapThread | None = None
+        self._umap = None                           # the QtJob computing the UMAP, while it runs
         self._drag_path: list[tuple[float, float]] = []
         self._drawn = None                          # (data rect drawn, view span, widget size)
         self.last_drag = np.zeros((0, 2))           # the last lasso or box, in data coordinates
@@ -552,29 +525,28 @@ class ScatterView(QtWidgets.QWidget):
         self.set_points(np.asarray(ids).astype(str).astype(object), np.asarray(xy)[:, :2])
 
     def _start_umap(self):
+        """The active run's UMAP as a background job (``core.workflows.projections.umap_steps``
+        through the app's one job runner); the model announces the stored projection."""
+        from app._qt.jobs import run_steps
+
         if self._umap is not None or not self.auto_umap:
             return
-        emb = self.model.embedding()
-        if emb is None:
+        if self.model.embedding() is None:
             return
-        ids, feats = emb
-        self._umap = _UmapThread(ids, feats, self)
-        self._umap.progress.connect(lambda m: (self.progress.setToolTip(m), self.progress.setFormat(m)))
-        self._umap.finished.connect(self._umap_done)
-        self._umap.failed.connect(self._umap_failed)
+        job = run_steps(self.model.umap_steps, name="umap", parent=self)
+        job.progress.connect(lambda p: (self.progress.setToolTip(p.message), self.progress.setFormat(p.message)))
+        job.done.connect(self._umap_done)
+        self._umap = job
         self.progress.show()
-        self._umap.start()
+        job.start()
 
-    def _umap_done(self, ids, xy):
+    def _umap_done(self, status):
+        job, self._umap = self._umap, None
         self.progress.hide()
-        self._umap = None
-        if self.model is not None:
-            self.model.save_projection("umap", ids, xy)  # -> projection_changed("umap") -> reload
-
-    def _umap_failed(self, msg):
-        self.progress.hide()
-        self._umap = None
-        self._show_message(f"UMAP failed: {msg}", corner=True)
+        if status == "failed" and job is not None:
+            self._show_message(f"UMAP failed: {type(job.error).__name__}: {job.error}", corner=True)
+        elif status == "finished" and self.model is not None:
+            self.model.projection_stored("umap")  # -> projection_changed("umap") -> reload
 
     def _show_message(self, text, corner=False):
         self._message.setText(text)
