@@ -75,14 +75,25 @@ def array_table(project, name: str, prefix: str = "f") -> pd.DataFrame:
 
 
 def selection_manifest(project, sample_ids: Sequence[str]) -> pd.DataFrame:
-    """A manifest (``path`` column first) that ``latentmap import`` reads back."""
+    """A manifest (``path`` column first) that ``latentmap import`` reads back, one row per
+    sample: a sample that is one of many in its file (a MedMNIST ``.npz`` row, a 4-D frame, a
+    DICOM series of a folder) has its ``sample_key`` (the id after the file's part, e.g.
+    ``train/00042``), so importing the manifest imports exactly these samples."""
     df = project.samples(ids=list(sample_ids))
     labels = project.labels(list(sample_ids))
     return pd.DataFrame({
-        "path": df["source_path"], "sample_id": df["id"], "split": df["split"],
+        "path": df["source_path"], "sample_key": [_sample_key(r) for r in df.to_dict("records")],
+        "sample_id": df["id"], "split": df["split"],
         "label": [";".join(labels.get(s, [])) for s in df["id"]],
         "dataset": df["dataset"], "modality": df["modality"],
     })
+
+
+def _sample_key(row: dict) -> str:
+    sid = str(row["id"])
+    if "/" not in sid or row.get("kind") == "structure":
+        return ""
+    return sid.split("/", 1)[1]
 
 
 def export_all(project, folder, *, fmt: str = "csv") -> list[Path]:

@@ -24,14 +24,19 @@ def register(sub) -> None:
                         "or a label value) to make into its own sample; repeatable")
     p.add_argument("--no-points", action="store_true",
                    help="do not compute 1024-point clouds for imported masks and meshes")
-    p.add_argument("--n-points", type=int, default=1024, help="points per shape (default 1024)")
+    p.add_argument("--n-points", type=int, default=None,
+                   help="points per shape (default: as the project's point clouds, else 1024)")
+    p.add_argument("--keep-identifiers", action="store_true",
+                   help="keep DICOM patient and study identifiers (PatientID, name, sex, age, birth "
+                        "and study dates, UIDs, institution) in the sample metadata; by default only "
+                        "what describes the image is kept (modality, spacing, manufacturer, ...)")
     p.set_defaults(func=run_import)
 
 
 def run_import(args) -> int:
     from tqdm import tqdm
 
-    from ..project import Project
+    from ..project import Project, ProjectWriteError
     from ..workflows.derive import DeriveReport, import_and_derive_steps
 
     project = Project.open_or_create(args.project)
@@ -40,7 +45,8 @@ def run_import(args) -> int:
     cancelled = False
     gen = import_and_derive_steps(project, args.sources, dataset=args.dataset, modality=args.modality,
                                   structures=args.structure, points=not args.no_points,
-                                  n_points=args.n_points, report=report)
+                                  n_points=args.n_points, report=report,
+                                  keep_identifiers=args.keep_identifiers)
     try:
         for prog in gen:
             stage = "points" if report.points_ids else "import"
@@ -59,6 +65,14 @@ def run_import(args) -> int:
         cancelled = True
         if report.import_report is not None:
             report.import_report.cancelled = True
+    except ProjectWriteError:
+        for bar in bars.values():
+            bar.close()
+        bars.clear()
+        if report.import_report is not None:   # what was committed before the disk filled
+            for line in report.lines():
+                print(line)
+        raise                                   # -> "latentmap import: error: disk full: <path> ..."
     finally:
         for bar in bars.values():
             bar.close()

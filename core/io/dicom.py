@@ -2,7 +2,7 @@
 
 SimpleITK reads most files (it applies RescaleSlope/Intercept and converts palette and YBR
 colour to RGB); pydicom is the fallback for files GDCM cannot decode. Key tags are read with
-pydicom (header only) and kept in the sample metadata.
+pydicom (header only); the importer keeps the identifying ones only when asked (``deid``).
 """
 from __future__ import annotations
 
@@ -10,17 +10,21 @@ from pathlib import Path
 
 import numpy as np
 
+from .deid import uid_token
 from .registry import register
 from .sample import LoadedSample, ReadError, geometry_from_sitk
 
-# Tags worth keeping: who/what/when, and what the app or a user filters on.
+# Tags worth keeping: what the app or a user filters on (kept by default) and who/when
+# (identifying: kept only with ``--keep-identifiers``, see ``deid.IDENTIFYING_TAGS``).
 KEY_TAGS = (
-    "Modality", "PatientID", "PatientSex", "PatientAge", "StudyInstanceUID", "SeriesInstanceUID",
-    "SOPInstanceUID", "StudyDate", "StudyDescription", "SeriesDescription", "SeriesNumber",
-    "InstanceNumber", "BodyPartExamined", "Manufacturer", "ManufacturerModelName",
-    "PhotometricInterpretation", "NumberOfFrames", "Rows", "Columns", "BitsStored",
-    "PixelSpacing", "SliceThickness", "RescaleSlope", "RescaleIntercept", "WindowCenter",
-    "WindowWidth",
+    "Modality", "SeriesNumber", "InstanceNumber", "BodyPartExamined", "Manufacturer",
+    "ManufacturerModelName", "PhotometricInterpretation", "NumberOfFrames", "Rows", "Columns",
+    "BitsStored", "PixelSpacing", "SliceThickness", "RescaleSlope", "RescaleIntercept",
+    "WindowCenter", "WindowWidth",
+    "PatientID", "PatientName", "PatientSex", "PatientAge", "PatientBirthDate",
+    "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "StudyDate", "SeriesDate",
+    "AcquisitionDate", "StudyTime", "AccessionNumber", "StudyID", "StudyDescription",
+    "SeriesDescription", "InstitutionName", "ReferringPhysicianName",
 )
 
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
@@ -176,23 +180,60 @@ def series_in_folder(folder) -> list[tuple[str, list[str]]]:
     import SimpleITK as sitk
 
     out = []
-    for uid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)):
-        files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid))
-        out.append((uid, files))
+    warn = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)   # "No Series were found" is no news
+    try:
+        for uid in sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)):
+            files = list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), uid))
+            out.append((uid, files))
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(warn)
     return out
+
+
+def _slice_sizes(files: list[str]) -> list[tuple[int, int] | None]:
+    import pydicom
+
+    out = []
+    for f in files:
+        try:
+            ds = pydicom.dcmread(str(f), stop_before_pixels=True, specific_tags=["Rows", "Columns"])
+            out.append((int(ds.Rows), int(ds.Columns)))
+        except Exception:  # noqa: BLE001 - SimpleITK reports unreadable files below
+            out.append(None)
+    return out
+
+
+def check_slice_sizes(folder, files: list[str]) -> None:
+    """Every slice of a series must have the same rows x columns; name the odd ones."""
+    from collections import Counter
+
+    sizes = _slice_sizes(files)
+    counts = Counter(s for s in sizes if s is not None)
+    if len(counts) <= 1:
+        return
+    (common, n_common), = counts.most_common(1)
+    odd = [(Path(f).name, s) for f, s in zip(files, sizes) if s is not None and s != common]
+    shown = ", ".join(f"{name} is {r}x{c}" for name, (r, c) in odd[:5])
+    more = f" and {len(odd) - 5} more" if len(odd) > 5 else ""
+    raise ReadError(folder, f"slices of different sizes in one series: {shown}{more}, while "
+                            f"the other {n_common} slices are {common[0]}x{common[1]}; move the "
+                            "odd slice(s) out of the folder (or import them on their own)")
 
 
 def read_dicom_series(folder, uid: str, files: list[str], *, modality: str | None = None):
     """A multi-file series as one volume, slices ordered by GDCM along the slice normal."""
     import SimpleITK as sitk
 
+    check_slice_sizes(folder, files)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     try:
         image = reader.Execute()
     except RuntimeError as exc:
-        raise ReadError(folder, f"series {uid}: SimpleITK cannot read its {len(files)} files "
-                                f"as one volume ({str(exc).strip().splitlines()[-1]})") from exc
+        raise ReadError(folder, f"a series of {len(files)} files (first {Path(files[0]).name}): "
+                                "SimpleITK cannot read them as one volume "
+                                f"({str(exc).strip().splitlines()[-1]})") from exc
     arr = sitk.GetArrayFromImage(image)
     if arr.dtype == np.float64:
         arr = arr.astype(np.float32)
@@ -205,4 +246,5 @@ def read_dicom_series(folder, uid: str, files: list[str], *, modality: str | Non
         metadata["color"] = "RGB"
     return [LoadedSample(array=arr, kind="volume", source_path=str(folder),
                          modality=modality or str(tags.get("Modality", "")),
-                         geometry=geometry_from_sitk(image), metadata=metadata, key=(uid,))]
+                         geometry=geometry_from_sitk(image), metadata=metadata,
+                         key=(uid_token(uid),))]

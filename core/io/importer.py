@@ -9,7 +9,12 @@ Layout inside the project: ``data/<dataset>/<id>.npy`` for one-sample arrays,
 as ``<id>.mask.npy`` beside their volume, meshes in the array store as ``meshes/<id>``
 (``data`` = vertices, ``faces`` = triangles). A sample whose id is already in the project is
 left as it is (counted as "already imported"), so re-importing never duplicates samples and
-never touches labels a user has edited.
+never touches labels a user has edited; a sample whose files are missing (an import killed
+before they were written) is imported again.
+
+A full disk or a read-only project stops the import with ``DiskFullError``/``ReadOnlyError``
+(naming the file): what was committed before stays, the failing step's files are removed.
+Metadata is de-identified unless ``keep_identifiers`` (see ``deid``).
 """
 from __future__ import annotations
 
@@ -23,9 +28,10 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from ..jobs.progress import Progress, RateMeter
-from ..project import Project, SampleRecord, make_id
+from ..project import Project, ProjectWriteError, SampleRecord, make_id
 from ..project.store import DB_NAME
 from . import labelmaps
+from .deid import deidentify
 from .dicom import is_dicom, read_dicom_series, series_in_folder
 from .manifest import ManifestRow
 from .registry import is_ignored, reader_for, reader_named
@@ -44,7 +50,9 @@ class ImportReport:
     by_dataset: Counter = field(default_factory=Counter)
     label_maps: int = 0                                # label maps attached to a volume
     ids: list = field(default_factory=list)            # ids of the samples imported now
+    unpaired: list = field(default_factory=list)       # (label map, why it went to no volume)
     cancelled: bool = False
+    error: str = ""                                    # why the import stopped (disk full, ...)
 
     def shape_ids(self, project: Project) -> list[str]:
         """Newly imported masks and meshes: what the point-cloud step has to process."""
@@ -61,9 +69,14 @@ class ImportReport:
             lines.append(f"  dataset {name}: {n}")
         if self.label_maps:
             lines.append(f"  {self.label_maps} label map(s) attached to their volumes")
+        for path, why in self.unpaired:
+            lines.append(f"  label map {path} attached to no volume: {why}; imported as its "
+                         "own mask sample")
         if self.already:
             lines.append(f"already in the project (left unchanged): {self.already}")
-        if self.cancelled:
+        if self.error:
+            lines.append(f"import stopped: {self.error}")
+        elif self.cancelled:
             lines.append("import cancelled before the end")
         lines.append(f"skipped {len(self.skipped)} file(s)" + (":" if self.skipped else ""))
         for path, reason in self.skipped:
@@ -96,7 +109,29 @@ def default_dataset(path: Path) -> str:
     for ext in (".npz", ".csv", ".tsv", ".parquet"):
         if name.lower().endswith(ext):
             return name[: -len(ext)]
-    return path.name if path.is_dir() else path.resolve().parent.name
+    return path.name if path.is_dir() else _resolve(path).parent.name
+
+
+def _resolve(path: Path) -> Path:
+    try:
+        return Path(path).resolve()
+    except (OSError, RuntimeError):  # a symbolic link loop (RuntimeError before Python 3.13)
+        return Path(path).absolute()
+
+
+def file_problem(path: Path) -> str | None:
+    """Why a listed file cannot be read at all (a link loop, a dangling link), or None."""
+    import errno
+
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop (following the link leads back to it): nothing to read"
+        if exc.errno == errno.ENOENT and os.path.islink(path):
+            return f"broken symbolic link (its target {os.readlink(path)!r} does not exist)"
+        return f"cannot read ({exc.strerror or exc})"
+    return None
 
 
 def _plan_folder(folder: Path, dataset: str | None, report: ImportReport) -> list[_Unit]:
@@ -117,6 +152,11 @@ def _plan_files(folder: Path, files: list[Path], dataset: str | None, report: Im
     """Units for files of one folder: DICOM grouped into series, label maps after volumes."""
     units, label_units, dicoms = [], [], []
     for f in files:
+        problem = file_problem(f)
+        if problem is not None:
+            if not is_ignored(f):
+                report.skipped.append((str(f), problem))
+            continue
         ds = dataset or default_dataset(f)
         if is_ignored(f):
             report.ignored.append(str(f))
@@ -140,20 +180,20 @@ def _plan_files(folder: Path, files: list[Path], dataset: str | None, report: Im
 
 
 def _plan_dicom(folder: Path, dicoms: list[Path], dataset: str | None) -> list[_Unit]:
-    dataset = dataset or folder.resolve().name
-    wanted = {str(p.resolve()) for p in dicoms}
+    dataset = dataset or _resolve(folder).name
+    wanted = {str(_resolve(p)) for p in dicoms}
     units, covered = [], set()
     try:
         series = series_in_folder(folder)
     except RuntimeError:
         series = []
     for uid, files in series:
-        files = [f for f in files if str(Path(f).resolve()) in wanted]
+        files = [f for f in files if str(_resolve(Path(f))) in wanted]
         if len(files) >= 2:
             units.append(_Unit("series", folder, dataset, files=files, uid=uid))
-            covered.update(str(Path(f).resolve()) for f in files)
+            covered.update(str(_resolve(Path(f))) for f in files)
     for p in dicoms:
-        if str(p.resolve()) not in covered:
+        if str(_resolve(p)) not in covered:
             units.append(_Unit("file", p, dataset))
     return units
 
@@ -164,7 +204,10 @@ def plan(sources: Iterable, *, dataset: str | None, report: ImportReport) -> lis
     for src in sources:
         src = Path(src).expanduser()
         name = dataset
-        if not src.exists():
+        problem = file_problem(src) if os.path.islink(src) else None
+        if problem is not None:
+            report.skipped.append((str(src), problem))
+        elif not src.exists():
             report.skipped.append((str(src), "not found"))
         elif src.is_dir():
             units.extend(_plan_folder(src, name, report))
@@ -193,13 +236,60 @@ class _Writer:
     """Turns loaded samples into project files and records; holds a folder's volumes until its
     label maps are paired, then writes the records in one transaction."""
 
-    def __init__(self, project: Project, report: ImportReport, *, modality: str | None):
+    def __init__(self, project: Project, report: ImportReport, *, modality: str | None,
+                 keep_identifiers: bool = False):
         self.project = project
         self.report = report
         self.modality = modality
-        self.existing = {r[0] for r in project.query("SELECT id FROM samples")}
+        self.keep_identifiers = keep_identifiers
+        self.existing = complete_sample_ids(project)
         self.pending: list[SampleRecord] = []
         self.pending_folder: Path | None = None
+        self.new_files: list[Path] = []     # files written for records not yet committed
+        self.last_read = None               # (path, items) of the last manifest row's file
+
+    def _meta(self, meta: dict) -> dict:
+        return dict(meta) if self.keep_identifiers else deidentify(meta)
+
+    def _save_array(self, rel: str, array) -> str:
+        path = self.project.path / rel
+        fresh = not path.exists()
+        self.project.save_sample_array(rel, array)
+        if fresh:
+            self.new_files.append(path)
+        return rel
+
+    def _save_mesh(self, name: str, vertices, faces) -> None:
+        fresh = not self.project.arrays.exists(name)
+        target = self.project.arrays.save(name, vertices, faces=faces)
+        if fresh:
+            self.new_files.append(target)
+
+    def discard_uncommitted(self, keep_pending: bool = True) -> None:
+        """Remove the files written for records that will not be committed (a failed step)."""
+        keep = set()
+        if keep_pending:
+            for r in self.pending:
+                keep.update(self._files_of(r))
+        still = []
+        for f in self.new_files:
+            if f in keep:
+                still.append(f)
+                continue
+            try:
+                f.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError:
+                still.append(f)
+        self.new_files = still
+
+    def _files_of(self, r: SampleRecord) -> set:
+        out = {self.project.path / f for f in (r.data_file, r.mask_file) if f}
+        mesh = r.metadata.get("mesh_array") if isinstance(r.metadata, dict) else None
+        if mesh:
+            out.add(self.project.arrays.path(mesh))
+        return out
 
     # -- one sample per file
     def add_sample(self, s: LoadedSample, dataset: str, *, extra_labels=(), split="", metadata=None,
@@ -209,23 +299,23 @@ class _Writer:
             self.report.already += 1
             return
         folder = f"data/{_safe(dataset)}"
-        meta = {**s.metadata, **(metadata or {})}
+        meta = self._meta({**s.metadata, **(metadata or {})})
         rec = SampleRecord(
             id=sid, dataset=dataset, source_path=s.source_path, modality=self.modality or s.modality,
             kind=s.kind, split=split or s.split, geometry=s.geometry, metadata=meta,
             labels=list(dict.fromkeys([*s.labels, *extra_labels])))
         if s.kind == "mesh":
             name = f"meshes/{sid}"
-            self.project.arrays.save(name, s.vertices, faces=s.faces)
+            self._save_mesh(name, s.vertices, s.faces)
             rec.shape = list(s.vertices.shape)
             rec.metadata["mesh_array"] = name
         else:
             rec.shape = list(s.array.shape)
-            rec.data_file = self.project.save_sample_array(f"{folder}/{sid}.npy", s.array)
+            rec.data_file = self._save_array(f"{folder}/{sid}.npy", s.array)
             if s.kind == "mask":
                 rec.mask_file = rec.data_file
             if s.mask is not None:
-                rec.mask_file = self.project.save_sample_array(f"{folder}/{sid}.mask.npy", s.mask)
+                rec.mask_file = self._save_array(f"{folder}/{sid}.mask.npy", s.mask)
                 self.report.label_maps += 1
         if mask_path is not None:
             self._attach_mask_file(rec, mask_path, folder)
@@ -237,7 +327,7 @@ class _Writer:
         if list(mask.array.shape) != list(rec.shape):
             raise ReadError(mask_path, f"mask shape {mask.array.shape} differs from its image "
                                        f"{tuple(rec.shape)} ({rec.source_path})")
-        rec.mask_file = self.project.save_sample_array(f"{folder}/{rec.id}.mask.npy", mask.array)
+        rec.mask_file = self._save_array(f"{folder}/{rec.id}.mask.npy", mask.array)
         tables = labelmaps.load_label_tables(mask_path.parent)
         rec.metadata.update(labelmaps.describe_label_map(mask.array, tables, path=mask_path,
                                                          modality=rec.modality))
@@ -247,9 +337,10 @@ class _Writer:
     def add_label_map(self, s: LoadedSample, dataset: str) -> None:
         candidates = [(r.source_path, r.shape, r.geometry) for r in self.pending
                       if r.kind == "volume" and r.mask_file is None]
-        idx = labelmaps.pick_volume(s.source_path, s.array.shape, s.geometry, candidates)
+        idx, why = labelmaps.pair_label_map(s.source_path, s.array.shape, s.geometry, candidates)
         tables = labelmaps.load_label_tables(Path(s.source_path).parent)
         if idx is None:
+            self.report.unpaired.append((s.source_path, why))
             s.kind = "mask"
             s.metadata.update(labelmaps.describe_label_map(s.array, tables, path=s.source_path,
                                                            modality=s.modality))
@@ -257,7 +348,7 @@ class _Writer:
             return
         volume = [r for r in self.pending if r.kind == "volume" and r.mask_file is None][idx]
         folder = f"data/{_safe(dataset)}"
-        volume.mask_file = self.project.save_sample_array(f"{folder}/{volume.id}.mask.npy", s.array)
+        volume.mask_file = self._save_array(f"{folder}/{volume.id}.mask.npy", s.array)
         volume.metadata.update(labelmaps.describe_label_map(
             s.array, tables, path=s.source_path, modality=volume.modality))
         self.report.label_maps += 1
@@ -277,7 +368,7 @@ class _Writer:
         if not new:
             return
         stem = st.store_name or (ids[0].split("/")[0] + "_stack")
-        rel = self.project.save_sample_array(f"data/{_safe(prefix)}/{_safe(stem)}.npy", st.array)
+        rel = self._save_array(f"data/{_safe(prefix)}/{_safe(stem)}.npy", st.array)
         records = []
         row_shape = list(st.array.shape[1:])
         for i in new:
@@ -286,6 +377,7 @@ class _Writer:
                 meta.update(st.row_metadata[i])
             if metadata:
                 meta.update(metadata)
+            meta = self._meta(meta)
             labels = list(st.labels[i]) if st.labels is not None else []
             records.append(SampleRecord(
                 id=ids[i], dataset=dataset, source_path=st.source_path,
@@ -303,6 +395,10 @@ class _Writer:
 
     def _commit(self, records: list[SampleRecord]) -> None:
         self.project.add_samples(records)
+        done = set()
+        for r in records:
+            done.update(self._files_of(r))
+        self.new_files = [f for f in self.new_files if f not in done]
         for r in records:
             self.existing.add(r.id)
             self.report.ids.append(r.id)
@@ -313,6 +409,29 @@ class _Writer:
 
 def _safe(name: str) -> str:
     return _SAFE.sub("_", str(name)) or "dataset"
+
+
+def complete_sample_ids(project: Project) -> set[str]:
+    """Ids of samples whose files are all there. A sample recorded by an import that was killed
+    before its files were complete is left out, so the next import writes it again."""
+    exists: dict[str, bool] = {}
+
+    def ok(rel) -> bool:
+        if rel is None:
+            return True
+        if rel not in exists:
+            exists[rel] = (project.path / rel).exists()
+        return exists[rel]
+
+    out = set()
+    for sid, kind, data_file, mask_file, mesh in project.query(
+            "SELECT id, kind, data_file, mask_file, json_extract(metadata, '$.mesh_array') FROM samples"):
+        if not (ok(data_file) and ok(mask_file)):
+            continue
+        if kind == "mesh" and mesh and not project.arrays.exists(mesh):
+            continue
+        out.add(sid)
+    return out
 
 
 def _read(path: Path, *, modality: str | None, dataset: str | None = None):
@@ -336,17 +455,20 @@ def _reason(exc: BaseException) -> str:
 
 
 def import_steps(project: Project, sources, *, dataset: str | None = None,
-                 modality: str | None = None, report: ImportReport | None = None) -> Iterator[Progress]:
+                 modality: str | None = None, report: ImportReport | None = None,
+                 keep_identifiers: bool = False) -> Iterator[Progress]:
     """Import ``sources`` (files, folders, manifests); yields one Progress per file or series.
 
     The report is filled in place (pass your own to read it while iterating) and is also the
-    generator's return value.
+    generator's return value. A bad file is reported and skipped; a full disk or a read-only
+    project stops the import (``ProjectWriteError``, also in ``report.error``) after removing
+    the files of the step that failed.
     """
     if isinstance(sources, (str, os.PathLike)):
         sources = [sources]
     report = report if report is not None else ImportReport()
     units = plan(sources, dataset=dataset, report=report)
-    writer = _Writer(project, report, modality=modality)
+    writer = _Writer(project, report, modality=modality, keep_identifiers=keep_identifiers)
     meter = RateMeter(len(units))
     finished = False
     try:
@@ -358,7 +480,10 @@ def import_steps(project: Project, sources, *, dataset: str | None = None,
             n_before = report.imported + len(writer.pending)
             try:
                 _do_unit(writer, unit, modality=modality)
+            except ProjectWriteError:
+                raise
             except Exception as exc:  # noqa: BLE001 - one bad file never stops an import
+                writer.discard_uncommitted()
                 where = getattr(exc, "path", None) or str(unit.path)
                 if unit.kind == "manifest_row" and unit.row is not None:
                     where = f"{unit.path} (manifest {unit.row.metadata.get('manifest')}, row {unit.row.row})"
@@ -368,8 +493,23 @@ def import_steps(project: Project, sources, *, dataset: str | None = None,
                            steps_per_epoch=len(units), samples_per_s=rate, eta_s=eta,
                            epoch_end=step == len(units), message=str(unit.path))
         finished = True
+    except ProjectWriteError as exc:
+        report.error = str(exc)
+        writer.discard_uncommitted()   # keep only the pending samples whose files are whole
+        try:
+            writer.flush()
+        except ProjectWriteError:
+            pass
+        writer.discard_uncommitted(keep_pending=False)
+        raise
     finally:
-        writer.flush()
+        if not report.error:
+            try:
+                writer.flush()
+            except ProjectWriteError as exc:
+                report.error = str(exc)
+                writer.discard_uncommitted(keep_pending=False)
+                raise
         report.cancelled = not finished
     return report
 
@@ -392,8 +532,13 @@ def _do_unit(writer: _Writer, unit: _Unit, *, modality: str | None) -> None:
                              if len(files) > 1 else _read(Path(files[0]), modality=modality))
             if not items:
                 raise ReadError(row.path, "folder holds no DICOM series")
+        elif writer.last_read is not None and writer.last_read[0] == row.path:
+            items = writer.last_read[1]      # rows of one many-sample file: read it once
         else:
             items = _read(row.path, modality=modality, dataset=None)
+            writer.last_read = (row.path, items) if row.key else None
+        if row.key:
+            items = _only_key(items, row.key, row.path)
         for it in items:
             if isinstance(it, LoadedStack):
                 writer.add_stack(it, unit.dataset, extra_labels=row.labels, split=row.split,
@@ -413,11 +558,35 @@ def _do_unit(writer: _Writer, unit: _Unit, *, modality: str | None) -> None:
                 writer.add_sample(it, unit.dataset)
 
 
+def _only_key(items, key: str, path) -> list:
+    """The one sample of ``items`` whose id ends in ``key`` (a manifest's ``sample_key``: a row
+    of a stacked file such as ``train/00042``, a frame ``t0003``, a series token)."""
+    from dataclasses import replace
+
+    out = []
+    for it in items:
+        if isinstance(it, LoadedStack):
+            rows = [i for i, k in enumerate(it.keys) if "/".join(map(str, k)) == key]
+            if rows:
+                out.append(replace(
+                    it, array=it.array[rows], keys=[it.keys[i] for i in rows],
+                    row_metadata=None if it.row_metadata is None else [it.row_metadata[i] for i in rows],
+                    splits=it.splits if isinstance(it.splits, str) else [it.splits[i] for i in rows],
+                    labels=None if it.labels is None else [it.labels[i] for i in rows],
+                    store_name=f"{it.store_name or 'rows'}-{_safe(key)}"))
+        elif "/".join(map(str, it.key)) == key:
+            out.append(it)
+    if not out:
+        raise ReadError(path, f"no sample {key!r} in this file (sample_key column)")
+    return out
+
+
 def import_source(project: Project, source, *, dataset: str | None = None, modality: str | None = None,
-                  progress=None) -> ImportReport:
+                  progress=None, keep_identifiers: bool = False) -> ImportReport:
     """Import one source (or a list of them); ``progress`` is called with each Progress."""
     report = ImportReport()
-    for p in import_steps(project, source, dataset=dataset, modality=modality, report=report):
+    for p in import_steps(project, source, dataset=dataset, modality=modality, report=report,
+                          keep_identifiers=keep_identifiers):
         if progress is not None:
             progress(p)
     return report

@@ -2,8 +2,8 @@
 
 A file is a label map when a word of its name says so (``example_seg_mr.nii.gz``,
 ``case1_labels.nrrd``, ``liver_mask.mha``). It belongs to the volume in the same folder on the
-same voxel grid (shape, spacing and origin); when several volumes share the grid, the one
-whose name shares most words wins. Names for label ids come from a ``*.json`` beside them,
+same voxel grid (shape, spacing and origin) whose name shares most words with it; without a
+real name match, or on a tie, it goes to no volume and the import reports it as unpaired. Names for label ids come from a ``*.json`` beside them,
 either flat (``{"1": "spleen"}``) or keyed by label set (``{"total": {...}, "total_mr": {...}}``,
 as TotalSegmentator ships them): the set that covers every id present and best matches the
 file name or modality is used.
@@ -83,17 +83,44 @@ def same_grid(shape_a, geom_a: dict, shape_b, geom_b: dict, tol: float = 1e-3) -
     return True
 
 
-def pick_volume(label_path, label_shape, label_geom, candidates):
-    """Index of the candidate ``(path, shape, geometry)`` on the same grid, best name match, or None."""
+def pair_label_map(label_path, label_shape, label_geom, candidates) -> tuple[int | None, str]:
+    """``(index, "")`` of the volume a label map belongs to, or ``(None, why)``.
+
+    Candidates are ``(path, shape, geometry)``. Only volumes on the label map's voxel grid
+    count, and one must share a word of its name with the label map (``patientA_seg`` ->
+    ``patientA_ct``), more words than any other: a grid match alone would hand one patient's
+    segmentation to another patient's scan when the right scan is missing or unreadable. A
+    label map whose name has no word but the label-map word (``seg.nii.gz``) is paired with the
+    only volume on its grid, if there is exactly one.
+    """
     words = set(name_tokens(label_path)) - LABEL_MAP_WORDS
-    best, best_score = None, None
-    for i, (path, shape, geom) in enumerate(candidates):
-        if not same_grid(label_shape, label_geom, shape, geom):
-            continue
-        score = len(words & set(name_tokens(path)))
-        if best_score is None or score > best_score:
-            best, best_score = i, score
-    return best
+    on_grid = [(i, path, len(words & set(name_tokens(path))))
+               for i, (path, shape, geom) in enumerate(candidates)
+               if same_grid(label_shape, label_geom, shape, geom)]
+    name = Path(str(label_path)).name
+    if not on_grid:
+        return None, "no volume on the same voxel grid in its folder"
+    if not words:
+        if len(on_grid) == 1:
+            return on_grid[0][0], ""
+        return None, ("its name does not say which volume it belongs to; volumes on its grid: "
+                      + ", ".join(Path(str(p)).name for _, p, _ in on_grid))
+    best = max(score for _, _, score in on_grid)
+    top = [(i, p) for i, p, score in on_grid if score == best]
+    if best == 0:
+        return None, ("its name matches no volume on its grid ("
+                      + ", ".join(Path(str(p)).name for _, p, _ in on_grid)
+                      + "); it may belong to a scan that is missing or unreadable")
+    if len(top) > 1:
+        return None, ("its name matches several volumes equally: "
+                      + ", ".join(Path(str(p)).name for _, p in top))
+    return top[0][0], ""
+
+
+def pick_volume(label_path, label_shape, label_geom, candidates):
+    """Index of the candidate ``(path, shape, geometry)`` the label map belongs to, or None
+    (see :func:`pair_label_map` for the rule and the reason)."""
+    return pair_label_map(label_path, label_shape, label_geom, candidates)[0]
 
 
 def describe_label_map(mask: np.ndarray, tables, *, path="", modality="") -> dict:

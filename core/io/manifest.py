@@ -3,7 +3,10 @@
 The path column is ``path`` (or file/filename/filepath/image/image_path/location, or else the
 first column whose values name existing files). ``label``/``labels`` hold one label or several
 separated by ``;`` or ``|``; ``split`` is train/val/test; every other column goes into the
-sample metadata, except ``mask`` (a label map on the image's grid). Relative paths are resolved against the manifest's folder.
+sample metadata, except ``mask`` (a label map on the image's grid) and ``sample_key`` (which
+sample of a many-sample file the row means, e.g. ``train/00042`` of a MedMNIST ``.npz``, as
+``core.export.selection_manifest`` writes it). Relative paths are resolved against the
+manifest's folder.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ PATH_COLUMNS = ("path", "file", "filename", "file_name", "filepath", "file_path"
 LABEL_COLUMNS = ("label", "labels", "class", "classes", "target")
 MASK_COLUMNS = ("mask", "mask_path", "seg", "segmentation", "label_map", "labelmap")
 SPLIT_COLUMNS = ("split", "subset", "fold_split")
+KEY_COLUMNS = ("sample_key",)
 SPLIT_ALIASES = {"train": "train", "training": "train", "val": "val", "valid": "val",
                  "validation": "val", "dev": "val", "test": "test", "testing": "test"}
 
@@ -31,6 +35,7 @@ class ManifestRow:
     split: str = ""
     metadata: dict = field(default_factory=dict)
     mask: Path | None = None   # a label map on the same grid (``mask`` column)
+    key: str = ""              # one sample of a many-sample file (``sample_key`` column)
 
 
 def _read_table(path: Path):
@@ -82,6 +87,7 @@ def read_manifest(path, **_) -> list[ManifestRow]:
     label_col = _find_column(df.columns, LABEL_COLUMNS)
     split_col = _find_column(df.columns, SPLIT_COLUMNS)
     mask_col = _find_column(df.columns, MASK_COLUMNS)
+    key_col = _find_column(df.columns, KEY_COLUMNS)
     rows = []
     for i, rec in enumerate(df.to_dict("records"), start=1):
         raw = str(rec[path_col]).strip()
@@ -98,12 +104,18 @@ def read_manifest(path, **_) -> list[ManifestRow]:
             mask = Path(str(rec[mask_col]).strip()).expanduser()
             mask = mask if mask.is_absolute() else base / mask
         meta = {str(k): _plain(v) for k, v in rec.items()
-                if k not in (path_col, label_col, split_col, mask_col)}
+                if k not in (path_col, label_col, split_col, mask_col, key_col)}
         meta["manifest"] = str(path)
         meta["manifest_row"] = i
         rows.append(ManifestRow(row=i, path=p, labels=split_labels(rec[label_col]) if label_col else [],
-                                split=split, metadata=meta, mask=mask))
+                                split=split, metadata=meta, mask=mask,
+                                key=_key(rec[key_col]) if key_col else ""))
     return rows
+
+
+def _key(v) -> str:
+    text = "" if v is None else str(v).strip()
+    return "" if text.lower() in ("", "nan", "none") else text
 
 
 def _plain(v):

@@ -84,6 +84,8 @@ def read_medmnist(path, *, modality: str | None = None, dataset: str | None = No
         n_classes = 0
         multilabel = False
         for lab in label_arrays.values():
+            if lab.ndim == 0:
+                continue  # reported with its split below
             lab2 = lab.reshape(len(lab), -1)
             if lab2.shape[1] > 1:
                 multilabel = True
@@ -105,9 +107,12 @@ def read_medmnist(path, *, modality: str | None = None, dataset: str | None = No
                 kind = "image2d"
             labels = None
             if split in label_arrays:
-                lab = label_arrays[split].reshape(len(images), -1)
-                if len(lab) != len(images):
-                    raise ReadError(path, f"{split}: {len(lab)} labels for {len(images)} images")
+                lab = label_arrays[split]
+                if lab.ndim == 0 or len(lab) != len(images):
+                    n_lab = 1 if lab.ndim == 0 else len(lab)
+                    raise ReadError(path, f"{split}_labels has {n_lab} labels for {len(images)} "
+                                          f"{split}_images: one label row per image expected")
+                lab = lab.reshape(len(images), -1)
                 if multilabel:
                     labels = [[names[j] for j in np.flatnonzero(row)] for row in lab]
                 else:

@@ -49,6 +49,14 @@ def _read_trimesh(path: Path):
         raise ReadError(path, f"cannot parse mesh ({type(exc).__name__}: {exc})") from exc
     vertices = np.asarray(getattr(loaded, "vertices", np.empty((0, 3))))
     faces = np.asarray(getattr(loaded, "faces", np.empty((0, 3))), dtype=np.int64)
+    if len(vertices) == 0:
+        # force="mesh" drops the vertices of a file without faces: count them as a point cloud,
+        # so the message says what is missing (faces), not "no vertices".
+        try:
+            cloud = trimesh.load(str(path), process=False)
+            vertices = np.asarray(getattr(cloud, "vertices", vertices))
+        except Exception:  # noqa: BLE001
+            pass
     return vertices, faces.reshape(-1, 3) if faces.size else np.empty((0, 3), np.int64)
 
 

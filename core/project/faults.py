@@ -62,6 +62,10 @@ def as_write_error(exc: BaseException, path) -> ProjectWriteError | None:
     """The ``DiskFullError``/``ReadOnlyError`` for a failed write to ``path``, or None."""
     if isinstance(exc, ProjectWriteError):
         return exc
+    if isinstance(exc, OSError) and exc.errno is None and "requested and" in str(exc):
+        # numpy's tofile: a short fwrite ("1048576 requested and 383968 written") loses errno;
+        # the file system took only part of the data, i.e. it is full (or the file-size limit).
+        return disk_full(path, "the file system accepted only part of the data")
     if isinstance(exc, OSError) and exc.errno is not None:
         where = exc.filename or path
         if exc.errno in _DISK_FULL:

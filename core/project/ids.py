@@ -17,8 +17,8 @@ def make_id(source, *parts) -> str:
     p = Path(str(source))
     try:
         key = str(p.resolve())
-    except OSError:
-        key = str(p)
+    except (OSError, RuntimeError):  # a symbolic link loop (RuntimeError before Python 3.13)
+        key = str(p.absolute())
     stem = _SAFE.sub("_", p.name.split(".")[0])[:40] or "sample"
     digest = hashlib.sha1(key.encode()).hexdigest()[:8]
     tail = "".join(f"/{_SAFE.sub('_', str(x))}" for x in parts)

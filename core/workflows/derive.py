@@ -132,6 +132,23 @@ def missing_point_ids(project, ids=None) -> list[str]:
     return [s for s in shapes if s not in have]
 
 
+def project_n_points(project) -> int:
+    """Points per shape of the project's point clouds (new ones must match what a run reads),
+    1024 when there are none yet."""
+    if project.arrays.exists("points"):
+        import zipfile
+
+        import numpy as np
+
+        with zipfile.ZipFile(project.arrays.path("points")) as zf, zf.open("data.npy") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape = read(fh)[0]
+        if len(shape) == 3:
+            return int(shape[1])
+    return DEFAULT_N_POINTS
+
+
 def points_steps(project, ids, *, n_points: int = DEFAULT_N_POINTS, seed: int = 0):
     """Generator: mesh + points of ``ids`` (the one caller of ``compute_points``); returns the
     (id, reason) failures."""
@@ -175,8 +192,8 @@ def sources_sample_ids(project, sources, report) -> list[str]:
 
 
 def import_and_derive_steps(project, sources, *, dataset: str | None = None, modality: str | None = None,
-                            structures=(), points: bool = True, n_points: int = DEFAULT_N_POINTS,
-                            report: DeriveReport | None = None):
+                            structures=(), points: bool = True, n_points: int | None = None,
+                            report: DeriveReport | None = None, keep_identifiers: bool = False):
     """Generator (one Progress per file, then per shape): import ``sources``, make the chosen
     ``structures`` of their label maps into samples, and compute the meshes and points of the
     new shapes. Fills ``report`` (also the return value); ``report.sample_ids`` are the samples
@@ -186,11 +203,13 @@ def import_and_derive_steps(project, sources, *, dataset: str | None = None, mod
 
     report = report if report is not None else DeriveReport()
     report.import_report = ImportReport()
-    report.n_points = int(n_points)
+    n_points = int(n_points or project_n_points(project))
+    report.n_points = n_points
     if isinstance(sources, (str, Path)):
         sources = [sources]
     sources = [str(s) for s in sources]
-    yield from import_steps(project, sources, dataset=dataset, modality=modality, report=report.import_report)
+    yield from import_steps(project, sources, dataset=dataset, modality=modality, report=report.import_report,
+                            keep_identifiers=keep_identifiers)
     if report.import_report.cancelled:
         return report
     ids = sources_sample_ids(project, sources, report.import_report)

@@ -84,7 +84,8 @@ def test_dicom_folder_imports_with_tags(tmp_path):
     assert report.imported == 6 and not report.skipped
     df = project.samples(dataset="dicom_samples")
     assert sorted(df["modality"]) == ["CT", "MR", "MR", "MR", "US", "US"]
-    assert all(m.get("SeriesInstanceUID") for m in df["metadata"])
+    assert all(m.get("Modality") and m.get("Rows") for m in df["metadata"])
+    assert not any(m.get("SeriesInstanceUID") for m in df["metadata"])   # de-identified by default
 
 
 def test_dicom_series_folder_is_one_volume_with_geometry(tmp_path):
@@ -114,12 +115,12 @@ def test_dicom_series_folder_is_one_volume_with_geometry(tmp_path):
         writer.SetFileName(str(folder / f"slice{k:03d}.dcm"))
         writer.Execute(sl)
     project = Project.create(tmp_path / "p")
-    report = import_source(project, folder)
+    report = import_source(project, folder, keep_identifiers=True)
     assert report.imported == 1 and not report.skipped
     s = project.samples().iloc[0]
     assert s["kind"] == "volume" and s["shape"] == [8, 101, 122] and s["modality"] == "CT"
     assert s["metadata"]["PatientID"] == "SERIES-TEST" and s["metadata"]["n_files"] == 8
-    assert s["metadata"]["SeriesInstanceUID"] == series_uid
+    assert s["metadata"]["SeriesInstanceUID"] == series_uid and series_uid not in s["id"]
     assert s["geometry"]["spacing"] == pytest.approx([3.0, 3.0, 3.0], abs=1e-3)
     np.testing.assert_array_equal(project.load_sample_array(s["id"]), sitk.GetArrayFromImage(ct))
 
