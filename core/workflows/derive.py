@@ -191,6 +191,26 @@ def sources_sample_ids(project, sources, report) -> list[str]:
     return ids
 
 
+def attached_label_maps(project, sources) -> dict[str, str]:
+    """{source: scan id} for the sources that are label maps already attached to a scan."""
+    out = {}
+    for src in sources:
+        p = Path(src).expanduser()
+        if not p.is_file():
+            continue
+        keys = {str(src), str(p)}
+        try:
+            keys.add(str(p.resolve()))
+        except OSError:
+            pass
+        q = ",".join("?" * len(keys))
+        rows = project.query("SELECT id FROM samples WHERE kind != 'structure' AND mask_file IS NOT NULL"
+                             f" AND json_extract(metadata, '$.mask_source') IN ({q}) ORDER BY rowid", list(keys))
+        if rows:
+            out[str(src)] = rows[0][0]
+    return out
+
+
 def import_and_derive_steps(project, sources, *, dataset: str | None = None, modality: str | None = None,
                             structures=(), points: bool = True, n_points: int | None = None,
                             report: DeriveReport | None = None, keep_identifiers: bool = False):
@@ -208,11 +228,16 @@ def import_and_derive_steps(project, sources, *, dataset: str | None = None, mod
     if isinstance(sources, (str, Path)):
         sources = [sources]
     sources = [str(s) for s in sources]
+    # a label map already attached to its scan is not new: importing it again without its
+    # (already imported) scan would make it a sample of its own
+    attached = attached_label_maps(project, sources)
+    sources = [s for s in sources if s not in attached]
     yield from import_steps(project, sources, dataset=dataset, modality=modality, report=report.import_report,
                             keep_identifiers=keep_identifiers)
     if report.import_report.cancelled:
         return report
     ids = sources_sample_ids(project, sources, report.import_report)
+    ids += [sid for sid in dict.fromkeys(attached.values()) if sid not in ids]
     structures = [s for s in (structures or []) if str(s).strip()]
     if structures:
         made, errors = add_structures(project, ids, structures)
