@@ -38,7 +38,7 @@ def run_embed(args) -> int:
     run = pick_run(project, args.run)
     print(f"run {run['id']}: {run['method']} ({run['status']}), checkpoint {run['checkpoint']}")
     t0 = time.perf_counter()
-    method = load_run_method(run)
+    method = load_run_method(run, project)
     lines = apply_run(project, method, int(run["id"]), dataset=args.dataset, n_clusters=args.clusters)
     for split in args.umap:
         lines.append(store_umap(project, int(run["id"]), split))

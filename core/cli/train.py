@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from ._common import add_project_arg, describe_params, open_project, parse_param_overrides
 
@@ -28,10 +30,13 @@ def _add_run_options(p) -> None:
     p.add_argument("--no-embed", action="store_true",
                    help="do not embed, project and cluster the samples after training")
     p.add_argument("--list-params", action="store_true", help="print the hyperparameters and exit")
+    p.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="train data-parallel on N local processes (torch.distributed.run; one per "
+                        "GPU, or Gloo on the CPU); multi-node: launch with torchrun -m core.cli")
 
 
 def run_training(args, *, table: str) -> int:
-    from ..jobs import CANCELLED, FINISHED, Job, load_checkpoint
+    from ..jobs import CANCELLED, FINISHED, Job, load_run_checkpoint
     from ..methods.registry import get_finetuner, get_method
     from ..pipeline import apply_run, load_method_data, save_outputs
 
@@ -39,15 +44,23 @@ def run_training(args, *, table: str) -> int:
     if args.list_params:
         print(describe_params(cls))
         return 0
+    # -- distributed (issue 15): --nproc N re-launches this command on N ranks; under torchrun
+    # every rank trains its share of each global batch, rank 0 alone records, reports and saves.
+    from ..jobs import distributed
+    if getattr(args, "nproc", 1) > 1 and not distributed.launched():
+        return distributed.launch_local(args.nproc, distributed.rank_argv(
+            args, "train" if table == "methods" else "finetune"))
+    if distributed.launched():
+        distributed.init(dict(parse_param_overrides(args.set, cls)).get("device", "auto"))
+    # -- end distributed
     project = open_project(args.project)
     params = parse_param_overrides(args.set, cls)
+    name = cls.name or args.method
     resume = None
     run_id = None
     if args.resume is not None:
-        run = project.run(args.resume)
-        if not run["checkpoint"]:
-            raise ValueError(f"run {args.resume} has no checkpoint to resume from")
-        resume = load_checkpoint(run["checkpoint"])
+        run = _resumable_run(project, args.resume, name, "train" if table == "methods" else "finetune")
+        resume = load_run_checkpoint(project, run)
         params = {**run["params"], **params}
         run_id = int(args.resume)
     method = cls(**params)
@@ -55,27 +68,120 @@ def run_training(args, *, table: str) -> int:
     from ._common import ProgressBar
 
     bar = ProgressBar(f"{args.method}")
-    job = Job(method, data, project=project, resume=resume, on_progress=bar, name=cls.name or args.method,
-              run_id=run_id)
+    restore = None
+    if distributed.launched():  # rank 0 records the run and shows progress; a signal cancels all ranks
+        job = distributed.RankJob(method, data, project=project, resume=resume,
+                                  on_progress=bar if distributed.is_main() else None,
+                                  name=name, run_id=run_id)
+        distributed.cancel_on_signals(job)
+    else:
+        job = Job(method, data, project=project, resume=resume, on_progress=bar, name=name, run_id=run_id)
+        restore = cancel_on_signals(job)
     try:
-        job.run()
-    except KeyboardInterrupt:
-        job.cancel()
+        job.run(raise_errors=False)  # the outcome is reported below, whatever it is
     finally:
         bar.close()
-    last = job.history[-1] if job.history else None
-    print(f"run {job.run_id}: {job.status}"
-          + (f" after epoch {last.epoch}, step {last.global_step}" if last else ""))
-    if last:
-        for k, v in {**last.losses, **last.metrics}.items():
-            print(f"  {k}: {v:.5g}")
-    if job.checkpoint_path:
-        print(f"  checkpoint: {job.checkpoint_path}")
-    if job.status == FINISHED:
+        if restore is not None:
+            restore()
+    if distributed.launched() and not distributed.is_main():
+        distributed.shutdown()  # rank 0 alone embeds, projects and clusters after training
+        return 0 if job.status in (FINISHED, CANCELLED) else 1
+    report_job(job)
+    if job.status != FINISHED:
+        return 0 if job.status == CANCELLED else 1
+    try:
         if not args.no_embed and hasattr(method, "transform"):
             summary = apply_run(project, method, job.run_id, dataset=args.dataset, data=data)
         else:
             summary = save_outputs(project, method, job.run_id)
-        for line in summary:
-            print(f"  {line}")
-    return 0 if job.status in (FINISHED, CANCELLED) else 1
+    except Exception as exc:  # noqa: BLE001 - e.g. a collapsed embedding: said plainly, exit 1
+        from ..methods.base import Diverged
+
+        if not isinstance(exc, Diverged):
+            raise
+        print(f"run {job.run_id}: {exc}")
+        return 1
+    for line in summary:
+        print(f"  {line}")
+    return 0
+
+
+def _resumable_run(project, run_id: int, name: str, command: str) -> dict:
+    """The run ``--resume`` names, checked: same method, not still running elsewhere."""
+    from ..jobs.recovery import process_alive, resume_command
+
+    run = project.run(run_id)
+    if run["method"] != name:
+        raise ValueError(f"run {run_id} was trained with {run['method']}, not {name}; resume it with: "
+                         + resume_command(project, run))
+    if run["status"] in ("running", "cancelling"):
+        pid, host = run.get("pid"), run.get("host") or "?"
+        if pid is None or pid != pid or process_alive(pid, run.get("process_started")):
+            raise ValueError(f"run {run_id} is still being trained (process {pid} on {host}); "
+                             "cancel it there first")
+    return run
+
+
+def cancel_on_signals(job):
+    """Ctrl-C (SIGINT) and SIGTERM cancel ``job``: it stops after the current step, writes its
+    checkpoint and is recorded ``cancelled``. A second Ctrl-C stops at once (the last checkpoint
+    stays). Returns a function restoring the previous handlers."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    hits = []
+
+    def handler(signum, frame):
+        hits.append(signum)
+        if len(hits) == 1:
+            print("\nstopping after this step and saving a checkpoint "
+                  "(press Ctrl-C again to stop at once)...", file=sys.stderr, flush=True)
+            job.cancel()
+        elif signum == signal.SIGINT:
+            raise KeyboardInterrupt
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except (ValueError, OSError):
+            pass
+
+    def restore():
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+    return restore
+
+
+def report_job(job) -> None:
+    """What happened to a run, in words: status, where it stopped, why, what to do next."""
+    from ..jobs import CANCELLED, DIVERGED, FAILED, FINISHED
+
+    steps = [p for p in job.history if p.losses]
+    last = steps[-1] if steps else (job.history[-1] if job.history else None)
+    where = f" at epoch {last.epoch}, step {last.global_step}" if last else ""
+    if job.status == FINISHED:
+        print(f"run {job.run_id}: finished" + (f" after epoch {last.epoch}, step {last.global_step}" if last else ""))
+    elif job.status == FAILED:
+        err = job.error
+        why = f"{type(err).__name__}: {err}" if err is not None else job.message
+        print(f"run {job.run_id}: failed{where}: {why}")
+    elif job.status == DIVERGED:
+        print(f"run {job.run_id}: diverged: {job.message}")
+    elif job.status == CANCELLED:
+        print(f"run {job.run_id}: {job.message}")
+    else:
+        print(f"run {job.run_id}: {job.status}{where}")
+    if last:
+        for k, v in {**last.losses, **last.metrics}.items():
+            try:
+                print(f"  {k}: {float(v):.5g}")
+            except (TypeError, ValueError):
+                print(f"  {k}: {v}")
+    if job.checkpoint_path and Path(job.checkpoint_path).is_file():
+        print(f"  checkpoint: {job.checkpoint_path}")
+    if job.status == FAILED and getattr(job, "error_log", None):
+        print(f"  details for a bug report: {job.error_log}")

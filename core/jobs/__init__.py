@@ -1,7 +1,12 @@
 """Background jobs: one runner for every method's step generator."""
-from .job import (CANCELLED, CANCELLING, FAILED, FINISHED, PENDING, RUNNING, Cancelled, Job,
-                  load_checkpoint, save_checkpoint)
+from .checkpoint import (CheckpointError, load_checkpoint, load_run_checkpoint, run_checkpoint_path,
+                         save_checkpoint)
+from .job import (CANCELLED, CANCELLING, COLLAPSED, DIVERGED, FAILED, FINISHED, PENDING, RESUMABLE,
+                  RUNNING, UNUSABLE, Cancelled, Job)
 from .progress import Progress, RateMeter
+from .recovery import INTERRUPTED, mark_interrupted_runs, resume_command
 
-__all__ = ["Job", "Progress", "RateMeter", "Cancelled", "save_checkpoint", "load_checkpoint",
-           "PENDING", "RUNNING", "CANCELLING", "CANCELLED", "FINISHED", "FAILED"]
+__all__ = ["Job", "Progress", "RateMeter", "Cancelled", "CheckpointError", "save_checkpoint",
+           "load_checkpoint", "load_run_checkpoint", "run_checkpoint_path", "mark_interrupted_runs",
+           "resume_command", "PENDING", "RUNNING", "CANCELLING", "CANCELLED", "FINISHED", "FAILED",
+           "DIVERGED", "COLLAPSED", "INTERRUPTED", "RESUMABLE", "UNUSABLE"]

@@ -156,11 +156,12 @@ class LabelledImageTrainer(Method):
     def load_data(self, project, dataset=None) -> SampleSet:
         from ..dataset import from_project
 
-        if getattr(self, "init_run", 0) and not self.init_checkpoint:
-            ckpt = project.run(int(self.init_run)).get("checkpoint")
-            if not ckpt:
-                raise ValueError(f"run {self.init_run} has no checkpoint to start from")
-            self.init_checkpoint = str(ckpt)
+        if getattr(self, "init_run", 0):
+            # looked up in the project each time (a resumed run's recorded init_checkpoint may
+            # point at the folder's earlier location); inside the project only, loaded safely
+            from ..jobs.checkpoint import run_checkpoint_path
+
+            self.init_checkpoint = str(run_checkpoint_path(project, project.run(int(self.init_run))))
         return from_project(project, kind="image2d", dataset=dataset)
 
     def _build_model(self, n_classes: int) -> None:

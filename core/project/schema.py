@@ -78,7 +78,10 @@ CREATE TABLE IF NOT EXISTS runs (
     finished_at TEXT,
     checkpoint  TEXT,
     metrics     TEXT NOT NULL DEFAULT '{}',
-    message     TEXT NOT NULL DEFAULT ''
+    message     TEXT NOT NULL DEFAULT '',
+    pid         INTEGER,                         -- the process training it (core.jobs.recovery)
+    host        TEXT NOT NULL DEFAULT '',
+    process_started REAL                         -- that process's start time (pid reuse check)
 );
 
 CREATE TABLE IF NOT EXISTS clusterings (
@@ -120,6 +123,9 @@ MIGRATIONS: dict[int, str] = {}
 # ``Project.open`` adds those a database lacks; new tables come from ``SCHEMA``'s IF NOT EXISTS.
 ADDED_COLUMNS: dict[tuple[str, str], str] = {
     ("history", "session"): "TEXT NOT NULL DEFAULT ''",
+    ("runs", "pid"): "INTEGER",
+    ("runs", "host"): "TEXT NOT NULL DEFAULT ''",
+    ("runs", "process_started"): "REAL",
 }
 
 

@@ -135,6 +135,9 @@ class Project(RunArrays):
         project = cls(path, conn, read_only=read_only)
         if not read_only:
             remove_orphan_temps(path)   # temp files of writes that a killed process left
+            from ..jobs.recovery import mark_interrupted_runs
+
+            mark_interrupted_runs(project)  # 'running' runs whose process is gone
         return project
 
     @staticmethod

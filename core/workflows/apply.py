@@ -22,11 +22,13 @@ def apply_run(project, method, run_id: int, *, dataset: str | None = None,
     clustering; make the run active. Returns lines for a summary."""
     from .clustering import first_clustering, recluster
 
+    _check_usable(project, run_id)
     data = data if data is not None else load_method_data(project, method, dataset=dataset)
     if len(data) == 0:
         raise ValueError(f"{project.path}: no sample that {type(method).__name__} can read "
                          f"(input: {getattr(method, 'input_kind', '?')})")
     emb = np.asarray(method.transform(data), dtype=np.float32)
+    _check_not_collapsed(project, run_id, emb, method)
     project.save_embedding(run_id, data.ids, emb)
     fit_mask = data.split == "train"
     from .projections import store_pca
@@ -52,6 +54,44 @@ def apply_run(project, method, run_id: int, *, dataset: str | None = None,
     project.set_meta("active_run", str(int(run_id)))
     project.set_meta("active_clustering", name)
     return lines + save_outputs(project, method, run_id)
+
+
+def _check_usable(project, run_id: int) -> None:
+    """A failed, diverged or collapsed run is never applied nor made active."""
+    from ..jobs import UNUSABLE
+    from ..project import ProjectError
+
+    try:
+        run = project.run(run_id)
+    except ProjectError:
+        return  # not a recorded run (e.g. a method applied directly): nothing to check
+    if run.get("status") in UNUSABLE:
+        why = f": {run['message']}" if run.get("message") else ""
+        raise ValueError(f"run {run_id} {run['status']}{why}. It is not applied and not made the "
+                         "active run; train again (e.g. with a lower learning rate)")
+
+
+def _check_not_collapsed(project, run_id: int, emb, method) -> None:
+    """Record a collapsed embedding on the run (status ``collapsed``) and stop with why."""
+    from ..jobs import COLLAPSED
+    from ..metrics.collapse import embedding_health
+    from ..methods.base import EmbeddingCollapsed, _fmt_lr
+    from ..project import ProjectError
+
+    health = embedding_health(emb)
+    if not health.collapsed:
+        return
+    params = method.get_params() if hasattr(method, "get_params") else {}
+    lr = params.get("lr")
+    hint = (f"the learning rate {_fmt_lr(lr)} is likely too high; lower it and train again"
+            if lr is not None else "train again with a lower learning rate")
+    msg = (f"training collapsed the embedding: {health.reason}; {hint}. "
+           "The run is not applied and not made the active run")
+    try:
+        project.update_run(run_id, status=COLLAPSED, message=msg)
+    except ProjectError:
+        pass
+    raise EmbeddingCollapsed(msg)
 
 
 def place_into_clustering(project, clustering: str, ids, features, *, method=None, data=None) -> int:

@@ -123,7 +123,7 @@ class Placer:
             if self.run is None:
                 raise ValueError(f"embedding of run {self.run_id} has no recorded run with a checkpoint: "
                                  "new samples cannot be embedded with it")
-            self._method = load_run_method(self.run)
+            self._method = load_run_method(self.run, self.project)
         return self._method
 
     @property

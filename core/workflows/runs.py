@@ -30,7 +30,9 @@ def pick_run(project, run_id: int | None = None) -> dict:
         return project.run(active)
     runs = project.runs()
     if len(runs):
-        runs = runs[runs["checkpoint"].fillna("").astype(str) != ""]
+        from ..jobs import UNUSABLE
+
+        runs = runs[(runs["checkpoint"].fillna("").astype(str) != "") & ~runs["status"].isin(UNUSABLE)]
     if len(runs) == 0:
         raise ValueError(f"no trained run with a checkpoint in {project.path}; run `latentmap train` first")
     return project.run(int(runs["id"].iloc[-1]))
@@ -63,9 +65,15 @@ def method_class(name: str):
     raise ValueError(f"unknown method {name!r}")
 
 
-def load_run_method(run: dict):
-    """A trained run's method, rebuilt from its checkpoint."""
+def load_run_method(run: dict, project=None):
+    """A trained run's method, rebuilt from its checkpoint (with ``project``: the checkpoint is
+    looked up inside the project folder, wherever the folder has moved; a recorded path leading
+    outside it is refused)."""
     cls = method_class(run["method"])
+    if project is not None:
+        from ..jobs.checkpoint import run_checkpoint_path
+
+        return cls.from_checkpoint(run_checkpoint_path(project, run))
     if not run.get("checkpoint"):
         raise ValueError(f"run {run['id']} ({run['method']}) has no checkpoint")
     return cls.from_checkpoint(run["checkpoint"])

@@ -5,7 +5,7 @@ import threading
 import numpy as np
 import pytest
 
-from core.jobs import CANCELLED, FAILED, FINISHED, Job, Progress, load_checkpoint
+from core.jobs import CANCELLED, FAILED, FINISHED, Job, Progress, load_run_checkpoint
 from core.methods.base import Method
 from core.project import Project
 
@@ -73,7 +73,8 @@ def test_progress_every_step_and_run_recorded(tmp_path, problem):
     run = project.run(job.run_id)
     assert run["status"] == FINISHED and run["params"]["epochs"] == 2
     assert (project.run_dir(job.run_id) / "history.csv").exists()
-    assert load_checkpoint(run["checkpoint"])["epoch"] == 2
+    assert run["checkpoint"] == "runs/0001/checkpoint.pt"  # relative to the project folder
+    assert load_run_checkpoint(project, run)["epoch"] == 2
 
 
 def test_cancel_takes_effect_within_one_step_and_resume_continues(tmp_path, problem):
@@ -93,7 +94,7 @@ def test_cancel_takes_effect_within_one_step_and_resume_continues(tmp_path, prob
     job.wait(30)
     assert job.status == CANCELLED
     assert steps_seen == [1, 2, 3]  # no step after the one during which cancel was asked
-    state = load_checkpoint(project.run(job.run_id)["checkpoint"])
+    state = load_run_checkpoint(project, project.run(job.run_id))
     assert (state["epoch"], state["step"]) == (0, 3)
 
     resumed = Job(LeastSquares(epochs=3), problem, project=project, resume=state, run_id=job.run_id)
