@@ -21,7 +21,8 @@ def run_info(args) -> int:
 
 def info_lines(project) -> list[str]:
     s = project.summary()
-    lines = [f"project {s['name']} ({s['path']}), schema {s['schema_version']}",
+    lines = [f"project {s['name']} ({s['path']}), schema {s['schema_version']}"
+             + (" (read-only: can be viewed, not changed)" if getattr(project, "read_only", False) else ""),
              f"samples: {s['n_samples']}"]
     for title, key in (("split", "by_split"), ("modality", "by_modality"), ("kind", "by_kind"),
                        ("dataset", "by_dataset"), ("label", "by_label")):

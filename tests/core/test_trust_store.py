@@ -124,3 +124,84 @@ def test_undo_skips_a_live_session_in_another_process_then_reaches_it_once_it_is
     assert me.can_undo()                              # bob's process is gone: his edit is reachable
     assert me.undo()["label"] == "theirs"
     me.close()
+
+
+# ------------------------------------------------------------------------------ read-only
+def _as_reader_without_write_rights():
+    """Root writes anywhere: drop the capabilities that let it, so the mode bits apply."""
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without setpriv: cannot make a folder read-only for root")
+    return [setpriv, "--bounding-set=-dac_override,-dac_read_search,-fowner,-chown"]
+
+
+def test_read_only_project_opens_for_viewing_and_refuses_writes(tmp_path):
+    path = tmp_path / "proj"
+    with Project.create(path) as p:
+        assert import_source(p, need(DATA / "dicom_samples")).imported == 6
+        p.set_label(p.sample_ids()[:2], "artefact", author="alice")
+    subprocess.run(["chmod", "-R", "a+rX,a-w", str(path)], check=True)
+    try:
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        info = subprocess.run([*_as_reader_without_write_rights(), PY, "-m", "core.cli", "info",
+                               str(path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert info.returncode == 0, info.stderr[-2000:]
+        assert "samples: 6" in info.stdout and "read-only" in info.stdout
+        script = textwrap.dedent(f"""
+            import numpy as np
+            from core.project import Project, ReadOnlyError
+            p = Project.open({str(path)!r})
+            print("LABELS", sum(len(v) for v in p.labels().values()), p.read_only)
+            for name, write in [("label", lambda: p.set_label(p.sample_ids()[:1], "x")),
+                                ("array", lambda: p.arrays.save("embeddings/x", np.zeros((1, 2)))),
+                                ("undo", lambda: p.undo())]:
+                try:
+                    write()
+                    print("WROTE", name)
+                except ReadOnlyError as exc:
+                    print("REFUSED", name, exc)
+            p.close()
+        """)
+        r = subprocess.run([*_as_reader_without_write_rights(), PY, "-c", script], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert "LABELS 2 True" in r.stdout and "WROTE" not in r.stdout
+        assert r.stdout.count(f"REFUSED") == 3 and f"read-only: {path}" in r.stdout
+        assert "Traceback" not in r.stderr
+    finally:
+        subprocess.run(["chmod", "-R", "u+w", str(path)], check=True)
+
+
+# ------------------------------------------------------------------------------ temp files
+def test_open_removes_orphan_temp_files_but_not_a_write_in_progress(tmp_path):
+    path = tmp_path / "proj"
+    Project.create(path).close()
+    orphan = path / "arrays" / "meshes" / ".abc-1234.npz.x8k2j1p0.tmp"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(b"half a mesh")
+    live = path / "arrays" / ".points.npz.q9w8e7r6.tmp"
+    script = textwrap.dedent(f"""
+        import fcntl, sys, time
+        fh = open({str(live)!r}, "wb")
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        fh.write(b"being written")
+        fh.flush()
+        print("locked", flush=True)
+        time.sleep(120)
+    """)
+    proc = subprocess.Popen([PY, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "locked"
+        for f in (orphan, live):
+            os.utime(f, (1e9, 1e9))
+        Project.open(path).close()
+        assert not orphan.exists()      # its writer was killed: nothing holds its lock
+        assert live.exists()            # a writer holds it
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+        proc.stdout.close()
+    Project.open(path).close()
+    assert not live.exists()
