@@ -77,6 +77,23 @@ class SampleSet:
         return self.subset(np.isin(self.split, splits))
 
 
+def _complete_points(project, df) -> None:
+    """Point clouds the selected shapes lack (an import or point step that was killed, an
+    import with --no-points) are computed before the data is read, so training never fails on
+    a missing ``points`` array or silently drops shapes. A read-only project raises instead."""
+    from .workflows.derive import missing_point_ids, points_steps, project_n_points
+
+    todo = missing_point_ids(project, df["id"].tolist())
+    if not todo:
+        return
+    if getattr(project, "read_only", False):
+        raise ValueError(f"{project.path}: {len(todo)} shape samples have no point cloud and the "
+                         "project is read-only; run 'latentmap import' on a writable copy first")
+    gen = points_steps(project, todo, n_points=project_n_points(project))
+    for _ in gen:
+        pass
+
+
 def from_project(project, *, kind: str, ids: Sequence[str] | None = None, split: str | None = None,
                  dataset: str | None = None, array: str | None = None, labels: bool = True) -> SampleSet:
     """Build a ``SampleSet`` from a project.
@@ -93,6 +110,7 @@ def from_project(project, *, kind: str, ids: Sequence[str] | None = None, split:
         df = df[df["id"].isin(want)]
     if array is None and kind == "points":
         array = "points"
+        _complete_points(project, df)
     if array is not None:
         stored_ids, data = project.arrays.load(array)
         pos = {s: i for i, s in enumerate(stored_ids)}

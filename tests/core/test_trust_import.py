@@ -273,3 +273,15 @@ def test_selection_manifest_reimports_exactly_the_selected_samples(tmp_path):
         for s in chosen:
             np.testing.assert_array_equal(b.load_sample_array(s), want[s])
         assert "checked" in b.labels([chosen[0]])[chosen[0]]
+
+
+def test_training_data_computes_point_clouds_an_import_left_out(tmp_path):
+    from core.dataset import from_project
+
+    src = _vessel_subset(tmp_path, 12)
+    assert cli_main(["import", str(src), "--project", str(tmp_path / "p"), "--no-points"]) == 0
+    with Project.open(tmp_path / "p") as p:
+        assert not p.arrays.exists("points")
+        data = from_project(p, kind="points")
+        assert data.x.shape == (12, 1024, 3) and np.isfinite(data.x).all()
+        assert sorted(map(str, p.arrays.load("points")[0])) == sorted(p.sample_ids())
