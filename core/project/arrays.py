@@ -23,7 +23,9 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
 _NAME = re.compile(r"^[A-Za-z0-9_.\-/]+$")
-_TMP = re.compile(r"^\..+\.[A-Za-z0-9_]{6,}\.tmp$")
+_TMP = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")    # what atomic_write_bytes's mkstemp names
+# Where a project writes (a project folder may hold other files of the user's: left alone).
+_WRITTEN_FOLDERS = ("arrays", "data", "runs")
 
 
 def atomic_write_bytes(path: Path, write, *, durable: bool = True) -> None:
@@ -67,7 +69,8 @@ def atomic_write_bytes(path: Path, write, *, durable: bool = True) -> None:
 
 
 def remove_orphan_temps(root: Path, *, min_age_s: float = 2.0) -> list[Path]:
-    """Delete the temp files that killed writes left under ``root`` (``.<name>.<random>.tmp``).
+    """Delete the temp files that killed writes left in a project folder ``root`` (its top
+    level and ``arrays/``, ``data/``, ``runs/``), named ``.<name>.<8 random chars>.tmp``.
 
     A temp file whose writer is alive is locked and kept; without ``flock`` (Windows), only
     temp files older than an hour are removed. Files younger than ``min_age_s`` are kept
@@ -75,7 +78,11 @@ def remove_orphan_temps(root: Path, *, min_age_s: float = 2.0) -> list[Path]:
     """
     removed = []
     now = time.time()
-    for dirpath, dirnames, filenames in os.walk(root):
+    root = Path(root)
+    walks = [(str(root), [], [e.name for e in os.scandir(root) if e.is_file()])] if root.is_dir() else []
+    for sub in _WRITTEN_FOLDERS:
+        walks.extend(os.walk(root / sub))
+    for dirpath, dirnames, filenames in walks:
         for name in filenames:
             if not _TMP.match(name):
                 continue

@@ -75,7 +75,7 @@ def test_reimport_after_a_kill_during_points_completes_every_point_cloud(tmp_pat
             have = set(map(str, p.arrays.load("points")[0]))
         assert len(have) < 300          # the kill left samples without point clouds
     # a temp file as a killed atomic write leaves it (no writer holds its lock)
-    orphan = proj / "arrays" / ".points.npz.k1ll3d0.tmp"
+    orphan = proj / "arrays" / ".points.npz.k1ll3d00.tmp"
     orphan.parent.mkdir(parents=True, exist_ok=True)
     orphan.write_bytes(b"partial")
     os.utime(orphan, (1e9, 1e9))
