@@ -274,6 +274,7 @@ def compute_points(project, ids=None, n_points: int = 1024, seed: int = 0, *,
     label maps attached to 'volume' samples (e.g. an organ of a CT's segmentation).
     """
     from ..jobs import Progress, RateMeter
+    from ..project.faults import ProjectWriteError
 
     failures: list[tuple[str, str]] = []
     if ids is None:
@@ -331,6 +332,8 @@ def compute_points(project, ids=None, n_points: int = 1024, seed: int = 0, *,
                 done_ids.append(sid)
                 done_pts.append(pts)
                 msg = sid
+            except ProjectWriteError:
+                raise                 # a full disk or a read-only project stops every sample
             except Exception as exc:  # one bad sample must not stop the others
                 reason = str(exc) or type(exc).__name__
                 failures.append((sid, reason))

@@ -52,10 +52,10 @@ def disk_full(path, detail: str = "") -> DiskFullError:
                            "was kept)", path)
 
 
-def read_only(path, detail: str = "") -> ReadOnlyError:
-    return ReadOnlyError(f"read-only: {path}" + (f" ({detail})" if detail else "")
-                         + "; the project can be viewed but not changed here (copy it to a "
-                           "writable folder to edit it)", path)
+def read_only(path, detail: str = "", *, hint: str | None = None) -> ReadOnlyError:
+    hint = hint if hint is not None else ("the project can be viewed but not changed here (copy "
+                                          "it to a writable folder to edit it)")
+    return ReadOnlyError(f"read-only: {path}" + (f" ({detail})" if detail else "") + f"; {hint}", path)
 
 
 def as_write_error(exc: BaseException, path) -> ProjectWriteError | None:

@@ -31,6 +31,7 @@ from .accessors import RunArrays
 from .arrays import ArrayStore, atomic_save_npy, remove_orphan_temps
 from .faults import (DiskFullError, NewerSchemaError, ProjectError, ReadOnlyError,  # noqa: F401
                      as_write_error, make_dirs, read_only, set_file_mode)
+from .faults import read_only as read_only_error
 from .schema import ADDED_COLUMNS, MIGRATIONS, SCHEMA, SCHEMA_VERSION, statements
 
 DB_NAME = "project.sqlite"
@@ -92,7 +93,10 @@ class Project(RunArrays):
         try:
             make_dirs(path)
         except OSError as exc:
-            raise (as_write_error(exc, path) or ProjectError(f"{path}: cannot create ({exc})")) from exc
+            err = as_write_error(exc, path)
+            if isinstance(err, ReadOnlyError):
+                err = read_only_error(path, exc.strerror or "", hint="choose a writable folder for the project")
+            raise (err or ProjectError(f"{path}: cannot create ({exc})")) from exc
         return cls._open(path, create=True, name=name or path.name, exist_ok=exist_ok)
 
     @classmethod
@@ -113,6 +117,9 @@ class Project(RunArrays):
         db = path / DB_NAME
         if read_only is None:
             read_only = not create and not _writable(path, db)
+        if create and not db.exists() and not os.access(path, os.W_OK):
+            raise read_only_error(path, "no permission to write in this folder",
+                                  hint="choose a writable folder for the project")
         if read_only:
             conn = cls._connect_read_only(db)
         else:
