@@ -249,7 +249,7 @@ class MainWindow(QMainWindow):
             self.resizeDocks([d["Image"]], [520], Qt.Horizontal)
             self.resizeDocks([d["Image"], d["Mesh"]], [330, 300], Qt.Vertical)
         self.resizeDocks([d["Samples"], d["Labels"]], [330, 300], Qt.Vertical)
-        self.resizeDocks([d["Neighbours"]], [260], Qt.Vertical)
+        self.resizeDocks([d["Neighbours"]], [330], Qt.Vertical)  # room for the training charts
         if "bottom" in self._first_optional:
             self.resizeDocks([d["Neighbours"], self._first_optional["bottom"]], [700, 800], Qt.Horizontal)
 

@@ -1,5 +1,6 @@
 """Training panel: pick a method, set its hyperparameters in a form built from its signature,
-start, cancel (within one step), resume; live loss and metric curves; device, rate and ETA.
+start, cancel (within one step), resume (the curves from before the cancel stay); one small
+chart per loss term and metric, each on its own axis; device, rate, ETA and the method's warnings.
 
 The engine runs in a ``core.jobs.Job`` on a worker thread (through ``QtJob``); this widget only
 reacts to its signals, so the GUI stays responsive while it trains.
@@ -11,9 +12,9 @@ import math
 import pyqtgraph as pg
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtGui import QDoubleValidator
-from qtpy.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
-                            QLineEdit, QMessageBox, QProgressBar, QPushButton, QScrollArea,
-                            QSpinBox, QVBoxLayout, QWidget)
+from qtpy.QtWidgets import (QCheckBox, QComboBox, QDockWidget, QFormLayout, QGridLayout,
+                            QGroupBox, QHBoxLayout, QLabel, QLineEdit, QMessageBox, QProgressBar,
+                            QPushButton, QScrollArea, QSpinBox, QSplitter, QVBoxLayout, QWidget)
 
 from app._qt.jobs import QtJob
 from core.jobs import Progress
@@ -70,6 +71,8 @@ class ParamForm(QWidget):
         self.widgets: dict[str, QWidget] = {}
         form = QFormLayout(self)
         form.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
+        form.setVerticalSpacing(2)
+        form.setContentsMargins(4, 2, 4, 2)
         for s in specs:
             w = self._widget_for(s)
             w.setObjectName(f"param-{s.name}")
@@ -133,7 +136,144 @@ class ParamForm(QWidget):
                 w.setText("" if value is None else str(value))
 
 
+class MetricCharts(QWidget):
+    """One small chart per quantity (each loss term, each metric), each with its own y axis and
+    its name as the title: quantities of different ranges (a cluster count ~20 next to NMI in
+    [0, 1], a fit loss ~100 next to a smoothness term ~0.01) never flatten each other, and no
+    legend covers a curve. Charts flow into as many columns as the width allows."""
+
+    MIN_W, CHART_H = 230, 125
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.plots: dict[str, pg.PlotWidget] = {}
+        self.curves: dict[str, pg.PlotDataItem] = {}
+        self.series: dict[str, tuple[list, list]] = {}
+        self._grid_host = QWidget()
+        self.grid = QGridLayout(self._grid_host)
+        self.grid.setContentsMargins(2, 2, 2, 2)
+        self.grid.setSpacing(4)
+        self.placeholder = QLabel("Curves appear here once training steps arrive: one chart per "
+                                  "loss term and per metric, each on its own axis.")
+        self.placeholder.setWordWrap(True)
+        self.placeholder.setAlignment(Qt.AlignCenter)
+        self.grid.addWidget(self.placeholder, 0, 0)
+        self.scroll = QScrollArea(self)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setWidget(self._grid_host)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.scroll)
+        self._columns = 0
+
+    def columns_for(self, width: int) -> int:
+        return max(1, min(4, width // self.MIN_W))
+
+    def _relayout(self, force: bool = False) -> None:
+        cols = self.columns_for(self.scroll.viewport().width())
+        if cols == self._columns and not force:
+            return
+        self._columns = cols
+        for w in self.plots.values():
+            self.grid.removeWidget(w)
+        for i, w in enumerate(self.plots.values()):
+            self.grid.addWidget(w, i // cols, i % cols)
+        for c in range(4):
+            self.grid.setColumnStretch(c, 1 if c < cols else 0)
+        self.grid.setRowStretch(len(self.plots) // cols + 1, 1)
+
+    def resizeEvent(self, ev):
+        super().resizeEvent(ev)
+        self._relayout()
+
+    def append(self, key: str, x: float, y: float) -> None:
+        """Add the point (x, y) to the chart named ``key`` ("loss: fit", "nmi"...), creating it."""
+        y = float(y)
+        if not math.isfinite(y):
+            return
+        xs, ys = self.series.setdefault(key, ([], []))
+        xs.append(float(x))
+        ys.append(y)
+        if key not in self.plots:
+            self._new_plot(key)
+        self.curves[key].setData(xs, ys)
+        # charts scrolled out of view are not painted; their range must still follow the data
+        self.plots[key].getPlotItem().getViewBox().updateAutoRange()
+
+    def _new_plot(self, key: str) -> None:
+        self.placeholder.setVisible(False)
+        colour = CURVE_COLOURS[len(self.plots) % len(CURVE_COLOURS)]
+        w = pg.PlotWidget()
+        w.setObjectName(f"chart-{key}")
+        w.setBackground("w")
+        w.setTitle(key, size="9pt", color="#222")
+        w.setMinimumSize(self.MIN_W - 20, self.CHART_H)
+        w.setMaximumHeight(self.CHART_H + 40)
+        w.showGrid(x=True, y=True, alpha=0.25)
+        for side in ("left", "bottom"):
+            ax = w.getAxis(side)
+            ax.setStyle(tickFont=_small_font(), tickTextOffset=3)
+            ax.setTextPen("#333")
+            ax.setTickDensity(0.6 if side == "left" else 0.4)  # no overlapping tick labels
+        w.getAxis("left").setWidth(48)
+        w.setMouseEnabled(x=False, y=False)
+        w.hideButtons()
+        symbol = "o" if not key.startswith("loss") else None
+        self.curves[key] = w.plot(pen=pg.mkPen(colour, width=2), symbol=symbol, symbolBrush=colour,
+                                  symbolSize=5, symbolPen=None)
+        self.plots[key] = w
+        self._relayout(force=True)
+
+    def clear(self) -> None:
+        for w in self.plots.values():
+            self.grid.removeWidget(w)
+            w.deleteLater()
+        self.plots.clear()
+        self.curves.clear()
+        self.series.clear()
+        self.placeholder.setVisible(True)
+        self._columns = 0
+
+
+def _small_font():
+    from qtpy.QtGui import QFont
+
+    f = QFont()
+    f.setPointSize(8)
+    return f
+
+
+def history_series(path) -> list[tuple[str, float, float]]:
+    """(chart key, global step, value) rows of a run's ``history.csv`` (empty when absent)."""
+    import pandas as pd
+    from pathlib import Path
+
+    path = Path(path)
+    if not path.exists():
+        return []
+    try:
+        df = pd.read_csv(path)
+    except Exception:  # noqa: BLE001 - an unreadable history only costs the old curves
+        return []
+    out = []
+    x = df["global_step"] if "global_step" in df else pd.Series(range(len(df)))
+    for col in df.columns:
+        if col.startswith("loss/"):
+            key = f"loss: {col[5:]}"
+        elif col.startswith("metric/"):
+            key = col[7:]
+        else:
+            continue
+        vals = pd.to_numeric(df[col], errors="coerce")
+        out += [(key, float(a), float(b)) for a, b in zip(x, vals) if math.isfinite(b)]
+    return out
+
+
 class TrainingPanel(QWidget):
+    """Top: method, data, start / cancel / resume, detach. Left: the hyperparameter form (it
+    scrolls) above the run's figures (status, device, step, rate, ETA, warnings). Right: one
+    chart per quantity. ``run_finished(run id, status)`` at the end of each run."""
+
     run_finished = Signal(int, str)  # run id, final status
 
     def __init__(self, model, selection=None, parent=None):
@@ -142,88 +282,118 @@ class TrainingPanel(QWidget):
         self.selection = selection
         self.qjob: QtJob | None = None
         self._task: _LoadThenTrain | None = None
-        self._curves: dict[str, pg.PlotDataItem] = {}
-        self._series: dict[str, tuple[list, list]] = {}
+        self.warnings: list[str] = []
         self._build()
         self._on_method_changed()
         self._refresh_runs()
 
     # ------------------------------------------------------------------ layout
     def _build(self) -> None:
-        root = QHBoxLayout(self)
-        left = QVBoxLayout()
+        root = QVBoxLayout(self)
+        root.setContentsMargins(4, 4, 4, 4)
+        bar = QHBoxLayout()
         self.method_box = QComboBox()
         for label, table, name in method_entries():
             self.method_box.addItem(label, (table, name))
         self.method_box.currentIndexChanged.connect(self._on_method_changed)
-        left.addWidget(QLabel("Method"))
-        left.addWidget(self.method_box)
+        bar.addWidget(QLabel("Method"))
+        bar.addWidget(self.method_box, 2)
         self.dataset_box = QComboBox()
         self.dataset_box.addItem("(all samples)", None)
         for d in sorted(set(self.model.samples["dataset"])):
             if d:
                 self.dataset_box.addItem(d, d)
-        left.addWidget(QLabel("Data"))
-        left.addWidget(self.dataset_box)
-        self.form_area = QScrollArea()
-        self.form_area.setWidgetResizable(True)
-        left.addWidget(self.form_area, 1)
-        buttons = QHBoxLayout()
+        bar.addWidget(QLabel("Data"))
+        bar.addWidget(self.dataset_box, 1)
         self.start_btn = QPushButton("Start")
         self.start_btn.clicked.connect(lambda: self.start())
         self.cancel_btn = QPushButton("Cancel")
         self.cancel_btn.setEnabled(False)
         self.cancel_btn.clicked.connect(self.cancel)
-        buttons.addWidget(self.start_btn)
-        buttons.addWidget(self.cancel_btn)
-        left.addLayout(buttons)
-        resume_row = QHBoxLayout()
         self.resume_box = QComboBox()
+        self.resume_box.setMinimumContentsLength(14)
         self.resume_btn = QPushButton("Resume")
         self.resume_btn.clicked.connect(self.resume_selected)
-        resume_row.addWidget(self.resume_box, 1)
-        resume_row.addWidget(self.resume_btn)
-        left.addLayout(resume_row)
-        holder = QWidget()
-        holder.setLayout(left)
-        holder.setMaximumWidth(360)
-        root.addWidget(holder)
+        self.detach_btn = QPushButton("Detach")
+        self.detach_btn.setToolTip("Show the training view in its own large window (again to dock it back)")
+        self.detach_btn.clicked.connect(self.toggle_detached)
+        for w in (self.start_btn, self.cancel_btn, self.resume_box, self.resume_btn, self.detach_btn):
+            bar.addWidget(w)
+        root.addLayout(bar)
 
-        # form | run figures | curves side by side: the dock is wide and short
-        right = QHBoxLayout()
+        split = QSplitter(Qt.Horizontal)
+        left = QWidget()
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 0, 0)
+        self.form_area = QScrollArea()
+        self.form_area.setWidgetResizable(True)
+        self.form_area.setMinimumHeight(90)
+        ll.addWidget(self.form_area, 3)
         info = QGroupBox("Run")
-        info.setMaximumWidth(320)
-        grid = QFormLayout(info)
+        grid = QVBoxLayout(info)
+        grid.setContentsMargins(6, 4, 6, 4)
+        grid.setSpacing(2)
         self.status_label = QLabel("idle")
         self.status_label.setObjectName("training-status")
+        self.status_label.setWordWrap(True)
         self.device_label = QLabel(_device_text())
         self.step_label = QLabel("–")
         self.rate_label = QLabel("–")
         self.eta_label = QLabel("–")
-        for name, w in (("status", self.status_label), ("device", self.device_label),
-                        ("epoch / step", self.step_label), ("samples/s", self.rate_label),
+        row1 = QHBoxLayout()
+        row1.addWidget(QLabel("<b>status</b>"))
+        row1.addWidget(self.status_label, 1)
+        row1.addWidget(QLabel("<b>device</b>"))
+        row1.addWidget(self.device_label)
+        row2 = QHBoxLayout()
+        for name, w in (("epoch · step", self.step_label), ("samples/s", self.rate_label),
                         ("ETA", self.eta_label)):
-            grid.addRow(name, w)
+            row2.addWidget(QLabel(f"<b>{name}</b>"))
+            row2.addWidget(w)
+        row2.addStretch(1)
+        grid.addLayout(row1)
+        grid.addLayout(row2)
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1000)
-        grid.addRow(self.progress_bar)
-        right.addWidget(info)
+        self.progress_bar.setMaximumHeight(16)
+        grid.addWidget(self.progress_bar)
+        self.warning_label = QLabel("")
+        self.warning_label.setObjectName("training-warnings")
+        self.warning_label.setWordWrap(True)
+        self.warning_label.setStyleSheet("color: #a40000")
+        self.warning_label.setVisible(False)
+        grid.addWidget(self.warning_label)
+        ll.addWidget(info, 0)
+        split.addWidget(left)
         pg.setConfigOptions(antialias=True)
-        self.loss_plot = pg.PlotWidget(title="loss terms (log scale)")
-        self.loss_plot.setBackground("w")
-        self.loss_plot.addLegend(offset=(-10, 10))
-        self.loss_plot.setLabel("bottom", "step")
-        # loss terms differ by orders of magnitude (DeepDiffusion: fit ~100, smooth ~0.01)
-        self.loss_plot.setLogMode(y=True)
-        self.metric_plot = pg.PlotWidget(title="validation metrics")
-        self.metric_plot.setBackground("w")
-        self.metric_plot.addLegend(offset=(-10, 10))
-        self.metric_plot.setLabel("bottom", "step")
-        plots = QHBoxLayout()
-        plots.addWidget(self.loss_plot, 3)
-        plots.addWidget(self.metric_plot, 2)
-        right.addLayout(plots, 1)
-        root.addLayout(right, 1)
+        self.charts = MetricCharts()
+        split.addWidget(self.charts)
+        split.setStretchFactor(0, 0)
+        split.setStretchFactor(1, 1)
+        split.setSizes([330, 1200])
+        self.splitter = split
+        root.addWidget(split, 1)
+
+    def _dock(self):
+        w = self.parent()
+        while w is not None and not isinstance(w, QDockWidget):
+            w = w.parent()
+        return w
+
+    def toggle_detached(self) -> None:
+        """Float the training dock as a large window (or dock it back)."""
+        dock = self._dock()
+        if dock is None:
+            return
+        floating = not dock.isFloating()
+        dock.setFloating(floating)
+        if floating:
+            screen = dock.screen().availableGeometry() if dock.screen() else None
+            w, h = (1400, 850) if screen is None else (int(screen.width() * 0.85), int(screen.height() * 0.85))
+            dock.resize(w, h)
+            if screen is not None:
+                dock.move(screen.x() + (screen.width() - w) // 2, screen.y() + (screen.height() - h) // 2)
+        self.detach_btn.setText("Dock" if floating else "Detach")
 
     def _on_method_changed(self) -> None:
         cls = self.method_class()
@@ -265,16 +435,16 @@ class TrainingPanel(QWidget):
             raise RuntimeError("this method cannot be loaded")
         resume_state = None
         if resume_run is not None:
-            from core.jobs import load_checkpoint
+            from core.jobs import load_run_checkpoint
 
             run = self.model.project.run(resume_run)
             params = {**run["params"], **(params or {})}
-            resume_state = load_checkpoint(run["checkpoint"])
+            resume_state = load_run_checkpoint(self.model.project, run)  # inside the project, no code run
             self.form.set_values(params)
         params = self.form.values() if params is None else {**self.form.values(), **params}
         method = cls(**params)
         self._task = _LoadThenTrain(method, self.model.project, self.dataset_box.currentData())
-        self._reset_curves()
+        self._reset_curves(resume_run)
         self.qjob = QtJob(self._task, None, parent=self, project=self.model.project,
                           resume=resume_state, name=cls.name or self.method_box.currentText(),
                           run_id=resume_run)
@@ -303,12 +473,14 @@ class TrainingPanel(QWidget):
             self.cancel_btn.setEnabled(False)
 
     def _on_progress(self, p: Progress) -> None:
-        if p.message and not p.losses:
+        self._collect_warnings(p)
+        if p.message and not p.losses and not p.metrics:
             self.status_label.setText(p.message)
             return
         if self.cancel_btn.isEnabled():
             self.status_label.setText("running")
-        self.device_label.setText(str(getattr(self._task.method, "device_", "") or _device_text()))
+        method = getattr(self._task, "method", None)
+        self.device_label.setText(str(getattr(method, "device_", "") or _device_text()))
         total = f"/{p.steps_per_epoch}" if p.steps_per_epoch else ""
         epochs = f"/{p.n_epochs}" if p.n_epochs else ""
         self.step_label.setText(f"{p.epoch + 1}{epochs} · {p.step}{total} (global {p.global_step})")
@@ -317,34 +489,42 @@ class TrainingPanel(QWidget):
         if p.fraction is not None:
             self.progress_bar.setValue(int(1000 * p.fraction))
         for key, value in p.losses.items():
-            self._append(self.loss_plot, f"loss:{key}", key, p.global_step, value)
-        for key, value in p.metrics.items():
             if isinstance(value, (int, float)):
-                self._append(self.metric_plot, f"metric:{key}", key, p.global_step, value)
+                self.charts.append(f"loss: {key}", p.global_step, value)
+        for key, value in p.metrics.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.charts.append(key, p.global_step, value)
 
-    def _append(self, plot, key, label, x, y) -> None:
-        y = float(y)
-        if not math.isfinite(y) or (plot is self.loss_plot and y <= 0):
-            return
-        xs, ys = self._series.setdefault(key, ([], []))
-        xs.append(x)
-        ys.append(y)
-        curve = self._curves.get(key)
-        if curve is None:
-            colour = CURVE_COLOURS[len(self._curves) % len(CURVE_COLOURS)]
-            symbol = "o" if key.startswith("metric:") else None
-            curve = plot.plot(pen=pg.mkPen(colour, width=2), name=label, symbol=symbol,
-                              symbolBrush=colour, symbolSize=6)
-            self._curves[key] = curve
-        curve.setData(xs, ys)
+    def _collect_warnings(self, p: Progress) -> None:
+        """Warnings a method reports (``metrics["warnings"]`` / ``metrics["warning"]``, a string
+        or a list, e.g. "embedding collapsed") are listed under the run's figures."""
+        new = []
+        for key in ("warning", "warnings"):
+            v = p.metrics.get(key) if isinstance(p.metrics, dict) else None
+            if isinstance(v, str) and v:
+                new.append(v)
+            elif isinstance(v, (list, tuple)):
+                new += [str(x) for x in v if x]
+        changed = False
+        for w in new:
+            if w not in self.warnings:
+                self.warnings.append(w)
+                changed = True
+        if changed:
+            self.warning_label.setText("\n".join(f"⚠ {w}" for w in self.warnings[-6:]))
+            self.warning_label.setVisible(True)
 
-    def _reset_curves(self) -> None:
-        for plot in (self.loss_plot, self.metric_plot):
-            for item in list(self._curves.values()):
-                plot.removeItem(item)
-        self._curves.clear()
-        self._series.clear()
+    def _reset_curves(self, resume_run: int | None = None) -> None:
+        """Clear the charts; a resumed run first shows its curves from before the cancel."""
+        self.charts.clear()
+        self.warnings = []
+        self.warning_label.clear()
+        self.warning_label.setVisible(False)
         self.progress_bar.setValue(0)
+        if resume_run is not None:
+            hist = self.model.project.run_dir(int(resume_run)) / "history.csv"
+            for key, x, y in history_series(hist):
+                self.charts.append(key, x, y)
 
     def _on_done(self, status: str) -> None:
         qj, task = self.qjob, self._task

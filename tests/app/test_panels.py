@@ -85,7 +85,7 @@ def test_training_panel_form_start_cancel_and_resume(qtbot, model, selection):
     reached = max(steps)
     assert "cancelled" in panel.status_label.text()
     assert reached <= steps[1] + 2  # stopped within a step of the request (signals are queued)
-    assert panel.loss_plot.getPlotItem().listDataItems(), "live loss curves drawn"
+    assert {"loss: loss", "loss: fit", "loss: smooth"} <= set(panel.charts.plots), "one chart per loss term"
     assert nonblank(grab(panel))
     run = model.project.runs().iloc[-1]
     assert run["status"] == "cancelled" and run["checkpoint"]
@@ -98,6 +98,14 @@ def test_training_panel_form_start_cancel_and_resume(qtbot, model, selection):
     panel.cancel()
     qtbot.waitUntil(lambda: panel.qjob is None, timeout=60_000)
     assert resumed_steps[0] == reached + 1
+    # the curves from before the cancel stay, and history.csv grows instead of restarting
+    xs = panel.charts.series["loss: fit"][0]
+    assert min(xs) <= 1 and max(xs) >= resumed_steps[-1]
+    import pandas as pd
+
+    hist = pd.read_csv(model.project.run_dir(int(run["id"])) / "history.csv")
+    steps_logged = hist.dropna(subset=["loss/fit"])["global_step"]
+    assert set(range(1, resumed_steps[-1] + 1)) <= set(steps_logged) and steps_logged.is_unique
 
 
 def test_evaluation_panel_shows_tables_and_curves(qtbot, model, selection):
