@@ -12,11 +12,12 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 bundle=${1:-$root/dist/latentmap}
 outdir=${2:-$root/dist}
 compress=${DEB_COMPRESS:-zstd}
+name=${DEB_NAME:-latentmap}  # latentmap-cuda for the GPU flavour (packaging/README.md)
 [ -x "$bundle/latentmap" ] || { echo "build_deb: no bundle at $bundle (run pyinstaller first)" >&2; exit 1; }
 
 version=$(python3 -c "import tomllib; print(tomllib.load(open('$root/pyproject.toml', 'rb'))['project']['version'])")
 arch=$(dpkg --print-architecture)
-stage=$root/build/deb/latentmap_${version}_${arch}
+stage=$root/build/deb/${name}_${version}_${arch}
 rm -rf "$stage"
 mkdir -p "$stage/DEBIAN" "$stage/opt" "$stage/usr/bin" "$stage/usr/share/applications" \
          "$stage/usr/share/icons/hicolor/scalable/apps" "$stage/usr/share/doc/latentmap"
@@ -30,10 +31,21 @@ printf 'LatentMap %s. MIT licence.\nBundled sample data: see SAMPLE-DATA-LICENSE
   "$version" > "$stage/usr/share/doc/latentmap/copyright"
 
 size_kb=$(du -sk "$stage" | cut -f1)
+extra=""
+if [ "$name" != latentmap ]; then
+  extra="Conflicts: latentmap
+Replaces: latentmap
+Provides: latentmap
+"
+fi
+if find "$stage/opt/latentmap" -name 'libtorch_cuda*.so' | grep -q .; then
+  extra="${extra}Recommends: nvidia-driver | nvidia-driver-535 | nvidia-kernel-dkms
+"
+fi
 # The Qt xcb platform plugin and VTK/napari's OpenGL come from the system (as for the venv:
 # packaging/setup.sh); everything else is inside the bundle.
 cat > "$stage/DEBIAN/control" <<EOF
-Package: latentmap
+Package: $name
 Version: $version
 Architecture: $arch
 Maintainer: LatentMap developers <latentmap@invalid>
@@ -45,7 +57,7 @@ Depends: libc6 (>= 2.28), libgl1, libegl1, libglx-mesa0, libgl1-mesa-dri, libfon
  libxcb-render-util0, libxcb-randr0, libxcb-shape0, libxcb-xfixes0, libxcb-xinerama0, libxcb-xkb1,
  fonts-dejavu-core
 Suggests: xvfb
-Description: unsupervised representation learning and labelling of medical images and shapes
+${extra}Description: unsupervised representation learning and labelling of medical images and shapes
  LatentMap imports a cohort of medical images (CT, MRI, ultrasound) or anatomical shapes,
  learns a latent space without labels (DeepDiffusion, PICA, DeepCluster, SSL baselines) and
  lets you browse, cluster and label it: latent scatter linked to the image (napari), the mesh
@@ -54,7 +66,7 @@ Description: unsupervised representation learning and labelling of medical image
  start.
 EOF
 find "$stage" -type d -exec chmod 0755 {} +
-deb=$outdir/latentmap_${version}_${arch}.deb
+deb=$outdir/${name}_${version}_${arch}.deb
 mkdir -p "$outdir"
 dpkg-deb --root-owner-group -Z"$compress" --build "$stage" "$deb" >&2
 rm -rf "$stage"
