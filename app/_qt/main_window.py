@@ -213,6 +213,9 @@ class MainWindow(QMainWindow):
             from app._qt.scatter import ScatterView
 
             self.scatter_view = ScatterView(m, s, self.colour, self)
+            from app._qt.health_banner import HealthBanner
+
+            self.health_banner = HealthBanner(m, self.scatter_view)
         except ImportError as exc:
             self.panel_errors["Latent scatter"] = f"{type(exc).__name__}: {exc}"
         except Exception as exc:  # noqa: BLE001 - the rest of the app must still open
