@@ -6,7 +6,8 @@ VENV=${2:-.venv}
 
 DEB_PACKAGES="xvfb xauth libgl1 libegl1 libgl1-mesa-dri libglx-mesa0 libxkbcommon-x11-0 libxcb-cursor0
 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxcb-randr0 libxcb-shape0
-libxcb-xfixes0 libxcb-xinerama0 libxcb-xkb1 libfontconfig1 libdbus-1-3 fonts-dejavu-core"
+libxcb-xfixes0 libxcb-xinerama0 libxcb-xkb1 libfontconfig1 libdbus-1-3 fonts-dejavu-core
+postgresql"  # postgresql: the server the store's tests start a throw-away cluster of (initdb + pg_ctl)
 
 missing=()
 if command -v dpkg-query >/dev/null 2>&1; then

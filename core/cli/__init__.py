@@ -9,7 +9,8 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ["import_cmd", "info", "app", "train", "finetune", "embed", "cluster", "match", "evaluate", "query"]
+COMMANDS = ["import_cmd", "info", "app", "train", "finetune", "embed", "cluster", "match", "evaluate", "query",
+            "project_cmd"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -86,6 +86,9 @@ class Project(RunArrays):
     def create(cls, path, *, name: str | None = None, exist_ok: bool = False) -> "Project":
         """Create a project (schema in one transaction, so two processes creating the same
         project at once both succeed); with ``exist_ok`` open the one already there."""
+        from . import pg  # PostgreSQL back end (issue 15): a postgresql:// URL or project.toml
+        if pg.location(path) is not None:
+            return pg.open_project(cls, path, create=True, name=name, exist_ok=exist_ok)
         path = Path(path)
         db = path / DB_NAME
         if db.exists() and not exist_ok:
@@ -102,6 +105,9 @@ class Project(RunArrays):
     @classmethod
     def open(cls, path, *, read_only: bool | None = None) -> "Project":
         """Open a project; ``read_only=None`` opens read-only only where it cannot be written."""
+        from . import pg  # PostgreSQL back end (issue 15): a postgresql:// URL or project.toml
+        if pg.location(path) is not None:
+            return pg.open_project(cls, path, create=False, read_only=read_only)
         path = Path(path)
         if not (path / DB_NAME).exists():
             raise ProjectError(f"{path}: not a LatentMap project (no {DB_NAME})")
