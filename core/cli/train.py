@@ -47,6 +47,8 @@ def run_training(args, *, table: str) -> int:
     # -- distributed (issue 15): --nproc N re-launches this command on N ranks; under torchrun
     # every rank trains its share of each global batch, rank 0 alone records, reports and saves.
     from ..jobs import distributed
+    if getattr(args, "nproc", 1) > 1 or distributed.launched():
+        distributed.check_supported(args.method)
     if getattr(args, "nproc", 1) > 1 and not distributed.launched():
         return distributed.launch_local(args.nproc, distributed.rank_argv(
             args, "train" if table == "methods" else "finetune"))
@@ -73,7 +75,7 @@ def run_training(args, *, table: str) -> int:
         job = distributed.RankJob(method, data, project=project, resume=resume,
                                   on_progress=bar if distributed.is_main() else None,
                                   name=name, run_id=run_id)
-        distributed.cancel_on_signals(job)
+        restore = cancel_on_signals(job)  # every rank gets Ctrl-C; any rank's cancel stops all
     else:
         job = Job(method, data, project=project, resume=resume, on_progress=bar, name=name, run_id=run_id)
         restore = cancel_on_signals(job)

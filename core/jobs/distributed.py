@@ -55,6 +55,17 @@ class Context:
 _CTX: Context | None = None
 
 
+#: methods whose training loop splits the global batch over ranks (the others would each train
+#: on everything, so they are refused rather than silently duplicated)
+DATA_PARALLEL = {"pica"}
+
+
+def check_supported(method_name: str) -> None:
+    if method_name not in DATA_PARALLEL:
+        raise ValueError(f"{method_name} does not train data-parallel yet (supported: "
+                         f"{', '.join(sorted(DATA_PARALLEL))}); train it on one process")
+
+
 # --------------------------------------------------------------------------- process group
 def launched() -> bool:
     """True inside a process started by torchrun (or ``--nproc``) with more than one rank."""
@@ -329,9 +340,7 @@ def sync_batchnorm(module):
         return module
     import torch
 
-    if _CTX.backend == "nccl":
-        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
-    cls = _global_batchnorm_cls()
+    cls = torch.nn.SyncBatchNorm if _CTX.backend == "nccl" else _global_batchnorm_cls()
     return _convert(module, cls)
 
 
@@ -349,6 +358,10 @@ def _convert(module, cls):
             new.running_var = module.running_var
             new.num_batches_tracked = module.num_batches_tracked
         new.train(module.training)
+        # hooks move along (e.g. bn_warm_start's momentum schedule), which
+        # SyncBatchNorm.convert_sync_batchnorm would drop
+        new._forward_pre_hooks.update(module._forward_pre_hooks)
+        new._forward_hooks.update(module._forward_hooks)
         return new
     for name, child in module.named_children():
         new = _convert(child, cls)
@@ -380,8 +393,9 @@ def wrap_ddp(module, **kw):
 
 # --------------------------------------------------------------------------- jobs
 class _RankSteps:
-    """Delegates to a method; its ``steps`` asks every rank after each step whether any rank
-    wants to stop, so a cancel on one rank reaches all within that step."""
+    """Delegates to a method; after each step its ``steps`` asks every rank whether any of them
+    was asked to cancel, and then all raise ``Cancelled`` together (the state after that step
+    is what rank 0 checkpoints)."""
 
     def __init__(self, method, job_ref):
         self._method = method
@@ -391,39 +405,66 @@ class _RankSteps:
         return getattr(self._method, name)
 
     def steps(self, data, *, resume=None):
+        from .job import Cancelled
+
         gen = self._method.steps(data, resume=resume)
         try:
             for p in gen:
-                job = self._job_ref()
-                if any_rank(job is not None and job.cancel_requested) and job is not None:
-                    job.cancel()
                 yield p
+                job = self._job_ref()
+                if any_rank(job is not None and job.cancel_requested):
+                    raise Cancelled()
         finally:
             gen.close()
 
 
 def RankJob(method, data, *, project=None, **kw):
     """A ``core.jobs.Job`` for this rank: rank 0 records the run, writes checkpoints and reports
-    progress; the other ranks train without side effects. Every rank stops at the same step when
-    any of them is cancelled."""
+    progress; the other ranks train without side effects. ``cancel()`` on any rank (a signal,
+    a callback) stops every rank after the same step: the request is only recorded, and the
+    ranks agree on it after each step."""
     import weakref
 
     from .job import Job
 
     if not active():
         return Job(method, data, project=project, **kw)
+
+    class _Job(Job):
+        _rank_cancel = False
+
+        def cancel(self) -> None:
+            self._rank_cancel = True   # the ranks act on it together, after this step
+
+        @property
+        def cancel_requested(self) -> bool:
+            return self._rank_cancel or self._cancel.is_set()
+
     if not is_main():
-        kw = {k: v for k, v in kw.items() if k in ("resume", "name")}
+        kw = {k: v for k, v in kw.items() if k not in ("checkpoint_path", "run_id", "on_status")}
         project = None
     holder: list = []
-    job = Job(_RankSteps(method, lambda: holder[0]() if holder else None), data, project=project,
-              **kw)
+    job = _Job(_RankSteps(method, lambda: holder[0]() if holder else None), data, project=project,
+               **kw)
     holder.append(weakref.ref(job))
-    job.method_ = method
     return job
 
 
 # --------------------------------------------------------------------------- launcher
+def rank_argv(args, command: str = "train") -> list[str]:
+    """The ``latentmap`` arguments that run the same training on every rank (without --nproc)."""
+    argv = [command, args.method, "--project", str(args.project)]
+    for item in args.set or []:
+        argv += ["--set", item]
+    if args.dataset:
+        argv += ["--dataset", args.dataset]
+    if args.resume is not None:
+        argv += ["--resume", str(args.resume)]
+    if args.no_embed:
+        argv.append("--no-embed")
+    return argv
+
+
 def launch_local(nproc: int, argv: list[str], *, module: str = "core.cli") -> int:
     """Run ``python -m module argv...`` on ``nproc`` local ranks through ``torch.distributed.run``
     (``--standalone``: a rendezvous on a free local port). Returns the launcher's exit status."""
