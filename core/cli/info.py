@@ -43,6 +43,12 @@ def info_lines(project) -> list[str]:
     meshes = [a for a in arrays if a.startswith("meshes/")]
     others = [a for a in arrays if not a.startswith("meshes/")]
     lines.append(f"arrays: {len(arrays)}" + (f" ({len(meshes)} meshes)" if meshes else ""))
+    from ..workflows.derive import missing_point_ids
+
+    missing = missing_point_ids(project)
+    if missing:
+        lines.append(f"  point clouds missing for {len(missing)} shape sample(s) (an import stopped "
+                     "before its point step, or --no-points): the next import or training makes them")
     for name in others:
         lines.append(f"  {name}")
     return lines

@@ -280,8 +280,11 @@ def test_training_data_computes_point_clouds_an_import_left_out(tmp_path):
 
     src = _vessel_subset(tmp_path, 12)
     assert cli_main(["import", str(src), "--project", str(tmp_path / "p"), "--no-points"]) == 0
+    from core.cli.info import info_lines
+
     with Project.open(tmp_path / "p") as p:
         assert not p.arrays.exists("points")
+        assert any("point clouds missing for 12 shape sample(s)" in ln for ln in info_lines(p))
         data = from_project(p, kind="points")
         assert data.x.shape == (12, 1024, 3) and np.isfinite(data.x).all()
         assert sorted(map(str, p.arrays.load("points")[0])) == sorted(p.sample_ids())

@@ -149,6 +149,7 @@ def test_read_only_project_opens_for_viewing_and_refuses_writes(tmp_path):
                                str(path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
         assert info.returncode == 0, info.stderr[-2000:]
         assert "samples: 6" in info.stdout and "read-only" in info.stdout
+        assert "point clouds missing" not in info.stdout
         script = textwrap.dedent(f"""
             import numpy as np
             from core.project import Project, ReadOnlyError
