@@ -51,24 +51,29 @@ def test_processes_creating_one_project_at_once_all_succeed(tmp_path):
             assert len(p.query("SELECT * FROM meta WHERE key='schema_version'")) == 1
 
 
-def _labeller(path, ids, label, rounds, start, out):
-    """Label, undo, redo in a loop; report any state another session changed under us."""
+def _labeller(path, ids, label, rounds, step, out):
+    """Label, undo, redo in lock-step with another process (``step``: a barrier between the
+    phases, so both edits are in the history before either undoes); count any undo or redo
+    that touched the other session's edit."""
     try:
         p = Project.open(path)
-        start.wait(timeout=60)
+        step.wait(timeout=60)
         wrong = 0
         for r in range(rounds):
             sid = ids[r % len(ids)]
             had = label in p.labels([sid])[sid]
             assert p.set_label([sid], label, not had, author=label) == 1
+            step.wait(timeout=60)
             undone = p.undo()
             if undone is None or undone.get("label") != label or undone["changes"][0][0] != sid:
                 wrong += 1
             if (label in p.labels([sid])[sid]) != had:
                 wrong += 1
+            step.wait(timeout=60)
             redone = p.redo()
             if redone is None or redone.get("label") != label or redone["changes"][0][0] != sid:
                 wrong += 1
+            step.wait(timeout=60)
         p.close()
         out.put(("ok", wrong))
     except BaseException as exc:  # noqa: BLE001
@@ -81,9 +86,9 @@ def test_two_sessions_labelling_at_once_never_undo_each_other(tmp_path):
         assert import_source(p, need(DATA / "dicom_samples")).imported == 6
         ids = p.sample_ids()
     ctx = mp.get_context("spawn")
-    start, out = ctx.Barrier(2), ctx.Queue()
-    procs = [ctx.Process(target=_labeller, args=(path, ids[:3], "alice", 40, start, out)),
-             ctx.Process(target=_labeller, args=(path, ids[3:], "bob", 40, start, out))]
+    step, out = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_labeller, args=(path, ids[:3], "alice", 10, step, out)),
+             ctx.Process(target=_labeller, args=(path, ids[3:], "bob", 10, step, out))]
     for pr in procs:
         pr.start()
     results = [out.get(timeout=300) for _ in procs]
