@@ -82,7 +82,9 @@ class ProgressBar:
                                   dynamic_ncols=True, initial=max(p.global_step - 1, 0))
         self.bar.update(max(0, p.global_step - self.bar.n))
         post = {k: f"{v:.4g}" for k, v in p.losses.items()}
-        post.update({k: f"{v:.3f}" for k, v in p.metrics.items()})
+        if p.metrics:  # epoch-end figures stay in the bar until the next evaluation
+            self.metrics = {k: f"{v:.3f}" for k, v in p.metrics.items()}
+        post.update(getattr(self, "metrics", {}))
         post["ep"] = p.epoch
         if p.samples_per_s:
             post["smp/s"] = f"{p.samples_per_s:.1f}"

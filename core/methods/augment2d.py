@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["random_resized_affine", "intensity_jitter", "cutout", "weak_augment", "strong_augment",
-           "AUGMENTATIONS"]
+           "AUGMENTATIONS", "to_unit_tensor", "resize_images"]
 
 
 def _uniform(n, lo, hi, generator):
@@ -153,3 +153,34 @@ def to_unit_tensor(x, device=None):
         hi = t.amax(dim=(1, 2, 3), keepdim=True)
         t = (t - lo) / (hi - lo).clamp_min(1e-8)
     return t
+
+
+def resize_images(x, size: int, chunk: int = 2048):
+    """Images (N x H x W or N x C x H x W, or N x H x W x 3|4) resized to ``size`` x ``size``
+    (bilinear with antialiasing, as PIL), keeping uint8 as uint8; ``size`` 0 or the current
+    size returns ``x`` itself. Done once when a run loads its data ("resize on load"), so the
+    per-step cost does not depend on the stored size and every image of a set shares one size."""
+    import numpy as np
+
+    size = int(size or 0)
+    a = np.asarray(x)
+    if size <= 0 or len(a) == 0:
+        return x
+    if size < 8:
+        raise ValueError(f"input_size must be 0 (keep the stored size) or at least 8 pixels, got {size}")
+    if a.ndim == 4 and a.shape[-1] in (3, 4) and a.shape[1] not in (1, 3):
+        a = a[..., :3].mean(-1).astype(a.dtype)
+    squeeze = a.ndim == 3
+    if a.ndim not in (3, 4):
+        raise ValueError(f"expected 2D images (N x H x W or N x C x H x W), got shape {a.shape}")
+    if a.shape[-2:] == (size, size):
+        return a
+    out_shape = (len(a),) + (() if squeeze else (a.shape[1],)) + (size, size)
+    out = np.empty(out_shape, dtype=np.uint8 if a.dtype == np.uint8 else np.float32)
+    for i in range(0, len(a), chunk):
+        t = torch.from_numpy(np.ascontiguousarray(a[i:i + chunk], dtype=np.float32))
+        t = t[:, None] if squeeze else t
+        r = F.interpolate(t, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        r = r[:, 0] if squeeze else r
+        out[i:i + chunk] = r.round().clamp(0, 255).to(torch.uint8).numpy() if a.dtype == np.uint8 else r.numpy()
+    return out

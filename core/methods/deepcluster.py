@@ -191,9 +191,13 @@ class DeepCluster(Method):
 
     name = "deepcluster"
     input_kind = "image2d"
-    param_choices = {"backbone": ("vgg16_bn", "resnet18")}
+    param_choices = {"backbone": ("vgg16_bn", "resnet18"), "mixed_precision": ("auto", "bf16", "off")}
     param_help = {
-        "small_input": "ResNet-18 with a 3x3 stem and no max-pool (for 28 x 28 images); off: ImageNet stem",
+        "input_size": "resize images to this many pixels square on load (0: keep the stored size)",
+        "small_input": "ResNet stem chosen for the input size (3x3 up to 40 px, 3x3 stride 2 up to 96, "
+                       "then ImageNet's); off: ImageNet stem",
+        "mixed_precision": "auto: bf16 on CUDA, float32 on CPU; bf16: bf16 on both; off: float32",
+        "bn_samples": "images whose statistics set BatchNorm before each clustering (0: running averages)",
         "backbone": "trunk network (DeepMCAT: VGG-16-BN)",
         "n_clusters": "k-means clusters (0: overcluster_factor x number of classes, else 80)",
         "overcluster_factor": "clusters per class when n_clusters is 0",
@@ -213,13 +217,17 @@ class DeepCluster(Method):
         "device": "auto, cpu or cuda",
     }
 
-    def __init__(self, *, backbone: str = "vgg16_bn", small_input: bool = True, n_clusters: int = 0,
+    def __init__(self, *, backbone: str = "vgg16_bn", input_size: int = 0, small_input: bool = True,
+                 n_clusters: int = 0,
                  overcluster_factor: int = 8,
                  epochs: int = 200, batch_size: int = 256, lr: float = 0.05, momentum: float = 0.9,
                  weight_decay: float = 1e-5, hidden_dim: int = 512, mlp_depth: int = 2, dropout: float = 0.5,
                  pca_dim: int = 0, kmeans_iter: int = 20, augment: bool = True, zscore: bool = True,
-                 seed: int = 0, device: str = "auto"):
+                 bn_samples: int = 2048, mixed_precision: str = "auto", seed: int = 0, device: str = "auto"):
         self.backbone = backbone
+        self.bn_samples = bn_samples
+        self.input_size = input_size
+        self.mixed_precision = mixed_precision
         self.small_input = small_input
         self.n_clusters = n_clusters
         self.overcluster_factor = overcluster_factor
@@ -249,7 +257,7 @@ class DeepCluster(Method):
             k = int(self.overcluster_factor) * c if c else 80
         return max(1, min(k, len(data)))
 
-    def _build(self, k: int, in_channels: int = 1) -> None:
+    def _build(self, k: int, in_channels: int = 1, image_size: int = 28, trunk_config: dict | None = None) -> None:
         from ..device import pick_device
         from ..models.backbones2d import build_backbone
         from ..models.heads import FeatureClassifierNet
@@ -258,7 +266,12 @@ class DeepCluster(Method):
         torch.manual_seed(int(self.seed))
         self.k_ = int(k)
         self.in_channels_ = int(in_channels)
-        trunk = build_backbone(self.backbone, in_channels, small_input=bool(self.small_input))
+        cfg = trunk_config or {"backbone": self.backbone, "small_input": bool(self.small_input),
+                               "input_size": int(image_size), "resize": int(self.input_size or 0), "sobel": False}
+        trunk = build_backbone(cfg["backbone"], in_channels, small_input=cfg["small_input"],
+                               input_size=cfg["input_size"], stem=cfg.get("stem"))
+        cfg["stem"] = getattr(trunk, "stem_name", None)
+        self.trunk_config_ = cfg
         self.model_ = FeatureClassifierNet(trunk, int(self.hidden_dim),
                                            depth=int(self.mlp_depth), dropout=float(self.dropout),
                                            n_classes=self.k_).to(self.device_)
@@ -287,28 +300,54 @@ class DeepCluster(Method):
         std = x.std(dim=(1, 2, 3), keepdim=True)
         return (x - mean) / std.clamp_min(1e-6)
 
+    def _images(self, x):
+        from .augment2d import resize_images
+
+        return resize_images(x, int(self.input_size or 0))
+
+    def _recalibrate(self, images) -> None:
+        """Precise BatchNorm statistics for the current weights from up to ``bn_samples``
+        unaugmented images (``backbones2d.precise_bn``): training sees strongly augmented batches,
+        k-means clean images, and the running averages lag the weights."""
+        from ..device import autocast
+        from ..models.backbones2d import precise_bn
+        from .augment2d import to_unit_tensor
+
+        m = int(self.bn_samples)
+        if m <= 0:
+            return
+        idx = np.sort(np.random.default_rng([int(self.seed), 104729]).permutation(len(images))[:m])
+        bs = max(2, min(int(self.batch_size), len(idx)))
+        with autocast(self.device_, self.mixed_precision):
+            precise_bn(self.model_, (self._normalise(to_unit_tensor(images[idx[i:i + bs]], self.device_))
+                                     for i in range(0, len(idx) - bs + 1, bs)))
+
     @torch.no_grad()
-    def _features(self, x, batch_size: int = 512) -> np.ndarray:
+    def _features(self, x, batch_size: int = 512, resized: bool = True) -> np.ndarray:
         from ..device import autocast
         from .augment2d import to_unit_tensor
 
+        if not resized:
+            x = self._images(x)
         model, dev = self.model_, self.device_
         was_training = model.training
         model.eval()
         out = []
         for i in range(0, len(x), batch_size):
             xb = self._normalise(to_unit_tensor(x[i:i + batch_size], dev))
-            with autocast(dev):
+            with autocast(dev, self.mixed_precision):
                 out.append(model.features(xb).float().cpu())
         model.train(was_training)
         return torch.cat(out).numpy() if out else np.zeros((0, model.feature_dim), np.float32)
 
-    def _cluster(self, data, final: bool = False):
+    def _cluster(self, data, final: bool = False, images=None):
         """Step 1 of an epoch: k-means pseudo-labels, metrics, new top layer, uniform sample order.
         ``final``: the clustering after the last epoch (assignments, centroids and metrics only)."""
         from ..metrics.clustering import nmi, purity, reference_labels
 
-        feats = self._features(data.x)
+        images_ = self._images(data.x) if images is None else images
+        self._recalibrate(images_)
+        feats = self._features(images_)
         x, pca = fit_preprocessing(feats, int(self.pca_dim))
         kseed = int(np.random.SeedSequence([int(self.seed) & 0xFFFFFFFF, self.epoch_ + int(final), 1])
                     .generate_state(1)[0])
@@ -345,10 +384,12 @@ class DeepCluster(Method):
         n = len(data)
         if n < 2:
             raise ValueError(f"DeepCluster needs at least 2 images, got {n}")
+        images = self._images(data.x)  # resized once, on load
         if resume is not None:
             self.load_state_dict(resume)
         else:
-            self._build(self._k(data), in_channels=to_unit_tensor(data.x[:1]).shape[1])
+            x0 = to_unit_tensor(images[:1])
+            self._build(self._k(data), in_channels=x0.shape[1], image_size=max(x0.shape[-2:]))
         bs = min(int(self.batch_size), n)
         n_batches = max(1, n // bs)
         per_epoch = 1 + n_batches
@@ -358,19 +399,19 @@ class DeepCluster(Method):
             while self.step_ < per_epoch:
                 s = self.step_
                 if s == 0:
-                    losses, metrics = self._cluster(data)
+                    losses, metrics = self._cluster(data, images=images)
                     n_seen = n
                     msg = f"k-means, {self.k_} clusters"
                 else:
                     model = self.model_
                     model.train()
                     idx = self.indexes_[(s - 1) * bs:s * bs]
-                    x = to_unit_tensor(data.x[idx], self.device_)
+                    x = to_unit_tensor(images[idx], self.device_)
                     if self.augment:
                         x = strong_augment(x, generator=_step_generator(self.seed, epoch, s))
                     x = self._normalise(x)
                     target = torch.as_tensor(self.assign_[idx], device=self.device_)
-                    with autocast(self.device_):
+                    with autocast(self.device_, self.mixed_precision):
                         logits = model(x)
                     loss = F.cross_entropy(logits.float(), target)
                     self.optimizer_.zero_grad(set_to_none=True)
@@ -387,7 +428,7 @@ class DeepCluster(Method):
                     if epoch + 1 == int(self.epochs):
                         # the run's final clustering is of the final network, so that
                         # predict_clusters and the logged scores describe what transform gives
-                        self._cluster(data, final=True)
+                        self._cluster(data, final=True, images=images)
                     metrics = dict(self.epoch_metrics_)
                     self.history_.append({"epoch": epoch, **losses, **metrics})
                     self.epoch_, self.step_ = epoch + 1, 0
@@ -405,7 +446,7 @@ class DeepCluster(Method):
     def transform(self, data) -> np.ndarray:
         """The features k-means clusters (classifier output before its last ReLU), no augmentation."""
         self._check_fitted()
-        return self._features(getattr(data, "x", data))
+        return self._features(getattr(data, "x", data), resized=False)
 
     def predict_clusters(self, data) -> np.ndarray:
         """Nearest centroid of the last k-means for each sample (the over-clustering)."""
@@ -419,6 +460,7 @@ class DeepCluster(Method):
     def state_dict(self) -> dict:
         self._check_fitted()
         return {"params": self.get_params(), "k": self.k_, "in_channels": self.in_channels_,
+                "trunk_config": dict(self.trunk_config_),
                 "model": self.model_.state_dict(), "optimizer": self.optimizer_.state_dict(),
                 "top_optimizer": self.top_optimizer_.state_dict(), "epoch": self.epoch_, "step": self.step_,
                 "global_step": self.global_step_, "assign": self.assign_, "prev_assign": self.prev_assign_,
@@ -427,7 +469,11 @@ class DeepCluster(Method):
                 "torch_rng": torch.get_rng_state()}
 
     def load_state_dict(self, state: dict) -> "DeepCluster":
-        self._build(int(state["k"]), in_channels=int(state.get("in_channels", 1)))
+        cfg = state.get("trunk_config") or {
+            "backbone": state.get("params", {}).get("backbone", self.backbone),
+            "small_input": bool(state.get("params", {}).get("small_input", self.small_input)),
+            "input_size": 28, "sobel": False}
+        self._build(int(state["k"]), in_channels=int(state.get("in_channels", 1)), trunk_config=dict(cfg))
         self.model_.load_state_dict(state["model"])
         self.optimizer_.load_state_dict(state["optimizer"])
         self.top_optimizer_.load_state_dict(state["top_optimizer"])

@@ -75,7 +75,9 @@ def load_trunk_state(checkpoint) -> tuple[dict, dict]:
     Returns ``(trunk_state_dict, backbone_kwargs)``. The trunk is looked up as a ``"trunk"``
     entry, else as the ``trunk.`` / ``backbone.`` / ``features.`` prefixed keys of the
     ``"model"`` entry. ``backbone_kwargs`` (``backbone``, ``small_input``) come from the
-    checkpoint's ``"params"`` where it names them.
+    checkpoint's ``"params"`` where it names them, and the trunk's exact build (``stem``,
+    ``sobel``, ``input_size``, ``resize``: the size the run resized its images to, 0 = none) from
+    its ``"trunk_config"`` when it has one.
     """
     from ..jobs import load_checkpoint
 
@@ -108,18 +110,23 @@ def load_trunk_state(checkpoint) -> tuple[dict, dict]:
                          f"keys prefixed 'trunk.'); keys: {sorted(checkpoint)[:12]}")
     params = checkpoint.get("params", {}) or {}
     kwargs = {k: params[k] for k in ("backbone", "small_input") if k in params}
+    cfg = checkpoint.get("trunk_config")
+    if isinstance(cfg, dict):  # PICA / DeepCluster / classifiers since input_size: the exact trunk
+        kwargs.update({k: cfg[k] for k in ("backbone", "small_input", "stem", "sobel", "input_size", "resize")
+                       if k in cfg})
     return trunk, kwargs
 
 
 class ImageClassifier(nn.Module):
     """A trunk (B, 1, H, W) -> (B, 512) and named linear heads on its features."""
 
-    def __init__(self, backbone: str, small_input: bool, heads: dict[str, int]):
+    def __init__(self, backbone: str, small_input: bool, heads: dict[str, int], *, stem: str | None = None,
+                 sobel: bool = False, input_size: int | None = None):
         super().__init__()
         from ..models.backbones2d import build_backbone
 
-        kw = {"small_input": small_input} if backbone.lower().startswith("resnet") else {}
-        self.trunk = build_backbone(backbone, 1, **kw)
+        self.trunk = build_backbone(backbone, 1, small_input=small_input, stem=stem, sobel=sobel,
+                                    input_size=input_size)
         self.heads = nn.ModuleDict({k: nn.Linear(self.trunk.out_dim, n) for k, n in heads.items()})
 
     def forward(self, x):
@@ -164,17 +171,35 @@ class LabelledImageTrainer(Method):
             self.init_checkpoint = str(run_checkpoint_path(project, project.run(int(self.init_run))))
         return from_project(project, kind="image2d", dataset=dataset)
 
-    def _build_model(self, n_classes: int) -> None:
-        backbone, small_input = self.backbone, self.small_input
-        trunk_state = None
+    def _trunk_settings(self, data: SampleSet) -> None:
+        """The trunk to build and the size to resize images to: this method's own settings, or
+        the init checkpoint's where it has them (its backbone, stem, Sobel input and resize)."""
+        from .augment2d import resize_images, to_unit_tensor
+
+        cfg = {"backbone": self.backbone, "small_input": bool(self.small_input), "stem": None,
+               "sobel": False, "resize": int(getattr(self, "input_size", 0) or 0)}
+        self.trunk_state_ = None
         if self.init_checkpoint:
-            trunk_state, kw = load_trunk_state(self.init_checkpoint)
-            backbone = kw.get("backbone", backbone)
+            self.trunk_state_, kw = load_trunk_state(self.init_checkpoint)
+            cfg["backbone"] = kw.get("backbone", cfg["backbone"])
             # a checkpoint that does not name its stem was built with the backbone's default
-            small_input = kw.get("small_input", True)
+            cfg["small_input"] = bool(kw.get("small_input", True))
+            cfg["stem"], cfg["sobel"] = kw.get("stem"), bool(kw.get("sobel", False))
+            if not cfg["resize"]:
+                cfg["resize"] = int(kw.get("resize", 0) or 0)
+        x0 = to_unit_tensor(resize_images(data.x[:1], cfg["resize"]))
+        cfg["input_size"] = int(max(x0.shape[-2:]))
+        self.trunk_config_ = cfg
+
+    def _build_model(self, n_classes: int) -> None:
+        cfg = self.trunk_config_
+        trunk_state = self.trunk_state_
+        backbone = cfg["backbone"]
         self.backbone_ = backbone
-        self.small_input_ = bool(small_input)
-        self.model_ = ImageClassifier(backbone, self.small_input_, self._heads(n_classes)).to(self.device_)
+        self.small_input_ = bool(cfg["small_input"])
+        self.model_ = ImageClassifier(backbone, self.small_input_, self._heads(n_classes), stem=cfg["stem"],
+                                      sobel=cfg["sobel"], input_size=cfg["input_size"]).to(self.device_)
+        cfg["stem"] = getattr(self.model_.trunk, "stem_name", None)
         if trunk_state is not None:
             missing, unexpected = self.model_.trunk.load_state_dict(trunk_state, strict=False)
             if missing or unexpected:
@@ -207,7 +232,7 @@ class LabelledImageTrainer(Method):
         self.model_.eval()
         feats, outs = [], {}
         for i in range(0, len(x), batch_size):
-            with autocast(self.device_):
+            with autocast(self.device_, getattr(self, "mixed_precision", "auto")):
                 f, o = self.model_(x[i:i + batch_size].to(self.device_))
             feats.append(f.float().cpu())
             for k, v in o.items():
@@ -232,7 +257,8 @@ class LabelledImageTrainer(Method):
         self.device_ = pick_device(self.device)
         seed_everything(self.seed)
         self.label_names_ = list(data.label_names)
-        self.x_ = images_to_tensor(data.x)
+        self._trunk_settings(data)
+        self.x_ = self._tensor(data.x)  # resized once, on load
         self.y_ = np.asarray(data.y, dtype=np.float32) if data.y is not None else None
         self._split_indices(data)
         self.aug_gen_ = torch.Generator().manual_seed(int(self.seed))
@@ -300,6 +326,12 @@ class LabelledImageTrainer(Method):
         pass
 
     # --------------------------------------------------------------- inference
+    def _tensor(self, x) -> torch.Tensor:
+        from .augment2d import resize_images
+
+        cfg = getattr(self, "trunk_config_", None) or {}
+        return images_to_tensor(resize_images(x, int(cfg.get("resize", 0) or 0)))
+
     def _require_model(self):
         if getattr(self, "model_", None) is None:
             raise RuntimeError(f"{type(self).__name__} is not fitted: train it or load a checkpoint")
@@ -307,13 +339,13 @@ class LabelledImageTrainer(Method):
     def transform(self, data) -> np.ndarray:
         """Trunk features (N x 512)."""
         self._require_model()
-        f, _ = self._outputs(images_to_tensor(getattr(data, "x", data)))
+        f, _ = self._outputs(self._tensor(getattr(data, "x", data)))
         return f.numpy()
 
     def predict_proba(self, data) -> np.ndarray:
         """Per-class probabilities (N x C) over ``label_names_``."""
         self._require_model()
-        _, outs = self._outputs(images_to_tensor(getattr(data, "x", data)))
+        _, outs = self._outputs(self._tensor(getattr(data, "x", data)))
         return self._scores(outs).numpy()
 
     def predict(self, data) -> np.ndarray:
@@ -326,6 +358,7 @@ class LabelledImageTrainer(Method):
         return {
             "params": self.get_params(),
             "backbone": self.backbone_, "small_input": self.small_input_,
+            "trunk_config": dict(self.trunk_config_),
             "label_names": list(self.label_names_),
             "model": self.model_.state_dict(),
             "trunk": self.model_.trunk.state_dict(),
@@ -380,8 +413,12 @@ class LabelledImageTrainer(Method):
         self.label_names_ = list(state["label_names"])
         self._load_extra_state(state.get("extra", {}))
         self.backbone_, self.small_input_ = state["backbone"], state["small_input"]
-        self.model_ = ImageClassifier(self.backbone_, self.small_input_,
-                                      self._heads(len(self.label_names_))).to(self.device_)
+        cfg = state.get("trunk_config") or {"backbone": self.backbone_, "small_input": self.small_input_,
+                                            "stem": None, "sobel": False, "resize": 0, "input_size": 28}
+        self.trunk_config_ = dict(cfg)
+        self.model_ = ImageClassifier(self.backbone_, self.small_input_, self._heads(len(self.label_names_)),
+                                      stem=cfg.get("stem"), sobel=bool(cfg.get("sobel", False)),
+                                      input_size=cfg.get("input_size")).to(self.device_)
         self.model_.load_state_dict(state["model"])
         self.optimizer_ = None
         self.epoch_, self.step_, self.global_step_ = state["epoch"], state["step"], state["global_step"]
@@ -399,12 +436,15 @@ class ClusterFinetune(LabelledImageTrainer):
 
     name = "cluster-head"
     param_choices = {"backbone": ("resnet18", "vgg16_bn"), "augment": ("weak", "none"),
-                     "monitor": ("f1", "loss")}
+                     "monitor": ("f1", "loss"), "mixed_precision": ("auto", "bf16", "off")}
     param_help = {
         "init_checkpoint": "PICA / DeepCluster checkpoint whose trunk to start from ('' = random init)",
         "init_run": "or: the project run whose checkpoint to start from (0 = none)",
         "backbone": "trunk when starting at random (a checkpoint's own backbone wins)",
-        "small_input": "ResNet stem for small images (3x3, no max-pool); a checkpoint's own wins",
+        "small_input": "ResNet stem chosen for the input size (3x3 up to 40 px, 3x3 stride 2 up to 96, then "
+                       "ImageNet's); off: ImageNet stem; a checkpoint's own wins",
+        "input_size": "resize images to this many pixels square on load (0: the init checkpoint's, else as stored)",
+        "mixed_precision": "auto: bf16 on CUDA, float32 on CPU; bf16: bf16 on both; off: float32",
         "epochs": "maximum epochs (early stopping usually ends sooner)",
         "patience": "stop after this many epochs without validation improvement (0 = never)",
         "batch_size": "labelled images per step",
@@ -418,13 +458,16 @@ class ClusterFinetune(LabelledImageTrainer):
     }
 
     def __init__(self, *, init_checkpoint: str = "", init_run: int = 0, backbone: str = "resnet18",
-                 small_input: bool = True, epochs: int = 100, patience: int = 7, batch_size: int = 64,
-                 lr: float = 1e-4, weight_decay: float = 0.0, label_fraction: float = 1.0,
-                 augment: str = "weak", monitor: str = "f1", seed: int = 0, device: str = "auto"):
+                 small_input: bool = True, input_size: int = 0, epochs: int = 100, patience: int = 7,
+                 batch_size: int = 64, lr: float = 1e-4, weight_decay: float = 0.0, label_fraction: float = 1.0,
+                 augment: str = "weak", monitor: str = "f1", mixed_precision: str = "auto", seed: int = 0,
+                 device: str = "auto"):
         self.init_checkpoint = init_checkpoint
         self.init_run = init_run
         self.backbone = backbone
         self.small_input = small_input
+        self.input_size = input_size
+        self.mixed_precision = mixed_precision
         self.epochs = epochs
         self.patience = patience
         self.batch_size = batch_size
@@ -460,7 +503,7 @@ class ClusterFinetune(LabelledImageTrainer):
         y = torch.from_numpy(self.y_[idx]).to(self.device_)
         if self.weak_ is not None:
             x = self.weak_(x)
-        with autocast(self.device_):
+        with autocast(self.device_, self.mixed_precision):
             _, outs = self.model_(x)
             loss = bce_loss(outs["ml"], y)
         self.optimizer_.zero_grad(set_to_none=True)

@@ -127,6 +127,7 @@ class FixMatch(LabelledImageTrainer):
 
     name = "fixmatch"
     param_choices = {"variant": ("two-head", "one-head", "single"), "backbone": ("resnet18", "vgg16_bn"),
+                     "mixed_precision": ("auto", "bf16", "off"),
                      "mask_mode": ("paper", "per_label"), "augment": ("weak", "none"),
                      "monitor": ("f1", "loss")}
     param_help = {
@@ -134,7 +135,10 @@ class FixMatch(LabelledImageTrainer):
         "init_checkpoint": "PICA / DeepCluster checkpoint whose trunk to start from ('' = random init)",
         "init_run": "or: the project run whose checkpoint to start from (0 = none)",
         "backbone": "trunk when starting at random (a checkpoint's own backbone wins)",
-        "small_input": "ResNet stem for small images (3x3, no max-pool); a checkpoint's own wins",
+        "small_input": "ResNet stem chosen for the input size (3x3 up to 40 px, 3x3 stride 2 up to 96, then "
+                       "ImageNet's); off: ImageNet stem; a checkpoint's own wins",
+        "input_size": "resize images to this many pixels square on load (0: the init checkpoint's, else as stored)",
+        "mixed_precision": "auto: bf16 on CUDA, float32 on CPU; bf16: bf16 on both; off: float32",
         "epochs": "epochs of steps_per_epoch steps (the paper: 5000 steps in all)",
         "steps_per_epoch": "steps between validations (0 = one pass over the unlabelled images)",
         "patience": "stop after this many validations without improvement (0 = never, as the paper)",
@@ -155,17 +159,19 @@ class FixMatch(LabelledImageTrainer):
     }
 
     def __init__(self, *, variant: str = "two-head", init_checkpoint: str = "", init_run: int = 0,
-                 backbone: str = "resnet18", small_input: bool = True, epochs: int = 10,
+                 backbone: str = "resnet18", small_input: bool = True, input_size: int = 0, epochs: int = 10,
                  steps_per_epoch: int = 0, patience: int = 0, batch_size: int = 16, mu: int = 2,
                  threshold: float = 0.95, T: float = 1.0, lambda_u: float = 1.0, mask_mode: str = "paper",
                  n_combinations: int = 0, lr: float = 1e-4, weight_decay: float = 0.0,
-                 label_fraction: float = 1.0, augment: str = "weak", monitor: str = "f1", seed: int = 0,
-                 device: str = "auto"):
+                 label_fraction: float = 1.0, augment: str = "weak", monitor: str = "f1",
+                 mixed_precision: str = "auto", seed: int = 0, device: str = "auto"):
         self.variant = variant
         self.init_checkpoint = init_checkpoint
         self.init_run = init_run
         self.backbone = backbone
         self.small_input = small_input
+        self.input_size = input_size
+        self.mixed_precision = mixed_precision
         self.epochs = epochs
         self.steps_per_epoch = steps_per_epoch
         self.patience = patience
@@ -232,7 +238,7 @@ class FixMatch(LabelledImageTrainer):
             xw = xu
         xs = self.strong_(xu) if self.strong_ is not None else xu
         y = torch.from_numpy(self.y_[ix]).to(self.device_)
-        with autocast(self.device_):
+        with autocast(self.device_, self.mixed_precision):
             # one forward over the three views: batch-norm statistics over all of them, as FixMatch
             _, outs = self.model_(torch.cat([xl, xw, xs]))
         split = lambda t: (t[:len(ix)], t[len(ix):len(ix) + len(iu)], t[len(ix) + len(iu):])  # noqa: E731

@@ -16,7 +16,7 @@ from ..jobs import Progress, RateMeter
 from ..jobs import distributed as dist
 from .base import Method
 
-__all__ = ["pui_loss", "PICA"]
+__all__ = ["pui_loss", "PICA", "cluster_summary", "collapse_message"]
 
 
 def pui_loss(logits_orig: torch.Tensor, logits_pert: torch.Tensor, lam: float = 2.0,
@@ -105,6 +105,32 @@ def epoch_cluster_metrics(data, assign, index=None) -> dict:
     return clustering_scores(ref[ok], np.asarray(assign)[ok])
 
 
+def cluster_summary(data, assign, n_clusters: int, index=None) -> dict:
+    """Per-epoch clustering figures: ``n_used_clusters`` always; when every one of the
+    ``n_clusters`` clusters is used, the scores against the labels (NMI, acc, ARI, purity);
+    when fewer are used, ``collapsed`` = 1 and no scores (a collapsed clustering's accuracy
+    is only the share of the classes it lumps together, not a result)."""
+    used = int(len(np.unique(np.asarray(assign))))
+    out = {"n_used_clusters": float(used)}
+    if used < int(n_clusters):
+        out["collapsed"] = 1.0
+        return out
+    out.update(epoch_cluster_metrics(data, assign, index))
+    return out
+
+
+def collapse_message(metrics: dict, n_clusters: int, head: str) -> str:
+    """One line for the progress bar / training panel; starts with WARNING when collapsed."""
+    used = int(metrics.get("n_used_clusters", n_clusters))
+    if metrics.get("collapsed"):
+        return (f"WARNING: collapsed, {used} of {n_clusters} clusters used (no accuracy reported) | {head}: "
+                "try a smaller batch, more epochs or prior=dirichlet")
+    parts = [head, f"{used}/{n_clusters} clusters"]
+    if "nmi" in metrics:
+        parts.append(f"NMI {metrics['nmi']:.3f}, acc {metrics['acc']:.3f}")
+    return ", ".join(parts)
+
+
 class PICA(Method):
     """Deep clustering by partition confidence maximisation, with an optional Dirichlet prior.
 
@@ -117,15 +143,32 @@ class PICA(Method):
 
     ``n_clusters=0`` takes the number of classes (label combinations for multi-label sets) of
     the labelled samples, or 10 without labels; ``n_overclusters=0`` takes 7 x that (PICA's
-    STL-10 setting, 70 over 10). After each epoch, when labels exist, the target head's
-    clusters on up to ``eval_samples`` samples are scored (NMI, Hungarian accuracy, ARI, purity).
+    STL-10 setting, 70 over 10). After each epoch the target head's clusters on up to
+    ``eval_samples`` samples are counted (``n_used_clusters``) and, when labels exist, scored
+    (NMI, Hungarian accuracy, ARI, purity). A clustering that uses fewer clusters than asked is
+    reported as collapsed (``collapsed`` = 1, a WARNING message) and gets no scores: its
+    "accuracy" would only be the share of the largest class.
+
+    Against collapse (one cluster for every image, the argmax of a fresh head on a random
+    trunk) the trunk's features are standardised before the heads (``feature_norm``) and every
+    BatchNorm averages its first batches evenly, so an early evaluation in eval mode sees the
+    statistics the network trained with. ``input_size`` resizes the images once on load and
+    picks the ResNet stem for that size (``small_input``); ``sobel`` feeds Sobel gradients
+    (PICA's input) instead of intensities; ``mixed_precision`` bf16 runs the trunk in bfloat16
+    (on CPUs with AMX ~2x faster), the loss stays float32.
     """
 
     name = "pica"
     input_kind = "image2d"
-    param_choices = {"backbone": ("resnet18", "vgg16_bn"), "prior": ("entropy", "dirichlet")}
+    param_choices = {"backbone": ("resnet18", "vgg16_bn"), "prior": ("entropy", "dirichlet"),
+                     "mixed_precision": ("auto", "bf16", "off")}
     param_help = {
-        "small_input": "ResNet-18 with a 3x3 stem and no max-pool (for 28 x 28 images); off: ImageNet stem",
+        "input_size": "resize images to this many pixels square on load (0: keep the stored size)",
+        "small_input": "ResNet stem chosen for the input size (3x3 up to 40 px, 3x3 stride 2 up to 96, "
+                       "then ImageNet's); off: ImageNet stem",
+        "sobel": "feed Sobel gradients instead of intensities (PICA's input)",
+        "feature_norm": "standardise trunk features before the cluster heads (prevents the one-cluster start)",
+        "mixed_precision": "auto: bf16 on CUDA, float32 on CPU; bf16: bf16 on both; off: float32",
         "backbone": "trunk network",
         "n_clusters": "target clusters (0: number of classes in the labels, else 10)",
         "n_overclusters": "over-clustering head size (0: 7 x n_clusters)",
@@ -138,17 +181,24 @@ class PICA(Method):
         "alpha": "Dirichlet concentration (> 1 favours balanced clusters)",
         "n_repeat": "strongly augmented copies of each image per step",
         "eval_samples": "samples scored against labels after each epoch (0: all)",
+        "bn_samples": "images whose statistics set BatchNorm for inference after each epoch (0: running averages)",
         "seed": "random seed",
         "device": "auto, cpu or cuda",
     }
 
-    def __init__(self, *, backbone: str = "resnet18", small_input: bool = True, n_clusters: int = 0,
+    def __init__(self, *, backbone: str = "resnet18", input_size: int = 0, small_input: bool = True,
+                 sobel: bool = False, feature_norm: bool = True, n_clusters: int = 0,
                  n_overclusters: int = 0,
                  epochs: int = 100, batch_size: int = 256, lr: float = 1e-4, weight_decay: float = 0.0,
                  lam: float = 2.0, prior: str = "entropy", alpha: float = 1.5, n_repeat: int = 3,
-                 eval_samples: int = 5000, seed: int = 0, device: str = "auto"):
+                 eval_samples: int = 5000, bn_samples: int = 2048, mixed_precision: str = "auto", seed: int = 0,
+                 device: str = "auto"):
         self.backbone = backbone
+        self.input_size = input_size
         self.small_input = small_input
+        self.sobel = sobel
+        self.feature_norm = feature_norm
+        self.mixed_precision = mixed_precision
         self.n_clusters = n_clusters
         self.n_overclusters = n_overclusters
         self.epochs = epochs
@@ -160,6 +210,7 @@ class PICA(Method):
         self.alpha = alpha
         self.n_repeat = n_repeat
         self.eval_samples = eval_samples
+        self.bn_samples = bn_samples
         self.seed = seed
         self.device = device
 
@@ -169,7 +220,7 @@ class PICA(Method):
         k_over = int(self.n_overclusters) or 7 * k
         return [k_over, k]
 
-    def _build(self, head_sizes, in_channels: int = 1) -> None:
+    def _build(self, head_sizes, in_channels: int = 1, image_size: int = 28, trunk_config: dict | None = None) -> None:
         from ..device import pick_device
         from ..models.backbones2d import build_backbone
         from ..models.heads import ClusterNet
@@ -182,11 +233,19 @@ class PICA(Method):
         torch.manual_seed(int(self.seed))
         self.head_sizes_ = [int(k) for k in head_sizes]
         self.in_channels_ = int(in_channels)
-        trunk = build_backbone(self.backbone, in_channels, small_input=bool(self.small_input))
-        self.model_ = ClusterNet(trunk, self.head_sizes_).to(self.device_)
+        # what the network was built as; a checkpoint carries it so reloading rebuilds the same
+        cfg = trunk_config or {"backbone": self.backbone, "small_input": bool(self.small_input),
+                               "input_size": int(image_size), "resize": int(self.input_size or 0), "sobel": bool(self.sobel),
+                               "feature_norm": bool(self.feature_norm)}
+        trunk = build_backbone(cfg["backbone"], in_channels, small_input=cfg["small_input"],
+                               input_size=cfg["input_size"], sobel=cfg["sobel"], stem=cfg.get("stem"))
+        cfg["stem"] = getattr(trunk, "stem_name", None)
+        self.trunk_config_ = cfg
+        self.model_ = ClusterNet(trunk, self.head_sizes_, feature_norm=cfg["feature_norm"]).to(self.device_)
         self.optimizer_ = torch.optim.Adam(self.model_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         self.epoch_, self.step_, self.global_step_ = 0, 0, 0
         self.history_: list[dict] = []
+        self.epoch_sums_: dict = {}
 
     # ------------------------------------------------------------------ training
     def steps(self, data, *, resume: dict | None = None):
@@ -196,11 +255,12 @@ class PICA(Method):
         n = len(data)
         if n < 2:
             raise ValueError(f"PICA needs at least 2 images, got {n}")
+        images = self._images(data.x)  # resized once, on load
         if resume is not None:
             self.load_state_dict(resume)
         else:
-            x0 = to_unit_tensor(data.x[:1])
-            self._build(self._head_sizes(data), in_channels=x0.shape[1])
+            x0 = to_unit_tensor(images[:1])
+            self._build(self._head_sizes(data), in_channels=x0.shape[1], image_size=max(x0.shape[-2:]))
         bs = min(int(self.batch_size), n)
         n_batches = n // bs  # drop_last: a tiny last batch makes the cluster-size prior meaningless
         n_heads = len(self.head_sizes_)
@@ -210,25 +270,26 @@ class PICA(Method):
         model, opt, dev = self.model_, self.optimizer_, self.device_
         model = self.model_ = dist.prepare(model)  # torchrun: global-batch BN, rank 0's weights
         r = int(self.n_repeat)
+        k_target = self.head_sizes_[-1]
         while self.epoch_ < int(self.epochs):
             epoch = self.epoch_
             model.train()
+            sums = self.epoch_sums_ if self.step_ else {}
             while self.step_ < per_epoch:
                 s = self.step_
                 head, b = divmod(s, n_batches)
                 perm = np.random.default_rng([int(self.seed), epoch, head]).permutation(n)
                 idx = np.sort(perm[b * bs:(b + 1) * bs])
                 g = _step_generator(self.seed, epoch, head, b)
-                x = to_unit_tensor(data.x[idx], dev)
+                x = to_unit_tensor(images[idx], dev)
                 xo = weak_augment(x, generator=g)
                 xp = strong_augment(x.repeat(r, 1, 1, 1), generator=g)
                 if dist.active():  # this rank's rows of the global batch, augmented as on one process
                     xo, xp = xo[dist.local_rows(len(idx))], xp[dist.local_rows_repeated(len(idx), r)]
-                with autocast(dev):
+                with autocast(dev, self.mixed_precision):
                     lo = model(xo, heads=[head])[0]
                     lp = model(xp, heads=[head])[0]
-                # PUI matrix and prior over the global batch (identity on one process)
-                lo, lp = dist.gather_rows(lo), dist.gather_repeated(lp, r)
+                lo, lp = self._global_batch_logits(lo, lp, r)
                 loss, l_pui, l_prior = pui_loss(lo, lp, lam=self.lam, prior=self.prior, alpha=self.alpha)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -240,15 +301,21 @@ class PICA(Method):
                 last = self.step_ == per_epoch
                 # the two heads alternate, so the message (not a loss term) says which one this is
                 losses = {"loss": loss.item(), "pui": l_pui.item(), self.prior: l_prior.item()}
-                metrics = {}
+                which = "over" if head < n_heads - 1 else "target"
+                for key, v in (("pui", losses["pui"]), ("prior", losses[self.prior])):
+                    sums[f"{which}_{key}"] = sums.get(f"{which}_{key}", 0.0) + v
+                sums[f"{which}_n"] = sums.get(f"{which}_n", 0) + 1
+                self.epoch_sums_ = sums
+                metrics, message = {}, f"head {which}-clustering"
                 if last:
                     self.epoch_, self.step_ = epoch + 1, 0
-                    metrics = self._epoch_metrics(data, eval_idx)
+                    metrics = {**self._epoch_loss_means(sums), **self._epoch_metrics(data, eval_idx, images)}
+                    message = collapse_message(metrics, k_target, f"epoch {epoch + 1}")
                     self.history_.append({"epoch": epoch, **losses, **metrics})
                 yield Progress(epoch=epoch, step=s + 1, global_step=self.global_step_,
                                n_epochs=int(self.epochs), steps_per_epoch=per_epoch, losses=losses,
                                metrics=metrics, samples_per_s=rate, eta_s=eta, epoch_end=last,
-                               message=f"head {'over' if head < n_heads - 1 else 'target'}-clustering")
+                               message=message)
                 if last:
                     break
 
@@ -258,13 +325,51 @@ class PICA(Method):
             return np.arange(n)
         return np.sort(np.random.default_rng([int(self.seed), 7919]).choice(n, m, replace=False))
 
-    def _epoch_metrics(self, data, eval_idx) -> dict:
-        if data.y is None or not data.labelled[eval_idx].any():
-            return {}
-        assign = self._predict(data.x[eval_idx])[1]
-        out = epoch_cluster_metrics(data, assign, eval_idx)
-        out["n_used_clusters"] = float(len(np.unique(assign)))
+    def _images(self, x):
+        from .augment2d import resize_images
+
+        return resize_images(x, int(self.input_size or 0))
+
+    @staticmethod
+    def _global_batch_logits(lo, lp, r: int):
+        """The logits the PUI matrix and the cluster-size prior are computed over: this process's
+        rows, or the global batch's under torchrun (``distributed.gather_*``, identity on one
+        process). The only place PICA's batch statistics see more than the local rows."""
+        return dist.gather_rows(lo), dist.gather_repeated(lp, r)
+
+    @staticmethod
+    def _epoch_loss_means(sums: dict) -> dict:
+        """Mean PUI and prior terms of each head over the epoch (the learning curve)."""
+        out = {}
+        for which in ("over", "target"):
+            k = sums.get(f"{which}_n", 0)
+            if k:
+                out[f"{which}_pui"] = sums[f"{which}_pui"] / k
+                out[f"{which}_prior"] = sums[f"{which}_prior"] / k
         return out
+
+    def _recalibrate(self, images) -> None:
+        """Precise BatchNorm statistics for the current weights from up to ``bn_samples``
+        unaugmented training images, in training-sized batches (see ``precise_bn``)."""
+        from ..device import autocast
+        from ..models.backbones2d import precise_bn
+        from .augment2d import to_unit_tensor
+
+        m = int(self.bn_samples)
+        if m <= 0:
+            return
+        n = len(images)
+        idx = np.sort(np.random.default_rng([int(self.seed), 104729]).permutation(n)[:m])
+        bs = max(2, min(int(self.batch_size), len(idx)))
+        starts = range(0, len(idx) - bs + 1, bs)  # full batches only, as training
+        with autocast(self.device_, self.mixed_precision):
+            precise_bn(self.model_, (to_unit_tensor(images[idx[i:i + bs]], self.device_) for i in starts))
+
+    def _epoch_metrics(self, data, eval_idx, images=None) -> dict:
+        images = data.x if images is None else images
+        self._recalibrate(images)
+        assign = self._predict(images[eval_idx], resized=True)[1]
+        return cluster_summary(data, assign, self.head_sizes_[-1], eval_idx)
 
     # ------------------------------------------------------------------ inference
     def _check_fitted(self):
@@ -272,21 +377,24 @@ class PICA(Method):
             raise RuntimeError("PICA is not fitted: train it or load a checkpoint first")
 
     @torch.no_grad()
-    def _predict(self, x, batch_size: int = 512):
-        """(trunk features, target-head argmax, target-head probabilities) for raw images."""
+    def _predict(self, x, batch_size: int = 512, resized: bool = False):
+        """(trunk features, target-head argmax, target-head probabilities) for raw images
+        (resized to ``input_size`` here unless ``resized``)."""
         from ..device import autocast
         from .augment2d import to_unit_tensor
 
         self._check_fitted()
+        if not resized:
+            x = self._images(x)
         model, dev = self.model_, self.device_
         was_training = model.training
         model.eval()
         feats, probs = [], []
         for i in range(0, len(x), batch_size):
             xb = to_unit_tensor(x[i:i + batch_size], dev)
-            with autocast(dev):
+            with autocast(dev, self.mixed_precision):
                 f = model.trunk(xb)
-                logits = model.heads[-1](f)
+                logits = model.heads[-1](model.head_input(f))
             feats.append(f.float().cpu())
             probs.append(torch.softmax(logits.float(), 1).cpu())
         model.train(was_training)
@@ -310,18 +418,26 @@ class PICA(Method):
     def state_dict(self) -> dict:
         self._check_fitted()
         return {"params": self.get_params(), "head_sizes": list(self.head_sizes_),
-                "in_channels": self.in_channels_, "model": self.model_.state_dict(),
+                "in_channels": self.in_channels_, "trunk_config": dict(self.trunk_config_),
+                "model": self.model_.state_dict(),
                 "optimizer": self.optimizer_.state_dict(), "epoch": self.epoch_, "step": self.step_,
                 "global_step": self.global_step_, "history": list(self.history_),
+                "epoch_sums": dict(self.epoch_sums_),
                 "torch_rng": torch.get_rng_state()}
 
     def load_state_dict(self, state: dict) -> "PICA":
-        self._build(state["head_sizes"], in_channels=state.get("in_channels", 1))
+        # checkpoints from before trunk_config: small stem at 28 px, no feature standardisation
+        cfg = state.get("trunk_config") or {
+            "backbone": state.get("params", {}).get("backbone", self.backbone),
+            "small_input": bool(state.get("params", {}).get("small_input", self.small_input)),
+            "input_size": 28, "sobel": False, "feature_norm": False}
+        self._build(state["head_sizes"], in_channels=state.get("in_channels", 1), trunk_config=dict(cfg))
         self.model_.load_state_dict(state["model"])
         self.optimizer_.load_state_dict(state["optimizer"])
         self.epoch_, self.step_ = int(state["epoch"]), int(state["step"])
         self.global_step_ = int(state["global_step"])
         self.history_ = list(state.get("history", []))
+        self.epoch_sums_ = dict(state.get("epoch_sums", {}))
         if "torch_rng" in state:
             torch.set_rng_state(state["torch_rng"])
         return self

@@ -37,21 +37,39 @@ class MLP(nn.Sequential):
 
 class ClusterNet(nn.Module):
     """A trunk and several linear cluster heads on its features (PICA: over-clustering and
-    target heads). ``forward`` returns the list of logits, one tensor per head."""
+    target heads). ``forward`` returns the list of logits, one tensor per head.
 
-    def __init__(self, trunk: nn.Module, head_sizes: Sequence[int]):
+    ``feature_norm`` (default) standardises the trunk's features (BatchNorm without affine
+    parameters, running statistics averaged evenly over the first batches) before the heads.
+    A randomly initialised trunk's average-pooled ReLU features share one large positive
+    component, so every image's logits point the same way and a fresh linear head sends all
+    images to one cluster; the cluster-size prior can then be met with soft, near-uniform
+    probabilities while every argmax stays on that cluster (what "PICA collapses to a single
+    cluster in 2 epochs" was). Standardised features give a head whose argmax already spreads
+    the images over the clusters at step 0."""
+
+    def __init__(self, trunk: nn.Module, head_sizes: Sequence[int], feature_norm: bool = True):
         super().__init__()
         self.trunk = trunk
         self.head_sizes = [int(k) for k in head_sizes]
+        self.norm = None
+        if feature_norm:
+            from .backbones2d import bn_warm_start
+
+            self.norm = bn_warm_start(nn.BatchNorm1d(trunk.out_dim, affine=False))
         self.heads = nn.ModuleList(nn.Linear(trunk.out_dim, k) for k in self.head_sizes)
 
     def features(self, x):
         return self.trunk(x)
 
+    def head_input(self, f):
+        """What the heads see: the (standardised when ``feature_norm``) trunk features."""
+        return f if self.norm is None else self.norm(f.float())
+
     def forward(self, x, heads: Sequence[int] | None = None):
-        f = self.trunk(x)
+        h = self.head_input(self.trunk(x))
         idx = range(len(self.heads)) if heads is None else heads
-        return [self.heads[i](f) for i in idx]
+        return [self.heads[i](h) for i in idx]
 
 
 class FeatureClassifierNet(nn.Module):
