@@ -209,6 +209,10 @@ class ImageView(QWidget):
         if isinstance(mf, str) and mf and not same:
             try:
                 mask = np.asarray(self.model.project.load_sample_array(sample_id, mask=True))
+                # a structure of a scan's label map: the scan with only that structure highlighted
+                value = (row.get("metadata") or {}).get("label_value") if row.get("kind") == "structure" else None
+                if value is not None:
+                    mask = np.where(mask == int(value), mask, 0)
                 if mask.shape == tuple(shape):
                     self._make_current()
                     layer = self.viewer.add_labels(mask.astype(np.int32), name="labels", scale=scale,

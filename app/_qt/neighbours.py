@@ -157,7 +157,9 @@ class NeighboursView(QWidget):
         else:
             pred_html = f"<i>{html.escape(pred.describe())}</i>"
         vote = f"{res.vote} ({res.confidence:.0%} of weighted votes)" if res.vote else "— (no labelled neighbour)"
-        self.header.setText(f"<b>{html.escape(sid)}</b> [{html.escape(own)}] &nbsp; Algorithm 1: {pred_html}"
+        new = ("<span style='background:#ffd54f'>&nbsp;NEW CASE&nbsp;</span> "
+               if sid in getattr(self.model, "placed_ids", ()) else "")
+        self.header.setText(f"{new}<b>{html.escape(sid)}</b> [{html.escape(own)}] &nbsp; Algorithm 1: {pred_html}"
                             f" &nbsp; kNN vote (k={len(res.neighbours)}): <b>{html.escape(vote)}</b>")
         for n in res.neighbours:
             try:

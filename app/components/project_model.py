@@ -147,7 +147,18 @@ class ProjectModel:
         return self._placer
 
     def can_place(self) -> bool:
-        return self._active_run is not None and self.project.has_embedding(self._active_run)
+        """Whether new samples can be placed: the active run has an embedding and a trained
+        method with a checkpoint to embed them."""
+        if self._active_run is None or not self.project.has_embedding(self._active_run):
+            return False
+        try:
+            from core.workflows.runs import method_class
+
+            run = self.project.run(self._active_run)
+            method_class(run["method"])
+            return bool(run.get("checkpoint"))
+        except Exception:  # noqa: BLE001 - an unknown or unrecorded run: import without placing
+            return False
 
     def import_and_place_steps(self, paths, *, structures=(), dataset: str | None = None, k: int = 8):
         """Step generator: import ``paths``, derive what the active run reads, place the new
@@ -164,6 +175,10 @@ class ProjectModel:
         if placer is not None and report.sample_ids:
             failed = {str(s) for s, _ in report.points_failed}
             ids = [s for s in report.sample_ids if s not in failed]
+            if points:  # a shape run reads masks, meshes and structures; other new samples are only imported
+                kinds = dict(self.project.query(
+                    f"SELECT id, kind FROM samples WHERE id IN ({','.join('?' * len(ids))})", ids)) if ids else {}
+                ids = [s for s in ids if kinds.get(s) in ("mask", "mesh", "structure")]
             if ids:
                 placements = yield from single_step(lambda: placer.place(ids, k=k),
                                                     f"placing {len(ids)} new case(s)")
