@@ -121,6 +121,7 @@ class Project(RunArrays):
     def _open(cls, path: Path, *, create: bool, name: str = "", exist_ok: bool = True,
               read_only: bool | None = None) -> "Project":
         db = path / DB_NAME
+        new_db = not db.exists()
         if read_only is None:
             read_only = not create and not _writable(path, db)
         if create and not db.exists() and not os.access(path, os.W_OK):
@@ -144,7 +145,8 @@ class Project(RunArrays):
                 if err is not None:
                     raise err from exc
                 raise ProjectError(f"{db}: cannot read the project database ({exc})") from exc
-            set_file_mode(db)
+            if new_db:
+                set_file_mode(db)   # a new database only: a lab's chosen modes are kept
         project = cls(path, conn, read_only=read_only)
         if not read_only:
             remove_orphan_temps(path)   # temp files of writes that a killed process left
