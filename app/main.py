@@ -118,6 +118,8 @@ def run_app(project_path=None, *, screenshot=None, quit_after=None, sample: bool
 
     model = ProjectModel.open(project_path) if project_path else None
     win = MainWindow(model)
+    from app._qt.change_poll import poll_changes  # others' edits appear without a restart (issue 15)
+    poll_changes(win)
     scripted = screenshot is not None or quit_after is not None
     win._non_blocking_errors = scripted
 

@@ -60,6 +60,23 @@ class ProjectModel:
         self._labels = None
         self.samples_changed.emit()
 
+    def poll_external_changes(self) -> bool:
+        """Reload what another session (another annotator) changed since the last poll; the
+        app's timer calls this every few seconds. True when something changed."""
+        from core.project.changes import change_token
+
+        token = change_token(self.project)
+        last, self._change_token = getattr(self, "_change_token", None), token
+        if last is None or token == last:
+            return False
+        if token[3:] != last[3:]:
+            self.label_set_changed.emit()
+        self._samples = None                 # development-set flags live on the samples
+        self._labels = None
+        self.labels_changed.emit(None)
+        self.history_changed.emit()
+        return True
+
     def labels(self) -> dict[str, list[str]]:
         if self._labels is None:
             self._labels = self.project.labels(self.samples.index.tolist())

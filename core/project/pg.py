@@ -33,14 +33,21 @@ warnings.filterwarnings("ignore", message="pandas only supports SQLAlchemy conne
 
 
 def is_url(location) -> bool:
-    return str(location).startswith(("postgresql://", "postgres://"))
+    return _url_text(location).startswith(("postgresql://", "postgres://"))
+
+
+def _url_text(location) -> str:
+    # Path("postgresql://u@h/db") collapses the double slash: accept that spelling too
+    s = str(location)
+    return re.sub(r"^(postgres(?:ql)?):/(?=[^/])", r"\1://", s)
 
 
 def location(path) -> tuple[str, Path] | None:
     """``(connection URL without the folder, arrays folder)`` when ``path`` names a PostgreSQL
     project (a URL, or a folder whose project.toml names a server); None for a SQLite folder."""
     if is_url(path):
-        parts = urlsplit(str(path))
+        path = _url_text(path)
+        parts = urlsplit(path)
         query = dict(parse_qsl(parts.query))
         folder = query.pop("folder", None)
         if not folder:

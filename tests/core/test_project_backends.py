@@ -246,3 +246,25 @@ def test_copy_round_trip_sqlite_postgresql_sqlite(tmp_path, pg_server):
                                       np.eye(len(ids), dtype=np.float32))
     assert on_pg == before
     assert after == before
+
+
+def test_app_model_picks_up_another_annotators_edits(dicom_project):
+    """The app's project model (polled by a timer in the window) reloads labels another
+    session wrote, without reopening the project."""
+    from app.components import ProjectModel
+
+    model = ProjectModel.open(dicom_project)
+    bob = Annotator(dicom_project)
+    try:
+        a = model.samples.index[0]
+        seen = []
+        model.labels_changed.connect(seen.append)
+        assert model.poll_external_changes() is False       # first poll: the starting point
+        assert model.labels()[a] == []
+        bob("set_label", ids=[a], label="artefact", author="bob")
+        assert model.poll_external_changes() is True
+        assert seen == [None] and model.labels()[a] == ["artefact"]
+        assert model.poll_external_changes() is False       # nothing new since
+    finally:
+        bob.close()
+        model.close()
