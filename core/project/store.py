@@ -614,11 +614,15 @@ class Project(RunArrays):
         return f" AND session NOT IN ({','.join('?' * len(live))})", live
 
     def can_undo(self) -> bool:
+        if self.read_only:
+            return False
         with self._lock:
             others, params = self._other_live_sessions()
             return bool(self.query(f"SELECT 1 FROM history WHERE undone=0{others} LIMIT 1", params))
 
     def can_redo(self) -> bool:
+        if self.read_only:
+            return False
         with self._lock:
             others, params = self._other_live_sessions()
             return bool(self.query(f"SELECT 1 FROM history WHERE undone=1{others} LIMIT 1", params))

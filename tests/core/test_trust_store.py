@@ -159,7 +159,7 @@ def test_read_only_project_opens_for_viewing_and_refuses_writes(tmp_path):
             import numpy as np
             from core.project import Project, ReadOnlyError
             p = Project.open({str(path)!r})
-            print("LABELS", sum(len(v) for v in p.labels().values()), p.read_only)
+            print("LABELS", sum(len(v) for v in p.labels().values()), p.read_only, p.can_undo())
             for name, write in [("label", lambda: p.set_label(p.sample_ids()[:1], "x")),
                                 ("array", lambda: p.arrays.save("embeddings/x", np.zeros((1, 2)))),
                                 ("undo", lambda: p.undo())]:
@@ -173,7 +173,7 @@ def test_read_only_project_opens_for_viewing_and_refuses_writes(tmp_path):
         r = subprocess.run([*_as_reader_without_write_rights(), PY, "-c", script], cwd=ROOT, env=env,
                            capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stderr[-2000:]
-        assert "LABELS 2 True" in r.stdout and "WROTE" not in r.stdout
+        assert "LABELS 2 True False" in r.stdout and "WROTE" not in r.stdout
         assert r.stdout.count(f"REFUSED") == 3 and f"read-only: {path}" in r.stdout
         assert "Traceback" not in r.stderr
     finally:
