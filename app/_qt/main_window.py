@@ -171,6 +171,8 @@ class MainWindow(QMainWindow):
         self.restore_session()
         self._update_status()
         self.project_opened.emit(model)
+        if not len(model.project.runs()):
+            QTimer.singleShot(0, lambda: self._guarded(self.start_first_map))
 
     def open_project(self, path) -> None:
         from core.project import Project
@@ -525,6 +527,8 @@ class MainWindow(QMainWindow):
             report, placements = box.get("result") or (None, [])
             model.placed(placements)
             self._update_status()
+            if qj.state == "finished":
+                self.start_first_map()
             if placements:
                 ids = [p.id for p in placements]
                 self.selection.select(ids, current=ids[0])
@@ -548,6 +552,31 @@ class MainWindow(QMainWindow):
         from app._qt.jobs import StepTask
 
         return self.run_job(StepTask(steps, name="import"), title="Import", on_done=done)
+
+    def start_first_map(self):
+        """A new project's first map, without training: the baseline embedding (PCA of pixels
+        or voxels, the untrained PointNet for shapes; ``core.workflows.baseline``) in the
+        background, once per project. It becomes the active run only when none is active."""
+        from core.workflows.baseline import BaselineTask, has_baseline
+
+        model = self.model
+        if model is None or not len(model.samples) or has_baseline(model.project):
+            return None
+        task = BaselineTask(model.project)
+
+        def done(qj):
+            if qj.state != "finished" or task.run_id is None or self.model is not model:
+                return
+            if model.active_run is None or model.active_run == task.run_id:
+                model.active_run = task.run_id
+                model.active_clustering = model.project.meta("active_clustering") or None
+            if not self.selection.ids:
+                self._select_first()
+            self._update_status()
+            self.statusBar().showMessage(f"first map ready: run {task.run_id} ({task.method_name}), "
+                                         "no training needed; train a method to improve on it", 10000)
+
+        return self.run_job(task, title="First map", on_done=done)
 
     def _ask_structures(self, paths) -> list[str] | None:
         """Structures of a label map to make into samples: asked when a label map is imported

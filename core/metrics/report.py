@@ -127,6 +127,27 @@ def save_distance_matrix_png(path, distances: np.ndarray, labels=None, *, class_
     return path
 
 
+#: what every Table 1 row means (printed under the table in reports and shown in the app)
+TABLE1_DEFINITIONS = {
+    "query": "each test sample in turn is the centre of a growing cosine-kNN cluster "
+             "(k = 1, 2, ... until the whole of its class is inside); figures are per query",
+    "Accuracy": "(TP + TN) / (N - 1) at the stopping point (the smallest k that holds the query's whole class)",
+    "ROC-AUC": "area under the query's ROC curve over all k",
+    "AP": "retrieval average precision of the query's ranking (its mean over all queries is the retrieval mAP)",
+    "F1-score": "best F1 over k up to the stopping point",
+    "PR-AUC": "area under the query's precision-recall curve",
+    "Max": "class column: the best query of that class; overall: the support-weighted mean of the per-class maxima",
+    "Mean": "class column: the mean over that class's queries; overall: the mean over all queries",
+    "Std": "class column: the standard deviation over that class's queries; overall: the pooled "
+           "within-class standard deviation sqrt(sum_c n_c std_c^2 / N), not the spread of the class means",
+}
+
+
+def table1_definitions_markdown() -> str:
+    """The definitions above as a markdown list (appended under Table 1 in reports)."""
+    return "\n".join(f"- **{k}**: {v}" for k, v in TABLE1_DEFINITIONS.items()) + "\n"
+
+
 def table1_frame(result) -> "object":
     """Table 1 as the paper lays it out: metric rows, class columns + overall ("mean ± std")."""
     import pandas as pd
@@ -165,7 +186,10 @@ def write_retrieval_report(out_dir, embedding, labels, *, class_names=None, titl
         files += write_table(out, "retrieval_pr_curve",
                              {f"{r:.2f}": {"precision": p} for r, p in zip(ret.recall, ret.precision)},
                              digits=4, title="interpolated precision at recall")
-    files += write_table(out, "table1", table1_frame(t1), title=f"{title} Table 1 (inner-ear protocol)".strip())
+    t1_files = write_table(out, "table1", table1_frame(t1), title=f"{title} Table 1 (inner-ear protocol)".strip())
+    md = t1_files[1]
+    md.write_text(md.read_text() + "\nRows:\n\n" + table1_definitions_markdown())
+    files += t1_files
     files.append(save_curves_png(out / "roc_curves.png", t1.curves, kind="roc"))
     files.append(save_curves_png(out / "pr_curves.png", t1.curves, kind="pr"))
     files.append(save_distance_matrix_png(out / "cosine_distance.png", dist, labels, class_names=class_names))

@@ -201,6 +201,7 @@ def test_import_runs_in_background_with_progress(qtbot, tmp_path):
     assert blocker.args == ["finished"]
     qtbot.waitUntil(lambda: len(win.model.samples) == 780, timeout=10000)
     assert win.samples_list.table_model.rowCount() == 780
+    qtbot.waitUntil(lambda: not win.jobs, timeout=300_000)  # the first map follows the import
     assert not win.job_bar.isVisible()
     # the first imported sample is shown at once: a 2D layer, no 3D mode, no mesh
     sid = win.model.samples.index[0]
