@@ -163,7 +163,13 @@ class Project(RunArrays):
         if state == "current":
             return
         if state == "missing" and not create:
-            raise ProjectError(f"{db.parent}: not a LatentMap project (empty {DB_NAME})")
+            conn.execute("BEGIN IMMEDIATE")     # a creator may hold it: wait for its commit
+            state = _schema_state(conn)
+            conn.execute("ROLLBACK")
+            if state == "missing":
+                raise ProjectError(f"{db.parent}: not a LatentMap project (empty {DB_NAME})")
+            if state == "current":
+                return
         conn.execute("BEGIN IMMEDIATE")
         try:
             state = _schema_state(conn)     # another process may have done it meanwhile
