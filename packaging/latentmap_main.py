@@ -4,7 +4,9 @@ Same sub-commands as the pip-installed ``latentmap`` (``app``, ``import``, ``tra
 anything heavy is imported it points every per-user cache at the user's own folders, so the
 bundle never writes into its install folder (``/opt/latentmap`` is read-only for users):
 
-* numba's compile cache -> ``$XDG_CACHE_HOME/latentmap/numba`` (``~/.cache/latentmap/numba``)
+* numba's compile cache: per user. A frozen app's code objects carry relative file names, so
+  numba uses its user-wide locator (``~/.cache/numba``, keyed by this executable); NUMBA_CACHE_DIR
+  (set here to ``~/.cache/latentmap/numba``) is what a checkout run from its folder uses.
 * matplotlib's font cache -> ``$XDG_CACHE_HOME/latentmap/matplotlib``
 * no ``__pycache__`` next to the source files shipped for numba and torch.
 

@@ -89,11 +89,15 @@ t0=$(date +%s)
 user "$bin" train deepdiffusion --project "$home/cohort" --set epochs=1 > "$work/train.log" 2>&1 \
   || { tail -30 "$work/train.log"; fail "train"; }
 tail -5 "$work/train.log" | tr '\r' '\n' | tail -5
-grep -qi "cannot cache\|no locator" "$work/train.log" && fail "numba could not cache its kernels"
+grep -qi "cannot cache\|no locator\|numba kernels unavailable" "$work/train.log" && fail "numba kernels not used or not cached"
 say "train 1 epoch: $(( $(date +%s) - t0 )) s"
 user "$bin" info "$home/cohort" | head -20 || fail "info"
 
 written=$(find "$work/root" -newer "$stamp" | head -5)
 [ -z "$written" ] || fail "the app wrote into its install folder: $written"
-[ -d "$home/.cache/latentmap/numba" ] && say "numba cache per user: $(du -sh "$home/.cache/latentmap/numba" | cut -f1) in \$HOME/.cache/latentmap/numba"
+# numba caches a frozen app's kernels per user under ~/.cache/numba (its UserWideCacheLocator:
+# the bundle's code objects carry relative file names), else under NUMBA_CACHE_DIR
+nbi=$(find "$home/.cache" -name '*.nbi' 2>/dev/null | wc -l)
+[ "$nbi" -gt 0 ] || fail "no numba cache index under \$HOME/.cache"
+say "numba cache per user: $nbi kernel index files under \$HOME/.cache ($(du -sh "$home/.cache" | cut -f1))"
 say "PASSED (screenshots in $out)"
