@@ -124,6 +124,9 @@ class NeighboursView(QWidget):
         while self._strip_layout.count() > 1:
             w = self._strip_layout.takeAt(0).widget()
             if w is not None:
+                # hidden at once: several refreshes in one event-loop turn (a placed case changes
+                # samples, run and clustering) must not paint old tiles under the new ones
+                w.hide()
                 w.deleteLater()
 
     def tiles(self) -> list[_Tile]:
