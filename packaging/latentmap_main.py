@@ -99,5 +99,33 @@ def main() -> int:
     return cli_main(argv)
 
 
+def run_and_exit() -> None:
+    """Run the command, then leave without tearing the interpreter down module by module.
+
+    In the frozen bundle, clearing torch's modules at interpreter shutdown crashed (SIGSEGV in
+    ``type_dealloc`` of torch's static autograd types, after the command had finished and the
+    window had closed). The command's own clean-up is done by then; ``atexit`` handlers still run
+    and the streams are flushed, only the module teardown is skipped.
+    """
+    try:
+        code = main()
+    except SystemExit as exc:  # argparse errors, --help
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if not isinstance(exc.code, (int, type(None))):
+            sys.stderr.write(f"{exc.code}\n")
+    except BaseException:  # noqa: BLE001 - print the traceback as Python would, then exit 1
+        sys.excepthook(*sys.exc_info())
+        code = 1
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+    os._exit(int(code or 0))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run_and_exit()
