@@ -37,6 +37,9 @@ SHARED = Path(os.environ.get("LATENTMAP_SHARED", ROOT.parent / "shared"))
 CACHE = ROOT / ".cache" / "bench_deepdiffusion"
 
 DATASETS = {
+    "modelnet10": ("modelnet10/modelnet10.npz", "modelnet10/modelnet10.npz",
+                   ["bathtub", "bed", "chair", "desk", "dresser", "monitor", "night_stand", "sofa",
+                    "table", "toilet"]),
     "vesselmnist3d": ("vesselmnist3d/vesselmnist3d.npz", "vesselmnist3d/vesselmnist3d.npz",
                       ["vessel", "aneurysm"]),
     "adrenalmnist3d": ("adrenalmnist3d/adrenalmnist3d_64.npz", "adrenalmnist3d/adrenalmnist3d.npz",
@@ -46,27 +49,40 @@ REFERENCE_SPEED = {"epoch_s": 100.0, "samples_per_s": 13.5, "peak_gb": 1.6,
                    "loss_step_s": {1335: 0.04, 10000: 0.30, 100000: 11.8}}
 
 
+def _masks(name: str, split: str):
+    """(masks, labels) of one official split; ModelNet10's grids are stored as X_/y_ arrays."""
+    rel = DATASETS[name][0]
+    d = np.load(SHARED / "data" / rel, allow_pickle=False)
+    if name == "modelnet10":
+        return d[f"X_{split}"] > 0, d[f"y_{split}"].ravel()
+    return d[f"{split}_images"] > 0, d[f"{split}_labels"].ravel()
+
+
 def points_for(name: str, n_points: int):
-    """(points, labels, split) for train + test, cached on disk (the sampler is seeded per shape)."""
+    """(points, labels, split, kept) for train + test, cached on disk (the sampler is seeded per
+    shape). Empty grids (7 train and 1 test grid of ModelNet10) have no surface and are left out;
+    ``kept`` is a boolean mask over the split's grids in train-then-test order."""
     from core.preprocess.shapes import mask_to_points
 
     CACHE.mkdir(parents=True, exist_ok=True)
     cache = CACHE / f"{name}_{n_points}.npz"
     if cache.exists():
-        z = np.load(cache)
-        return z["x"], z["y"], z["split"]
-    rel, _, _ = DATASETS[name]
-    d = np.load(SHARED / "data" / rel)
-    xs, ys, sp = [], [], []
+        z = np.load(cache, allow_pickle=False)
+        return z["x"], z["y"], z["split"], z["kept"]
+    xs, ys, sp, kept = [], [], [], []
     for split in ("train", "test"):
-        masks = d[f"{split}_images"]
+        masks, labels = _masks(name, split)
         for i, m in enumerate(masks):
-            xs.append(mask_to_points(m > 0, n_points, seed=i))
-        ys.append(d[f"{split}_labels"].ravel())
-        sp += [split] * len(masks)
-    x, y, split = np.stack(xs).astype(np.float32), np.concatenate(ys).astype(int), np.array(sp)
-    np.savez(cache, x=x, y=y, split=split)
-    return x, y, split
+            ok = bool(m.any())
+            kept.append(ok)
+            if ok:
+                xs.append(mask_to_points(m, n_points, seed=i))
+                ys.append(int(labels[i]))
+                sp.append(split)
+    x, y, split, kept = (np.stack(xs).astype(np.float32), np.asarray(ys, dtype=int), np.array(sp),
+                         np.asarray(kept))
+    np.savez(cache, x=x, y=y, split=split, kept=kept)
+    return x, y, split, kept
 
 
 def d2_features(points: np.ndarray, n_pairs: int = 4096, bins: int = 64, seed: int = 0) -> np.ndarray:
@@ -82,13 +98,19 @@ def d2_features(points: np.ndarray, n_pairs: int = 4096, bins: int = 64, seed: i
     return hist / n_pairs
 
 
-def voxel_pca_features(name: str, n_components: int = 64) -> np.ndarray:
+def voxel_pca_features(name: str, kept: np.ndarray, n_components: int = 64) -> np.ndarray:
+    """PCA of the voxel grids (28^3 masks for the MedMNIST sets, 30^3 for ModelNet10), fitted on
+    the training grids; the test grids that have points (``kept``) are transformed."""
     from sklearn.decomposition import PCA
 
     _, rel, _ = DATASETS[name]
-    d = np.load(SHARED / "data" / rel)
-    tr = (d["train_images"] > 0).reshape(len(d["train_images"]), -1).astype(np.float32)
-    te = (d["test_images"] > 0).reshape(len(d["test_images"]), -1).astype(np.float32)
+    d = np.load(SHARED / "data" / rel, allow_pickle=False)
+    if name == "modelnet10":
+        tr_m, te_m = d["X_train"], d["X_test"]
+    else:
+        tr_m, te_m = d["train_images"], d["test_images"]
+    tr = (tr_m > 0).reshape(len(tr_m), -1).astype(np.float32)
+    te = (te_m > 0).reshape(len(te_m), -1).astype(np.float32)[kept[len(tr_m):]]
     return PCA(n_components, random_state=0).fit(tr).transform(te)
 
 
@@ -104,6 +126,13 @@ def evaluate(features: np.ndarray, labels: np.ndarray, names) -> dict:
             "t1_mean_pr_auc": t.value("mean pr_auc")}
 
 
+def retrieval_only(features: np.ndarray, labels: np.ndarray, names) -> dict:
+    from core.metrics import retrieval_map
+
+    r = retrieval_map(features, labels, class_names=names, curve=False)
+    return {"map": r.map, "map_balanced": r.map_balanced}
+
+
 def chance_map(labels: np.ndarray, names, n: int = 5, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     from core.metrics import retrieval_map
@@ -113,73 +142,144 @@ def chance_map(labels: np.ndarray, names, n: int = 5, seed: int = 0) -> dict:
     return {"map": float(np.mean([r.map for r in runs])), "map_balanced": float(np.mean([r.map_balanced for r in runs]))}
 
 
-def run_dataset(name: str, args) -> tuple[list[dict], dict]:
-    import torch
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo, else platform.processor())."""
+    import platform
 
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+#: the configurations compared: the library default and the public code's settings
+EXTRA: dict = {}  # further named configurations (--config NAME=JSON)
+
+
+def config_params(name: str, args) -> dict:
+    """Hyperparameters of a named configuration over the library defaults."""
+    from core.methods.deepdiffusion import DeepDiffusion
+
+    if name == "reference":
+        return {**DeepDiffusion.REFERENCE, "batch_size": args.ref_batch_size, "k": args.ref_k,
+                "lam": args.ref_lam}
+    params = dict(EXTRA.get(name, {})) if name != "default" else {}
+    if name not in EXTRA and name != "default":
+        raise SystemExit(f"unknown configuration {name!r}: default, reference or one given by --config")
+    if args.batch_size and "batch_size" not in params:
+        params["batch_size"] = args.batch_size
+    return params
+
+
+def run_dataset(name: str, args) -> tuple[list[dict], list[dict], list[dict]]:
+    """Baselines, then each configuration trained with a learning curve on the test split.
+    Returns (final rows, curve rows, speed rows)."""
     from core.dataset import SampleSet
     from core.methods.deepdiffusion import DeepDiffusion
 
     names = DATASETS[name][2]
     t0 = time.perf_counter()
-    x, y, split = points_for(name, args.n_points)
-    print(f"[{name}] points {x.shape} ready in {time.perf_counter() - t0:.1f} s", flush=True)
+    x, y, split, kept = points_for(name, args.n_points)
+    print(f"[{name}] points {x.shape} ready in {time.perf_counter() - t0:.1f} s "
+          f"({int((~kept).sum())} empty grids left out)", flush=True)
     train_idx = np.flatnonzero(split == "train")
-    if args.train_limit:
-        train_idx = train_idx[:args.train_limit]
+    if args.train_limit:  # a random subset (the training split is stored class by class)
+        train_idx = np.sort(np.random.default_rng(0).choice(train_idx, args.train_limit, replace=False))
     test_idx = np.flatnonzero(split == "test")
     keep = np.r_[train_idx, test_idx]
     data = SampleSet(ids=np.array([f"{name}/{i}" for i in keep]), x=x[keep], y=y[keep],
                      label_names=names, split=split[keep])
     test = data.by_split("test")
     y_test = y[test_idx]
-    rows = []
+    rows, curve, speeds = [], [], []
 
     def add(method, feats, note=""):
         t = time.perf_counter()
-        m = evaluate(feats, y_test, names)
+        # the inner-ear Table 1 is a two-class summary: the MedMNIST sets only
+        m = retrieval_only(feats, y_test, names) if name == "modelnet10" else evaluate(feats, y_test, names)
         rows.append({"dataset": name, "method": method, "note": note, **m})
-        print(f"[{name}] {method:<26} mAP {m['map']:.4f}  balanced {m['map_balanced']:.4f}  "
-              f"T1 mean ROC-AUC {m['t1_mean_roc_auc']:.3f}  ({time.perf_counter() - t:.1f} s eval)", flush=True)
+        print(f"[{name}] {method:<44} mAP {m['map']:.4f}  balanced {m['map_balanced']:.4f}  "
+              f"T1 mean ROC-AUC {m.get('t1_mean_roc_auc', float('nan')):.3f}  "
+              f"({time.perf_counter() - t:.1f} s eval)", flush=True)
+        return m
 
-    ch = chance_map(y_test, names)
-    rows.append({"dataset": name, "method": "chance (random features)", "note": "mean of 5",
-                 "map": ch["map"], "map_balanced": ch["map_balanced"]})
-    print(f"[{name}] chance                     mAP {ch['map']:.4f}  balanced {ch['map_balanced']:.4f}")
-    add("D2 shape distribution", d2_features(test.x), "64 bins, 4096 pairs")
-    add("PCA of voxels", voxel_pca_features(name), "64 components, 28^3 masks, fit on train")
+    if not args.skip_baselines:
+        ch = chance_map(y_test, names)
+        rows.append({"dataset": name, "method": "chance (random features)", "note": "mean of 5",
+                     "map": ch["map"], "map_balanced": ch["map_balanced"]})
+        print(f"[{name}] chance                     mAP {ch['map']:.4f}  balanced {ch['map_balanced']:.4f}")
+        add("D2 shape distribution", d2_features(test.x), "64 bins, 4096 pairs")
+        add("PCA-64 of voxels", voxel_pca_features(name, kept), "64 components, fit on train")
+        fresh = DeepDiffusion(seed=0, out_dim=args.out_dim, device=args.device)
+        fresh._build()
+        add("untrained PointNet (eval, initial BN stats)", fresh._features(test.x).cpu().numpy(),
+            "the reference's memory initialisation")
+        gen = fresh._batch_features(np.ascontiguousarray(x[train_idx]))
+        for _ in gen:
+            pass
+        add("untrained PointNet (BN stats of one pass)", fresh._features(test.x).cpu().numpy(),
+            "the default's memory initialisation")
 
-    dd = DeepDiffusion(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lam=args.lam, k=args.k,
-                       out_dim=args.out_dim, augment=True, seed=0, device=args.device, eval_every=0,
-                       mixed_precision=args.mixed_precision)
-    gen = dd.steps(data)
-    t_start = time.perf_counter()
-    first = next(gen)  # builds the model and the memory (untrained features) first
-    speed = {}
-    # untrained encoder = the features the memory is initialised with: evaluate a fresh copy
-    untrained = DeepDiffusion(**dd.get_params())
-    untrained._build()
-    add("untrained PointNet", untrained._features(test.x).cpu().numpy())
-    epoch_times, losses, t_epoch = [], [first.losses], t_start
-    t_train = time.perf_counter()
-    for p in gen:
-        losses.append(p.losses)
-        if p.epoch_end:
+    for cfg in args.configs.split(","):
+        params = {"epochs": args.epochs, "seed": 0, "device": args.device, "eval_every": 0,
+                  "out_dim": args.out_dim, "mixed_precision": args.mixed_precision,
+                  **config_params(cfg, args)}
+        dd = DeepDiffusion(**params)
+        label = f"DeepDiffusion {cfg}"
+        t_start = time.perf_counter()
+        t_epoch, epoch_times, init_s, eval_s = None, [], None, 0.0
+        first_loss = last = None
+        for p in dd.steps(data):
+            if not p.losses:
+                if "initialised" in p.message:
+                    init_s = time.perf_counter() - t_start
+                    print(f"[{name}] {label}: {p.message} ({init_s:.0f} s)", flush=True)
+                    t_epoch = time.perf_counter()
+                continue
+            first_loss = first_loss or p.losses
+            last = p
+            if not p.epoch_end:
+                continue
             epoch_times.append(time.perf_counter() - t_epoch)
+            ep = p.epoch + 1
+            print(f"[{name}] {label} epoch {ep}/{args.epochs}: loss {p.losses['loss']:.3f}, "
+                  f"{epoch_times[-1]:.1f} s, {p.samples_per_s:.1f} samples/s | {p.message}", flush=True)
+            if ep % args.curve_every == 0 or ep == args.epochs:
+                t = time.perf_counter()
+                r = retrieval_only(dd.transform(test.x), y_test, names)
+                curve.append({"dataset": name, "config": cfg, "epoch": ep, "map": r["map"],
+                              "map_balanced": r["map_balanced"], "fit_rel_logn": p.metrics["fit_rel_logn"],
+                              "memory_mean_cosine": p.metrics["memory_mean_cosine"],
+                              "memory_effective_rank": p.metrics["memory_effective_rank"],
+                              "train_s": time.perf_counter() - t_start - eval_s})
+                eval_s += time.perf_counter() - t
+                print(f"[{name}] {label} epoch {ep}: test mAP {r['map']:.4f}, balanced "
+                      f"{r['map_balanced']:.4f}", flush=True)
+                # results so far, in case the run is stopped before the end
+                write_partial(args, name, cfg, curve)
             t_epoch = time.perf_counter()
-            print(f"[{name}] epoch {p.epoch + 1}/{args.epochs}: loss {p.losses['loss']:.3f} "
-                  f"(fit {p.losses['fit']:.3f}, smooth {p.losses['smooth']:.4f}), "
-                  f"{epoch_times[-1]:.1f} s, {p.samples_per_s:.1f} samples/s", flush=True)
-    train_s = time.perf_counter() - t_train
-    n_train = len(train_idx)
-    spe = max(1, n_train // min(args.batch_size, n_train))
-    rate = spe * args.batch_size * args.epochs / max(time.perf_counter() - t_start, 1e-9)
-    speed = {"dataset": name, "n_train": n_train, "epochs": args.epochs,
-             "epoch_s": float(np.mean(epoch_times)) if epoch_times else float("nan"),
-             "samples_per_s": rate, "epoch_s_1335": 1335 / rate,
-             "loss_first": losses[0]["loss"], "loss_last": losses[-1]["loss"], "train_s": train_s}
-    add(f"DeepDiffusion ({args.epochs} ep)", dd.transform(test.x),
-        f"{n_train} train shapes, batch {args.batch_size}, lr {args.lr}")
-    return rows, speed
+        n_train = len(train_idx)
+        bs = int(dd.batch_size)
+        speeds.append({"dataset": name, "config": cfg, "n_train": n_train, "batch": bs,
+                       "epochs": args.epochs, "init_s": init_s,
+                       "epoch_s": float(np.mean(epoch_times)) if epoch_times else float("nan"),
+                       "samples_per_s": (n_train // bs) * bs / float(np.mean(epoch_times)) if epoch_times else float("nan"),
+                       "loss_first": first_loss["loss"], "loss_last": last.losses["loss"],
+                       "total_s": time.perf_counter() - t_start})
+        note = ", ".join(f"{k} {v}" for k, v in config_params(cfg, args).items())
+        add(f"{label} ({args.epochs} ep)", dd.transform(test.x), f"{n_train} train shapes; {note}")
+    return rows, curve, speeds
+
+
+def write_partial(args, name, cfg, curve):
+    from core.metrics.report import write_table
+
+    rows = [r for r in curve if r["dataset"] == name and r["config"] == cfg]
+    write_table(Path(args.out), f"curve_{name}_{cfg}", {f"{cfg} / {r['epoch']}": r for r in rows}, digits=4,
+                title=f"{name}, {cfg}: test mAP against epochs, {args.n_points} points ({cpu_model()})")
 
 
 def reference_style_loss(h, memory, src, k, lam):
@@ -239,20 +339,28 @@ def time_loss(sizes, *, k: int, repeats: int = 3, full_limit: int = 12000) -> li
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--datasets", default="vesselmnist3d,adrenalmnist3d")
-    ap.add_argument("--epochs", type=int, default=1)
-    ap.add_argument("--train-limit", type=int, default=0)
-    ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=1e-4)
-    ap.add_argument("--lam", type=float, default=0.6)
-    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--datasets", default="modelnet10,vesselmnist3d,adrenalmnist3d")
+    ap.add_argument("--configs", default="default,reference",
+                    help="comma-separated: default (the library's defaults), reference (the public "
+                         "code's settings), or names given by --config")
+    ap.add_argument("--config", action="append", default=[], metavar="NAME=JSON",
+                    help="an extra named configuration: hyperparameters over the defaults")
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--curve-every", type=int, default=5, help="test mAP every that many epochs")
+    ap.add_argument("--train-limit", type=int, default=0,
+                    help="train on a random subset of N training shapes (0 = all)")
+    ap.add_argument("--batch-size", type=int, default=0, help="default config's batch (0: its default)")
+    ap.add_argument("--ref-batch-size", type=int, default=16, help="reference config: batch (public code 16)")
+    ap.add_argument("--ref-k", type=int, default=20, help="reference config: k (public code 20)")
+    ap.add_argument("--ref-lam", type=float, default=1.0, help="reference config: lambda (public code 1.0)")
     ap.add_argument("--out-dim", type=int, default=254)
     ap.add_argument("--n-points", type=int, default=1024)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--mixed-precision", default="auto", choices=("auto", "bf16", "off"),
                     help="bf16 runs the encoder in bfloat16 on the CPU too (AMX)")
-    ap.add_argument("--loss-sizes", default="1335,10000,100000")
+    ap.add_argument("--loss-sizes", default="", help="LMR loss step timing at these N (e.g. 1335,10000,100000)")
     ap.add_argument("--skip-training", action="store_true")
+    ap.add_argument("--skip-baselines", action="store_true")
     ap.add_argument("--threads", type=int, default=0,
                     help="torch CPU threads (0: torch's default); 1 is much faster on an oversubscribed machine")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "deepdiffusion"))
@@ -264,32 +372,50 @@ def main(argv=None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    for spec in args.config:
+        name, _, js = spec.partition("=")
+        EXTRA[name] = json.loads(js)
 
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
+    cpu = cpu_model()
+    print(f"CPU {cpu}; torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"cuda {torch.cuda.is_available()}, load {os.getloadavg()[0]:.1f}", flush=True)
     out = Path(args.out)
-    rows, speeds = [], []
-    loss_rows = time_loss([int(s) for s in args.loss_sizes.split(",") if s], k=args.k)
+    out.mkdir(parents=True, exist_ok=True)
+    rows, curve, speeds, files = [], [], [], []
+    if args.loss_sizes:
+        loss_rows = time_loss([int(s) for s in args.loss_sizes.split(",") if s], k=10)
+        files += write_table(out, "loss_step", {f"N={r['N']}": r for r in loss_rows}, digits=4,
+                             title=f"LMR loss step (forward + backward), B 32, D 256 ({cpu})")
     if not args.skip_training:
         for name in args.datasets.split(","):
-            r, s = run_dataset(name, args)
+            r, c, s = run_dataset(name, args)
             rows += r
-            speeds.append(s)
-    files = write_table(out, "loss_step", {f"N={r['N']}": r for r in loss_rows}, digits=4,
-                        title="LMR loss step (forward + backward), B 32, D 256")
-    if rows:
-        files += write_table(out, "retrieval", {f"{r['dataset']} / {r['method']}": r for r in rows},
-                             title=f"test retrieval and Table 1 (overall), {args.epochs} epoch(s)")
-    if speeds:
-        files += write_table(out, "speed", {s["dataset"]: s for s in speeds}, digits=2,
-                             title="DeepDiffusion training speed")
-        for s in speeds:
-            print(f"[{s['dataset']}] {s['samples_per_s']:.1f} samples/s -> {s['epoch_s_1335']:.0f} s per "
-                  f"1,335-shape epoch (reference: {REFERENCE_SPEED['epoch_s']:.0f} s, "
-                  f"{REFERENCE_SPEED['samples_per_s']} samples/s; target half)")
-    (out / "args.json").write_text(json.dumps(vars(args), indent=1))
+            curve += c
+            speeds += s
+            # after each data set, so a stopped run keeps what it finished
+            files = write_results(out, args, rows, curve, speeds, cpu)
+    (out / "args.json").write_text(json.dumps({**vars(args), "cpu": cpu}, indent=1))
     print("written:", ", ".join(str(f) for f in files))
     return 0
+
+
+def write_results(out, args, rows, curve, speeds, cpu):
+    from core.metrics.report import write_table
+
+    files = []
+    lim = f", {args.train_limit} training shapes" if args.train_limit else ""
+    if rows:
+        files += write_table(out, "retrieval", {f"{r['dataset']} / {r['method']}": r for r in rows},
+                             title=f"test retrieval and Table 1 (overall), {args.epochs} epoch(s), "
+                                   f"{args.n_points} points{lim} ({cpu})")
+    if curve:
+        files += write_table(out, "curve", {f"{r['dataset']} / {r['config']} / {r['epoch']}": r for r in curve},
+                             digits=4, title=f"class-balanced test mAP against epochs, {args.n_points} points"
+                                             f"{lim} ({cpu})")
+    if speeds:
+        files += write_table(out, "speed", {f"{s['dataset']} / {s['config']}": s for s in speeds}, digits=2,
+                             title=f"DeepDiffusion training speed ({cpu})")
+    return files
 
 
 if __name__ == "__main__":

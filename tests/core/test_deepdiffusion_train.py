@@ -29,6 +29,12 @@ def vessel_points():
                      label_names=["vessel", "aneurysm"], split=split)
 
 
+def _steps(gen):
+    """The optimisation steps of a step generator (the memory initialisation's records carry
+    no losses)."""
+    return (p for p in gen if p.losses)
+
+
 def _method(**kw):
     base = dict(epochs=3, batch_size=4, lr=1e-3, k=3, out_dim=16, seed=0, device="cpu", eval_every=1)
     base.update(kw)
@@ -38,7 +44,7 @@ def _method(**kw):
 def test_training_lowers_the_loss(vessel_points):
     # one full batch, no augmentation: the same loss evaluated step after step
     m = _method(epochs=4, batch_size=12, augment=False)
-    losses = [p.losses["loss"] for p in m.steps(vessel_points)]
+    losses = [p.losses["loss"] for p in _steps(m.steps(vessel_points))]
     assert len(losses) == 4
     assert losses[-1] < losses[0]
     assert m.memory_.shape == (12, 16)
@@ -46,11 +52,19 @@ def test_training_lowers_the_loss(vessel_points):
 
 def test_progress_memory_transform(vessel_points):
     m = _method(epochs=1)
-    hist = list(m.steps(vessel_points))
+    everything = list(m.steps(vessel_points))
+    init = [p for p in everything if not p.losses]
+    # the memory initialisation reports its progress (shapes done) before the first step
+    assert init and all(p.global_step == 0 for p in init) and "initialising memory" in init[0].message
+    assert "memory_mean_cosine" in init[-1].metrics
+    hist = [p for p in everything if p.losses]
     assert [p.step for p in hist] == [1, 2, 3] and hist[-1].epoch_end and not hist[0].epoch_end
     assert set(hist[0].losses) == {"loss", "fit", "smooth"}
     assert hist[0].samples_per_s > 0 and hist[0].eta_s is not None
     assert "val_map" in hist[-1].metrics and 0 <= hist[-1].metrics["val_map"] <= 1
+    # per-epoch diagnostics: fitting term relative to log N, memory spread
+    assert {"fit_rel_logn", "memory_mean_cosine", "memory_effective_rank"} <= set(hist[-1].metrics)
+    assert 0 < hist[-1].metrics["fit_rel_logn"] < 1.5 and hist[-1].message.startswith(("epoch 1", "WARNING"))
     f = m.transform(vessel_points)
     assert f.shape == (18, 16) and f.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(f, axis=1), 1.0, atol=1e-5)
@@ -58,16 +72,17 @@ def test_progress_memory_transform(vessel_points):
 
 def test_resume_continues_exactly(vessel_points, tmp_path):
     full = _method(epochs=2)
-    full_hist = list(full.steps(vessel_points))
+    full_hist = list(_steps(full.steps(vessel_points)))
     # interrupted after 4 steps (mid epoch 1), checkpointed, resumed by a fresh object
     part = _method(epochs=2)
     gen = part.steps(vessel_points)
-    first = [next(gen) for _ in range(4)]
+    steps = _steps(gen)
+    first = [next(steps) for _ in range(4)]
     gen.close()
     state = part.state_dict()
     assert (state["epoch"], state["step"]) == (1, 1)
     resumed = DeepDiffusion.from_checkpoint(state)
-    rest = list(resumed.steps(vessel_points, resume=state))
+    rest = list(_steps(resumed.steps(vessel_points, resume=state)))
     assert [(p.epoch, p.step) for p in rest][0] == (1, 2)
     assert [p.global_step for p in first + rest] == [p.global_step for p in full_hist]
     np.testing.assert_array_equal([p.losses["loss"] for p in first + rest],
@@ -81,6 +96,8 @@ def test_job_cancel_stops_within_one_step_and_checkpoints(vessel_points, tmp_pat
     seen = []
 
     def on_progress(p):
+        if not p.losses:
+            return
         seen.append(p.global_step)
         if len(seen) == 2:
             job.cancel()
@@ -99,3 +116,30 @@ def test_job_cancel_stops_within_one_step_and_checkpoints(vessel_points, tmp_pat
 def test_bad_points_are_reported():
     with pytest.raises(ValueError, match="N x P x 3"):
         list(_method().steps(SampleSet(ids=np.array(["a", "b"]), x=np.zeros((2, 5)))))
+
+
+def test_memory_initialisation_batch_statistics_vs_reference(vessel_points):
+    # the reference's eval-mode pass with the initial BatchNorm statistics gives nearly identical
+    # memory rows (a collapsed start, warned about); batch statistics spread them
+    ref = [p for p in _method(epochs=1, memory_init="eval").steps(vessel_points) if not p.losses][-1]
+    new = [p for p in _method(epochs=1, memory_init="batch").steps(vessel_points) if not p.losses][-1]
+    assert ref.metrics["memory_mean_cosine"] > 0.99 and ref.message.startswith("WARNING")
+    assert new.metrics["memory_mean_cosine"] < 0.9 and not new.message.startswith("WARNING")
+
+
+def test_collapse_warning_fires_at_a_broken_learning_rate(vessel_points):
+    # lr 10 wrecks the run within a few steps: the encoder's features collapse and the fitting
+    # term ends far above its uniform value log N; the epoch-end message warns of both
+    m = _method(epochs=3, batch_size=4, lr=10.0, memory_lr=10.0, eval_every=0)
+    ends = [p for p in _steps(m.steps(vessel_points)) if p.epoch_end]
+    assert len(ends) == 3
+    msgs = [p.message for p in ends]
+    assert ends[-1].message.startswith("WARNING"), msgs
+    assert any("embedding collapsed" in s for s in msgs[1:]), msgs
+    assert any("diverging" in s for s in msgs[1:]), msgs
+    # a collapsed memory (the reference's start) is reported as such at every epoch end until it
+    # spreads: two steps at the reference's lr leave it collapsed
+    ref = _method(epochs=1, batch_size=6, memory_init="eval", lr=1e-4, eval_every=0)
+    end = [p for p in _steps(ref.steps(vessel_points)) if p.epoch_end][-1]
+    assert end.message.startswith("WARNING") and "collapsed" in end.message, end.message
+    assert end.metrics["memory_mean_cosine"] > 0.98
