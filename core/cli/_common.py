@@ -89,6 +89,8 @@ class ProgressBar:
         if p.samples_per_s:
             post["smp/s"] = f"{p.samples_per_s:.1f}"
         self.bar.set_postfix(post, refresh=False)
+        if p.message.startswith("WARNING"):  # e.g. DeepDiffusion's collapse warnings, once per epoch
+            self.bar.write(p.message, file=sys.stderr)
 
     def close(self) -> None:
         if self.bar is not None:
