@@ -1,0 +1,53 @@
+"""Input size for the 2D methods (resize on load, stem by size) and precise BatchNorm statistics."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from core.methods.augment2d import resize_images
+from core.models.backbones2d import build_backbone, precise_bn, stem_for_size
+
+
+def test_resize_images_keeps_dtype_and_values(shared_data):
+    d = np.load(shared_data / "breastmnist" / "breastmnist.npz")
+    x = d["train_images"][:5]
+    up = resize_images(x, 64)
+    assert up.shape == (5, 64, 64) and up.dtype == np.uint8
+    # bilinear upsampling keeps the image's mean brightness (within rounding and border effects)
+    np.testing.assert_allclose(up.reshape(5, -1).mean(1), x.reshape(5, -1).mean(1), atol=1.5)
+    assert resize_images(x, 0) is x and resize_images(x, 28) is x
+    flat = np.full((2, 1, 30, 30), 0.25, dtype=np.float32)
+    out = resize_images(flat, 16)
+    assert out.shape == (2, 1, 16, 16) and out.dtype == np.float32
+    np.testing.assert_allclose(out, 0.25, atol=1e-6)
+    with pytest.raises(ValueError, match="input_size"):
+        resize_images(x, 4)
+
+
+def test_stem_follows_input_size():
+    assert [stem_for_size(s) for s in (0, 28, 40, 64, 96, 128, 224)] == \
+        ["small", "small", "small", "strided", "strided", "imagenet", "imagenet"]
+    for size, stem in ((28, "small"), (64, "strided"), (128, "imagenet")):
+        net = build_backbone("resnet18", 1, input_size=size)
+        assert net.stem_name == stem
+        assert net(torch.rand(2, 1, size, size)).shape == (2, 512)
+    assert build_backbone("resnet18", 1, small_input=False, input_size=28).stem_name == "imagenet"
+    sob = build_backbone("resnet18", 1, sobel=True)
+    assert sob.stem[0].in_channels == 2 and "sobel.weight" not in sob.state_dict()
+
+
+def test_precise_bn_is_the_average_of_batch_statistics():
+    torch.manual_seed(0)
+    bn = nn.BatchNorm1d(3)
+    batches = [torch.randn(8, 3, dtype=torch.float64) * (i + 1) + i for i in range(4)]
+    bn = bn.double()
+    bn.train()
+    bn(torch.randn(8, 3, dtype=torch.float64) * 50)  # stale statistics to be replaced
+    assert precise_bn(bn, batches) == 4
+    mean = torch.stack([b.mean(0) for b in batches]).mean(0)
+    var = torch.stack([b.var(0, unbiased=True) for b in batches]).mean(0)
+    torch.testing.assert_close(bn.running_mean, mean)
+    torch.testing.assert_close(bn.running_var, var)
+    assert bn.momentum == 0.1 and bn.training
