@@ -78,7 +78,7 @@ class LabelsPanel(QWidget):
         # label editor
         self.editor = QGroupBox("Label set", self)
         self.label_list = QListWidget(self.editor)
-        self.label_list.setMaximumHeight(130)
+        self.label_list.setMaximumHeight(90)
         add_b, ren_b, rem_b, col_b = (QPushButton(t, self.editor) for t in ("Add…", "Rename…", "Remove", "Colour…"))
         add_b.clicked.connect(self._add_dialog)
         ren_b.clicked.connect(self._rename_dialog)

@@ -374,26 +374,29 @@ class TrainingPanel(QWidget):
         self.splitter = split
         root.addWidget(split, 1)
 
-    def _dock(self):
-        w = self.parent()
-        while w is not None and not isinstance(w, QDockWidget):
-            w = w.parent()
-        return w
-
     def toggle_detached(self) -> None:
         """Float the training dock as a large window (or dock it back)."""
-        dock = self._dock()
-        if dock is None:
-            return
-        floating = not dock.isFloating()
-        dock.setFloating(floating)
-        if floating:
-            screen = dock.screen().availableGeometry() if dock.screen() else None
-            w, h = (1400, 850) if screen is None else (int(screen.width() * 0.85), int(screen.height() * 0.85))
-            dock.resize(w, h)
-            if screen is not None:
-                dock.move(screen.x() + (screen.width() - w) // 2, screen.y() + (screen.height() - h) // 2)
-        self.detach_btn.setText("Dock" if floating else "Detach")
+        toggle_detached(self, self.detach_btn)
+
+
+def toggle_detached(widget, button=None) -> None:
+    """Float the dock holding ``widget`` as a large window centred on its screen, or dock it
+    back; ``button``'s text follows ("Detach" / "Dock")."""
+    dock = widget.parent()
+    while dock is not None and not isinstance(dock, QDockWidget):
+        dock = dock.parent()
+    if dock is None:
+        return
+    floating = not dock.isFloating()
+    dock.setFloating(floating)
+    if floating:
+        screen = dock.screen().availableGeometry() if dock.screen() else None
+        w, h = (1400, 850) if screen is None else (int(screen.width() * 0.85), int(screen.height() * 0.85))
+        dock.resize(w, h)
+        if screen is not None:
+            dock.move(screen.x() + (screen.width() - w) // 2, screen.y() + (screen.height() - h) // 2)
+    if button is not None:
+        button.setText("Dock" if floating else "Detach")
 
     def _on_method_changed(self) -> None:
         cls = self.method_class()
