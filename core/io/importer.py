@@ -51,6 +51,7 @@ class ImportReport:
     label_maps: int = 0                                # label maps attached to a volume
     ids: list = field(default_factory=list)            # ids of the samples imported now
     unpaired: list = field(default_factory=list)       # (label map, why it went to no volume)
+    empty_masks: list = field(default_factory=list)    # ids of masks with no foreground voxel
     cancelled: bool = False
     error: str = ""                                    # why the import stopped (disk full, ...)
 
@@ -72,6 +73,12 @@ class ImportReport:
         for path, why in self.unpaired:
             lines.append(f"  label map {path} attached to no volume: {why}; imported as its "
                          "own mask sample")
+        if self.empty_masks:
+            lines.append(f"  {len(self.empty_masks)} empty mask(s) imported; they get no points:")
+            for sid in self.empty_masks[:20]:
+                lines.append(f"    {sid}: empty mask, no surface to sample")
+            if len(self.empty_masks) > 20:
+                lines.append(f"    ... ({len(self.empty_masks) - 20} more)")
         if self.already:
             lines.append(f"already in the project (left unchanged): {self.already}")
         if self.error:
@@ -379,6 +386,8 @@ class _Writer:
                 meta.update(metadata)
             meta = self._meta(meta)
             labels = list(st.labels[i]) if st.labels is not None else []
+            if meta.get("empty_mask"):
+                self.report.empty_masks.append(ids[i])
             records.append(SampleRecord(
                 id=ids[i], dataset=dataset, source_path=st.source_path,
                 modality=self.modality or st.modality, kind=st.kind, split=split or st.split_of(i),
