@@ -159,8 +159,9 @@ class Job:
             lr = _learning_rate(self.method)
             hint = (f"the learning rate {_fmt_lr(lr)} is likely too high; lower it and train again"
                     if lr is not None else "the learning rate is likely too high; lower it and train again")
-            raise Diverged(f"the weights became NaN or infinite{where} ({len(bad)} tensors, e.g. "
-                           f"{bad[0]}): {hint}", epoch=epoch, step=step)
+            which = f"{bad[0]}" if len(bad) == 1 else f"{len(bad)} tensors, e.g. {bad[0]}"
+            raise Diverged(f"the weights became NaN or infinite{where} ({which}): {hint}",
+                           epoch=epoch, step=step)
         save_checkpoint(self.checkpoint_path, state)
         self.checkpoint_written = True
         if self.project is not None and self.run_id is not None:

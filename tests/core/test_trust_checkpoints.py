@@ -192,3 +192,54 @@ def test_resume_refuses_another_methods_run(trained, tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "run 1 was trained with pica, not deepcluster" in err
     assert f"latentmap train pica --project {os.path.abspath(proj)} --resume 1" in err
+
+
+def _points_project(path, n: int = 12):
+    """VesselMNIST3D masks with 128-point clouds (both classes), through the project store."""
+    from core.preprocess.shapes import mask_to_points
+    from core.project import SampleRecord
+    from tests.conftest import DATA, need
+
+    d = np.load(need(DATA / "vesselmnist3d" / "vesselmnist3d.npz"))
+    y = d["train_labels"].ravel()
+    pick = np.r_[np.flatnonzero(y == 0)[: n - 4], np.flatnonzero(y == 1)[:4]]
+    p = Project.create(path)
+    p.save_sample_array("masks.npy", (d["train_images"][pick] > 0).astype(np.uint8))
+    ids = [f"vessel/train/{i:05d}" for i in pick]
+    names = ["vessel", "aneurysm"]
+    p.add_samples([SampleRecord(id=s, dataset="vesselmnist3d", kind="mask", split="train", shape=(28, 28, 28),
+                                data_file="masks.npy", data_index=k, labels=[names[y[i]]])
+                   for k, (s, i) in enumerate(zip(ids, pick))])
+    pts = np.stack([mask_to_points(d["train_images"][i] > 0, 128, seed=int(i)) for i in pick]).astype(np.float32)
+    p.arrays.save("points", pts, ids=np.array(ids))
+    return p
+
+
+def test_collapsed_embedding_is_never_made_active(tmp_path, capsys):
+    """A run whose embedding collapsed (here: DeepDiffusion's output layer zeroed, so every
+    shape maps to the same vector) is recorded 'collapsed', says why, and the project keeps its
+    active run; embedding it again is refused."""
+    from core.methods.base import EmbeddingCollapsed
+    from core.workflows.apply import apply_run
+    from core.workflows.runs import load_run_method
+
+    path = tmp_path / "shapes"
+    _points_project(path).close()
+    dd = ["--set", "epochs=1", "--set", "batch_size=4", "--set", "k=3", "--set", "out_dim=16",
+          "--set", "eval_every=0", "--set", "device=cpu"]
+    assert main(["train", "deepdiffusion", "--project", str(path), *dd]) == 0
+    assert main(["train", "deepdiffusion", "--project", str(path), *dd, "--no-embed"]) == 0
+    p = Project.open(path)
+    assert p.meta("active_run") == "1"
+    method = load_run_method(p.run(2), p)
+    with torch.no_grad():
+        method.encoder_.head[-1].weight.zero_()
+    with pytest.raises(EmbeddingCollapsed, match="collapsed the embedding: all 12 rows are nearly the same point"):
+        apply_run(p, method, 2)
+    run = p.run(2)
+    assert run["status"] == "collapsed" and "not made the active run" in run["message"]
+    assert p.meta("active_run") == "1" and not p.has_embedding(2)
+    p.close()
+    capsys.readouterr()
+    assert main(["embed", "--project", str(path), "--run", "2"]) == 2
+    assert "run 2 collapsed: training collapsed the embedding" in capsys.readouterr().err
