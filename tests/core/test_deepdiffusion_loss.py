@@ -220,3 +220,32 @@ def test_kernel_exp_is_accurate_to_two_ulp():
     apply(x, out)
     rel = np.abs(out / np.exp(x.astype(np.float64)) - 1.0)
     assert rel.max() <= 2 * 2.0 ** -24
+
+
+def _autograd_cosine(h, memory, src, k, lam, tau):
+    """The default's loss written out: cosine logits over a temperature, l2-normalised memory
+    rows, the reference's (1 + cos) / 2 kNN weights, clipped rankings and symmetric KL."""
+    x = h + 1e-8
+    f = x / x.norm(dim=1, keepdim=True)
+    m = memory / memory.norm(dim=1, keepdim=True)
+    cos = f @ m.T
+    s = (1 + cos) / 2
+    kth = torch.topk(s, min(k, s.shape[1]), dim=1).values[:, -1:]
+    bi, ni = (s >= kth).nonzero(as_tuple=True)
+    a = torch.softmax(cos[bi] / tau, 1).clamp(1e-6, 1)
+    b = torch.softmax(m[ni] @ m.T / tau, 1).clamp(1e-6, 1)
+    a, b = a / a.sum(1, keepdim=True), b / b.sum(1, keepdim=True)
+    d = (a * (a.log() - b.log())).sum(1) + (b * (b.log() - a.log())).sum(1)
+    fit = (torch.logsumexp(cos / tau, 1) - cos[torch.arange(len(src)), src] / tau).sum()
+    return fit + lam * (s[bi, ni] * d).sum()
+
+
+@pytest.mark.parametrize("tau", [0.1, 0.5])
+def test_temperature_and_normalised_memory_match_the_formula(tau):
+    g = torch.Generator().manual_seed(7)
+    memory0 = torch.randn(40, 6, generator=g, dtype=torch.float64) * 2.5  # unnormalised rows
+    h0 = torch.randn(5, 6, generator=g, dtype=torch.float64)
+    src = torch.randperm(40, generator=g)[:5]
+    assert_same_loss_and_grads(
+        lambda hh, mm: lmr_loss(hh, mm, src, 4, 0.6, temperature=tau, normalize_memory=True)[0],
+        lambda hh, mm: _autograd_cosine(hh, mm, src, 4, 0.6, tau), h0, memory0)
