@@ -98,7 +98,7 @@ def test_embed_again_keeps_the_clustering_and_its_mapping(adrenal_copy):
     import_and_derive(project, [info["masks"][151]], dataset="query")
     before = _user_tables(project, clustering)
     run = pick_run(project)
-    lines = apply_run(project, load_run_method(run), int(run["id"]))
+    lines = apply_run(project, load_run_method(run, project), int(run["id"]))
     after = _user_tables(project, clustering)
     assert after["cluster_labels"] == before["cluster_labels"]
     assert after["clusterings"] == before["clusterings"]

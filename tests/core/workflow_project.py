@@ -1,5 +1,5 @@
 """A small trained shape project on real AdrenalMNIST3D (64^3 masks) for the workflow and query
-tests: imported and derived through ``core.workflows``, DeepDiffusion trained for a few steps,
+tests: imported and derived through ``core.workflows``, DeepDiffusion trained for 24 steps (3 epochs of 60 shapes),
 applied (3 k-means clusters), a development set, Algorithm 1 and one manual override.
 
 Built once per test session (``trained_adrenal`` fixture); tests copy it before editing.
@@ -40,7 +40,7 @@ def build(path, tmp):
 
     with np.load(need(SRC), allow_pickle=False) as z:
         parts = {}
-        for split, per_class in (("train", 12), ("test", 6)):
+        for split, per_class in (("train", 30), ("test", 6)):
             lab = z[f"{split}_labels"].ravel()
             idx = np.r_[np.flatnonzero(lab == 0)[:per_class], np.flatnonzero(lab == 1)[:per_class]]
             parts[f"{split}_images"] = z[f"{split}_images"][idx]
@@ -56,7 +56,8 @@ def build(path, tmp):
     n_threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        method = get_method("deepdiffusion")(epochs=1, batch_size=8, out_dim=16, k=3, device="cpu",
+        # 24 steps: the fewest that leave a usable (not collapsed) embedding on these 60 shapes
+        method = get_method("deepdiffusion")(epochs=3, batch_size=8, out_dim=32, k=3, device="cpu",
                                              eval_every=0, seed=0)
         data = load_method_data(project, method)
         gen = train_steps(project, method, data, name="deepdiffusion")
