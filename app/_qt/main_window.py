@@ -25,6 +25,7 @@ OPTIONAL_PANELS = [
     ("Clusters", "app._qt.clusters_panel:ClustersPanel", "bottom"),
     ("Training", "app._qt.training_panel:TrainingPanel", "bottom"),
     ("Evaluation", "app._qt.evaluation_panel:EvaluationPanel", "bottom"),
+    ("Gallery", "app._qt.gallery:GalleryView", "bottom"),
 ]
 AREAS = {"left": Qt.LeftDockWidgetArea, "right": Qt.RightDockWidgetArea,
          "top": Qt.TopDockWidgetArea, "bottom": Qt.BottomDockWidgetArea}

@@ -379,25 +379,6 @@ class TrainingPanel(QWidget):
         toggle_detached(self, self.detach_btn)
 
 
-def toggle_detached(widget, button=None) -> None:
-    """Float the dock holding ``widget`` as a large window centred on its screen, or dock it
-    back; ``button``'s text follows ("Detach" / "Dock")."""
-    dock = widget.parent()
-    while dock is not None and not isinstance(dock, QDockWidget):
-        dock = dock.parent()
-    if dock is None:
-        return
-    floating = not dock.isFloating()
-    dock.setFloating(floating)
-    if floating:
-        screen = dock.screen().availableGeometry() if dock.screen() else None
-        w, h = (1400, 850) if screen is None else (int(screen.width() * 0.85), int(screen.height() * 0.85))
-        dock.resize(w, h)
-        if screen is not None:
-            dock.move(screen.x() + (screen.width() - w) // 2, screen.y() + (screen.height() - h) // 2)
-    if button is not None:
-        button.setText("Dock" if floating else "Detach")
-
     def _on_method_changed(self) -> None:
         cls = self.method_class()
         self.form = ParamForm(cls.param_specs() if cls else [])
@@ -584,3 +565,23 @@ def _fmt_seconds(s: float) -> str:
     h, rem = divmod(s, 3600)
     m, sec = divmod(rem, 60)
     return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+def toggle_detached(widget, button=None) -> None:
+    """Float the dock holding ``widget`` as a large window centred on its screen, or dock it
+    back; ``button``'s text follows ("Detach" / "Dock")."""
+    dock = widget.parent()
+    while dock is not None and not isinstance(dock, QDockWidget):
+        dock = dock.parent()
+    if dock is None:
+        return
+    floating = not dock.isFloating()
+    dock.setFloating(floating)
+    if floating:
+        screen = dock.screen().availableGeometry() if dock.screen() else None
+        w, h = (1400, 850) if screen is None else (int(screen.width() * 0.85), int(screen.height() * 0.85))
+        dock.resize(w, h)
+        if screen is not None:
+            dock.move(screen.x() + (screen.width() - w) // 2, screen.y() + (screen.height() - h) // 2)
+    if button is not None:
+        button.setText("Dock" if floating else "Detach")
