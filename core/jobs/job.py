@@ -168,6 +168,27 @@ class Job:
             self.project.update_run(self.run_id,
                                     checkpoint=relative_to_project(self.project.path, self.checkpoint_path))
 
+    def _diverged_weights(self, exc: BaseException):
+        """A ``Diverged`` when a step failed because the weights had become NaN or infinite."""
+        if isinstance(exc, (KeyboardInterrupt, SystemExit, MemoryError)) or not self._stepped:
+            return None
+        try:
+            bad = _nonfinite_entries(self.method.state_dict())
+        except Exception:  # noqa: BLE001 - no state to judge: the original error stands
+            return None
+        if not bad:
+            return None
+        from ..methods.base import Diverged, _fmt_lr
+
+        epoch, step = self._where()
+        where = f" after epoch {epoch}, step {step}" if epoch is not None else ""
+        lr = _learning_rate(self.method)
+        hint = (f"the learning rate {_fmt_lr(lr)} is likely too high; lower it and train again"
+                if lr is not None else "the learning rate is likely too high; lower it and train again")
+        which = f"{bad[0]}" if len(bad) == 1 else f"{len(bad)} tensors, e.g. {bad[0]}"
+        return Diverged(f"the weights became NaN or infinite{where} ({which}; the next step then failed "
+                        f"with {type(exc).__name__}: {exc}): {hint}", epoch=epoch, step=step)
+
     def _check_loss(self, progress: Progress) -> None:
         from ..methods.base import Diverged, divergence_message
 
@@ -246,6 +267,11 @@ class Job:
                 except BaseException:  # noqa: BLE001 - the first error is the one reported
                     pass
             outcome, message = FAILED, f"{type(exc).__name__}: {exc}"
+            diverged = self._diverged_weights(exc)
+            if diverged is not None:  # e.g. a kernel that fails on NaN inputs: say what happened
+                self.error = diverged
+                keep = " The last good checkpoint is kept." if self._has_checkpoint() else ""
+                outcome, message = DIVERGED, f"{diverged}.{keep}"
         try:
             self.message = message
             self._finish(outcome, message=message)
