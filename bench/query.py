@@ -175,7 +175,8 @@ def main(argv=None) -> int:
     from core.sample_project import build_sample_project, default_location
     from core.workflows.place import Placer
 
-    print(f"CPU: {cpu_model()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"CPU: {cpu_model()}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"load average {os.getloadavg()[0]:.1f} (other work on the machine inflates every figure)")
     base = args.base or build_sample_project(default_location())
     work = Path(tempfile.mkdtemp(prefix="bench-query-"))
     results = []
@@ -202,11 +203,13 @@ def main(argv=None) -> int:
                     cold.append(run_cli(["query", *files, "--project", path, *extra]))
                 row = {"known": n_known, "case": case, "warm_s": statistics.median(warm),
                        "warm_all_s": warm, "cold_s": statistics.median(cold), "cold_all_s": cold,
-                       "run_load_s": load_s, "synthetic_rows": max(0, n_known - 1000) if label != "1,000" else 0}
+                       "run_load_s": load_s, "synthetic_rows": max(0, n_known - 1000) if label != "1,000" else 0,
+                       "load_average": os.getloadavg()[0]}
                 results.append(row)
                 print(f"{label:>8} known ({n_known} rows{', 99,000 synthetic' if row['synthetic_rows'] else ''})"
                       f" | {case:<22} | warm {row['warm_s']:.2f} s (runs {', '.join(f'{x:.2f}' for x in warm)})"
-                      f" | cold {row['cold_s']:.2f} s (runs {', '.join(f'{x:.2f}' for x in cold)})", flush=True)
+                      f" | cold {row['cold_s']:.2f} s (runs {', '.join(f'{x:.2f}' for x in cold)})"
+                      f" | load avg {row['load_average']:.1f}", flush=True)
             project.close()
 
         # baseline: import + embed (re-embeds every known sample) + match, at 1,000 known cases
@@ -232,12 +235,13 @@ def main(argv=None) -> int:
         shutil.rmtree(work, ignore_errors=True)
 
     args.out.mkdir(parents=True, exist_ok=True)
-    lines = [f"# bench/query.py\n", f"CPU: {cpu_model()}\n",
+    lines = [f"# bench/query.py\n", f"CPU: {cpu_model()}; load average at the end {os.getloadavg()[0]:.1f}\n",
              "100,000 known cases = 1,000 real embedded shapes + 99,000 SYNTHETIC embedding rows "
              "(resampled real rows + noise; kNN table only).\n",
-             "| known | case | warm (s) | cold (s) | goal warm/cold |", "|---|---|---|---|---|"]
+             "| known | case | warm (s) | cold (s) | goal warm/cold | load avg |", "|---|---|---|---|---|---|"]
     for r in results:
-        lines.append(f"| {r['known']:,} | {r['case']} | {r['warm_s']:.2f} | {r['cold_s']:.2f} | 1 / 5 |")
+        lines.append(f"| {r['known']:,} | {r['case']} | {r['warm_s']:.2f} | {r['cold_s']:.2f} | 1 / 5 | "
+                     f"{r['load_average']:.1f} |")
     lines += ["", "Baseline (same run): import + embed + match at 1,000 known cases", "",
               "| case | import (s) | embed (s) | match (s) | total (s) | ours warm / cold (s) |", "|---|---|---|---|---|---|"]
     for b in base_rows:

@@ -43,7 +43,12 @@ def run_query(args) -> int:
     if args.k < 1:
         raise ValueError(f"--k must be >= 1, got {args.k}")
     project = open_project(args.project)
-    placer = Placer(project, args.run)   # fails early (no embedding) before importing anything
+    placer = Placer(project, args.run)
+    if placer.input_kind:
+        import torch
+
+        # a few cases: one thread, so a shared 2-core machine does not spin-wait between threads
+        torch.set_num_threads(1)   # fails early (no embedding) before importing anything
     report = import_and_derive(project, args.files, dataset=args.dataset, structures=args.structure,
                                points=placer.input_kind == "points")
     problems = list(report.import_report.skipped) + list(report.structure_errors) + list(report.points_failed)

@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from ..project import SampleRecord
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -127,8 +129,9 @@ def missing_point_ids(project, ids=None) -> list[str]:
     shapes = df[df["kind"].isin(["mask", "mesh", "structure"])]["id"].astype(str).tolist()
     have = set()
     if project.arrays.exists("points"):
-        pid, _ = project.arrays.load("points")
-        have = set(map(str, pid))
+        from .place import npz_member
+
+        have = set(np.asarray(npz_member(project.arrays.path("points"), "ids")).astype(str))
     return [s for s in shapes if s not in have]
 
 

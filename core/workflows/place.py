@@ -43,6 +43,46 @@ class Placement:
                 "neighbours": [n.as_dict() for n in sorted(self.neighbours, key=lambda n: n.distance)]}
 
 
+def npz_member(path, member: str) -> np.ndarray:
+    """One array of an ``.npz`` without reading the others: memory-mapped when stored
+    uncompressed (as ``ArrayStore`` writes them), so reading a few rows of a large array (the
+    points of the new cases among every shape's) costs only those rows."""
+    import struct
+    import zipfile
+
+    fmt = np.lib.format
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(member + ".npy")
+        with zf.open(info) as fh:
+            if info.compress_type != zipfile.ZIP_STORED:
+                return fmt.read_array(fh, allow_pickle=False)
+            version = fmt.read_magic(fh)
+            read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            shape, fortran, dtype = read(fh)
+            header_len = fh.tell()
+    if dtype.hasobject:
+        raise ValueError(f"{path}: {member} holds Python objects; refusing to read it")
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        local = f.read(30)
+        n_name, n_extra = struct.unpack("<HH", local[26:30])
+    offset = info.header_offset + 30 + n_name + n_extra + header_len
+    if int(np.prod(shape)) == 0:
+        return np.empty(shape, dtype=dtype)
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=tuple(shape), order="F" if fortran else "C")
+
+
+def array_rows(project, name: str, ids) -> tuple[list[str], np.ndarray]:
+    """``(ids found, their rows)`` of a stored array, reading only those rows."""
+    path = project.arrays.path(name)
+    all_ids = np.asarray(npz_member(path, "ids")).astype(str)
+    pos = {s: i for i, s in enumerate(all_ids)}
+    found = [str(s) for s in ids if str(s) in pos]
+    data = npz_member(path, "data")
+    rows = np.array([pos[s] for s in found], dtype=int)
+    return found, np.asarray(data[rows]) if len(rows) else np.empty((0, *data.shape[1:]), data.dtype)
+
+
 def labels_of(project, ids) -> dict[str, list[str]]:
     """Labels of a few samples (label-set order), without reading every label of the project."""
     ids = [str(s) for s in ids]
@@ -158,7 +198,15 @@ class Placer:
         from .runs import load_method_data
 
         ids = [str(s) for s in ids]
-        data = load_method_data(self.project, self.method, ids=ids)
+        method = self.method
+        if (getattr(method, "input_kind", "") == "points" and not hasattr(method, "load_data")
+                and self.project.arrays.exists("points")):
+            from ..dataset import SampleSet
+
+            found, x = array_rows(self.project, "points", ids)   # only the new cases' rows
+            data = SampleSet(ids=np.asarray(found, dtype=str), x=x)
+        else:
+            data = load_method_data(self.project, method, ids=ids)
         pos = {s: i for i, s in enumerate(data.ids)}
         missing = [s for s in ids if s not in pos]
         if missing:
