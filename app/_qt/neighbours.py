@@ -112,8 +112,11 @@ class NeighboursView(QWidget):
 
     def index(self) -> NeighbourIndex | None:
         name = self.model.run_name()
-        key = (name, self.model.project.arrays.path(f"embeddings/{name}").stat().st_mtime
-               if name and self.model.project.arrays.exists(f"embeddings/{name}") else None)
+        from core.project.accessors import embedding_key
+
+        run, arrays = self.model.active_run, self.model.project.arrays
+        key = (name, arrays.path(embedding_key(run)).stat().st_mtime
+               if run is not None and arrays.exists(embedding_key(run)) else None)
         if self._index is None or key != self._index_key:
             emb = self.model.embedding()
             self._index = None if emb is None else NeighbourIndex(*emb)

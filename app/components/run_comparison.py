@@ -18,7 +18,7 @@ COLUMNS = ["run", "method", "n", "mAP", "mAP (class-balanced)", "NMI", "accuracy
 def runs_to_compare(project, run_id: int) -> list[int]:
     """``run_id``, the latest other trained run with an embedding, and the latest baseline."""
     runs = project.runs()
-    embedded = [int(r) for r in runs["id"] if project.arrays.exists(f"embeddings/run-{int(r):04d}")]
+    embedded = [int(r) for r in runs["id"] if project.has_embedding(int(r))]
     methods = dict(zip(runs["id"].astype(int), runs["method"]))
     out = [int(run_id)]
     others = [r for r in embedded if r != run_id and methods.get(r) not in BASELINE_METHODS]

@@ -118,7 +118,9 @@ class ResidualSSL(VolumeSSL):
 
     def save_residuals(self, project, run_id: int) -> str:
         """Write ``residuals/run-XXXX`` (float16 maps with ids) and return its name."""
-        name = f"residuals/run-{int(run_id):04d}"
+        from ..project.accessors import residuals_key
+
+        name = residuals_key(run_id)
         project.arrays.save(name, self.residuals_.astype(np.float16), ids=self.residual_ids_,
                             median_kernel=self.median_kernel)
         self.residual_array_ = name

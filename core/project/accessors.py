@@ -138,10 +138,12 @@ class RunArrays:
                 from .store import ProjectError
 
                 raise ProjectError(f"no clustering named {name!r}")
-            before = c.total_changes
-            c.executemany("INSERT OR IGNORE INTO cluster_assignments VALUES (?,?,?)",
-                          [(name, str(s), int(k)) for s, k in zip(sample_ids, clusters)])
-            return c.total_changes - before
+            have = {r[0] for r in c.execute("SELECT sample_id FROM cluster_assignments WHERE clustering=?",
+                                            (name,)).fetchall()}
+            rows = {str(s): int(k) for s, k in zip(sample_ids, clusters) if str(s) not in have}
+            c.executemany("INSERT INTO cluster_assignments VALUES (?,?,?)",
+                          [(name, s, k) for s, k in rows.items()])
+            return len(rows)
 
     def cluster_assignments(self, name: str, sample_ids=None) -> dict[str, int]:
         """sample id -> cluster of clustering ``name`` (only the asked ids when given)."""

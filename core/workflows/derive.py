@@ -196,21 +196,30 @@ def sources_sample_ids(project, sources, report) -> list[str]:
 
 def attached_label_maps(project, sources) -> dict[str, str]:
     """{source: scan id} for the sources that are label maps already attached to a scan."""
+    import json
+
+    from ..io.labelmaps import is_label_map_name
+
     out = {}
-    for src in sources:
+    files = [s for s in sources if Path(s).expanduser().is_file() and is_label_map_name(s)]
+    if not files:
+        return out
+    by_source = {}
+    for sid, meta in project.query("SELECT id, metadata FROM samples WHERE kind != 'structure'"
+                                   " AND mask_file IS NOT NULL ORDER BY rowid"):
+        src = (json.loads(meta or "{}") or {}).get("mask_source")
+        if src:
+            by_source.setdefault(str(src), sid)
+            try:
+                by_source.setdefault(str(Path(src).resolve()), sid)
+            except OSError:
+                pass
+    for src in files:
         p = Path(src).expanduser()
-        if not p.is_file():
-            continue
-        keys = {str(src), str(p)}
-        try:
-            keys.add(str(p.resolve()))
-        except OSError:
-            pass
-        q = ",".join("?" * len(keys))
-        rows = project.query("SELECT id FROM samples WHERE kind != 'structure' AND mask_file IS NOT NULL"
-                             f" AND json_extract(metadata, '$.mask_source') IN ({q}) ORDER BY rowid", list(keys))
-        if rows:
-            out[str(src)] = rows[0][0]
+        for key in (str(src), str(p), str(p.resolve())):
+            if key in by_source:
+                out[str(src)] = by_source[key]
+                break
     return out
 
 
