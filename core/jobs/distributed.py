@@ -30,8 +30,10 @@ over ranks and ``sync_gradients`` divides by W, which gives exactly the one-proc
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import warnings
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -39,7 +41,7 @@ import numpy as np
 
 __all__ = ["Context", "launched", "init", "shutdown", "active", "rank", "world_size", "is_main",
            "local_rows", "gather_rows", "gather_repeated", "all_gather_array", "sync_gradients",
-           "sync_batchnorm", "broadcast_module", "prepare", "any_rank", "barrier", "distributed_sampler",
+           "sync_batchnorm", "local_batchnorm", "broadcast_module", "prepare", "any_rank", "barrier", "distributed_sampler",
            "wrap_ddp", "GlobalBatchNorm", "launch_local", "RankJob"]
 
 
@@ -53,6 +55,10 @@ class Context:
 
 
 _CTX: Context | None = None
+
+# The autograd all-gather of torch.distributed.nn is marked deprecated in favour of a private
+# module (torch.distributed._functional_collectives); it is the public, documented one.
+warnings.filterwarnings("ignore", message=r"torch\.distributed\.nn\.functional\.all_gather is deprecated")
 
 
 #: methods whose training loop splits the global batch over ranks (the others would each train
@@ -300,7 +306,7 @@ def _global_batchnorm_cls():
                 raise ValueError(f"expected at least 2D input (got {x.dim()}D input)")
 
         def forward(self, x):
-            if not (self.training and active()):
+            if not (self.training and _sync_bn_wanted()):
                 return super().forward(x)
             dims = [0] + list(range(2, x.dim()))
             shape = [1, -1] + [1] * (x.dim() - 2)
@@ -332,6 +338,41 @@ def __getattr__(name):
     raise AttributeError(name)
 
 
+_BN_LOCAL = [0]
+
+
+@contextlib.contextmanager
+def local_batchnorm():
+    """BatchNorm statistics from this rank's rows only, inside the block: for passes every
+    rank makes over the same data (precise-BN recalibration), where the local statistics are
+    already the global ones and a synchronised pass would count every row once per rank."""
+    _BN_LOCAL[0] += 1
+    try:
+        yield
+    finally:
+        _BN_LOCAL[0] -= 1
+
+
+def _sync_bn_wanted() -> bool:
+    return active() and not _BN_LOCAL[0]
+
+
+@functools.lru_cache(maxsize=1)
+def _local_capable_sync_bn():
+    import torch
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    class SyncBatchNorm(torch.nn.SyncBatchNorm):
+        """torch's SyncBatchNorm, local inside ``local_batchnorm()``."""
+
+        def forward(self, x):
+            if _BN_LOCAL[0]:
+                return _BatchNorm.forward(self, x)
+            return super().forward(x)
+
+    return SyncBatchNorm
+
+
 def sync_batchnorm(module):
     """Make every BatchNorm of ``module`` use global-batch statistics when distributed (in place
     where possible; returns the module). The same Parameter objects are kept, so an optimizer
@@ -340,7 +381,7 @@ def sync_batchnorm(module):
         return module
     import torch
 
-    cls = torch.nn.SyncBatchNorm if _CTX.backend == "nccl" else _global_batchnorm_cls()
+    cls = _local_capable_sync_bn() if _CTX.backend == "nccl" else _global_batchnorm_cls()
     return _convert(module, cls)
 
 

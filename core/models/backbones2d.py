@@ -80,13 +80,16 @@ def precise_bn(module: nn.Module, batches) -> int:
         m.reset_running_stats()
         m.momentum = None  # cumulative average
         m._precise_bn = True
+    from ..jobs.distributed import local_batchnorm
+
     was_training = module.training
     module.train()
     n = 0
     try:
-        for x in batches:
-            module(x)
-            n += 1
+        with local_batchnorm():  # torchrun: every rank recalibrates on the same batches
+            for x in batches:
+                module(x)
+                n += 1
     finally:
         module.train(was_training)
         for m, (mom, mean, var, nbt) in zip(bns, saved):
