@@ -1,9 +1,17 @@
 """The current sample in an embedded napari viewer: 2D images, 3D volumes (slices or volume
-rendering), CT window/level presets, and the sample's label map and residual heatmap as overlays."""
+rendering), CT window/level presets, and the sample's label map and residual heatmap as overlays.
+
+Volumes with an image geometry (direction cosines) are shown in the radiological convention:
+the array is reoriented (flips and a transpose only, no resampling) so that its axes run
+(inferior, posterior, left) in LPS terms; then the axial view shows anterior at the top and the
+patient's left on screen-right, the coronal view superior at the top and left on the right, the
+sagittal view superior at the top and anterior on the left; orientation letters (A/P, R/L,
+S/I) are drawn at the edges of the canvas. Axial, coronal and sagittal views are one click.
+"""
 from __future__ import annotations
 
 import numpy as np
-from qtpy.QtCore import Signal
+from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, \
     QWidget
 
@@ -33,6 +41,49 @@ def auto_limits(data: np.ndarray) -> tuple[float, float]:
         if hi <= lo:
             hi = lo + 1.0
     return float(lo), float(hi)
+
+
+#: view -> napari dims order (slider axis first) and the letters at (top, bottom, left, right)
+VIEWS = {"axial": ((0, 1, 2), ("A", "P", "R", "L")),
+         "coronal": ((1, 0, 2), ("S", "I", "R", "L")),
+         "sagittal": ((2, 0, 1), ("S", "I", "A", "P"))}
+
+
+def radiological_transform(geometry, ndim: int):
+    """(axes permutation, flips) that bring a (z, y, x) array with SimpleITK direction cosines
+    to (inferior, posterior, left) axis order, or None without a usable direction. Each array
+    axis maps to the physical LPS axis it is most aligned with (no resampling)."""
+    g = geometry if isinstance(geometry, dict) else {}
+    d = g.get("direction")
+    if ndim != 3 or d is None or len(d) != 9:
+        return None
+    try:
+        D = np.asarray(d, dtype=float).reshape(3, 3)  # columns: index axes i, j, k in LPS
+    except (TypeError, ValueError):
+        return None
+    target_of_phys = {0: 2, 1: 1, 2: 0}        # LPS x -> array axis 2, y -> 1, z -> 0
+    want_sign = {0: 1.0, 1: 1.0, 2: -1.0}      # +L, +P, and -S (inferior) along increasing index
+    perm = [None, None, None]
+    flips = []
+    for a in range(3):                          # array axis a holds index axis n = 2 - a
+        col = D[:, 2 - a]
+        phys = int(np.argmax(np.abs(col)))
+        t = target_of_phys[phys]
+        if perm[t] is not None:
+            return None                         # degenerate (oblique at 45 degrees): leave as is
+        perm[t] = a
+        if np.sign(col[phys]) != want_sign[phys]:
+            flips.append(a)
+    return tuple(perm), tuple(flips)
+
+
+def apply_transform(a, tf):
+    if tf is None:
+        return a
+    perm, flips = tf
+    for ax in flips:
+        a = np.flip(a, axis=ax)
+    return np.ascontiguousarray(np.transpose(a, perm))
 
 
 def array_scale(geometry: dict | None, ndim: int):
@@ -87,6 +138,19 @@ class ImageView(QWidget):
         self.show_residual = QCheckBox("residual", self)
         self.show_residual.setChecked(True)
         self.show_residual.toggled.connect(lambda on: self._set_visible("residual", on))
+        self.view_box = QComboBox(self)
+        self.view_box.addItems(list(VIEWS))
+        self.view_box.setToolTip("Plane shown (radiological convention from the image geometry)")
+        self.view_box.currentTextChanged.connect(self.set_view)
+        self._tf = None
+        self._markers = {}
+        for side in ("top", "bottom", "left", "right"):
+            m = QLabel("", self)
+            m.setObjectName(f"orientation-{side}")
+            m.setStyleSheet("color: #ffd54f; font-weight: bold; font-size: 12pt; background: transparent")
+            m.setAttribute(Qt.WA_TransparentForMouseEvents, True)
+            m.hide()
+            self._markers[side] = m
         self.info = QLabel("no sample selected", self)
         # long ids must not widen the dock (and the window past the screen): elide instead
         self.info.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
@@ -94,6 +158,7 @@ class ImageView(QWidget):
         bar = QHBoxLayout()
         bar.addWidget(QLabel("W/L", self))
         bar.addWidget(self.preset)
+        bar.addWidget(self.view_box)
         bar.addWidget(self.mode3d)
         bar.addWidget(self.show_mask)
         bar.addWidget(self.show_residual)
@@ -134,7 +199,13 @@ class ImageView(QWidget):
             except Exception:  # noqa: BLE001 - the message below matters more
                 pass
             self.sample_id = sample_id
-            self.info.setText(f"{sample_id}: cannot show ({type(exc).__name__}: {exc})")
+            self._show_markers(None)
+            kind = self.model.samples.at[sample_id, "kind"] if sample_id in self.model.samples.index else ""
+            if kind == "mesh" or isinstance(exc, KeyError):
+                self.info.setText(f"{sample_id}: a {kind or 'shape'} sample without an image or volume: "
+                                  "see it in the Mesh view")
+            else:
+                self.info.setText(f"{sample_id}: cannot show ({type(exc).__name__}: {exc})")
             self.shown.emit(sample_id)
 
     def _show(self, sample_id: str) -> None:
@@ -146,6 +217,10 @@ class ImageView(QWidget):
             data = data[0]
         spatial = data.ndim - (1 if rgb else 0)
         scale = array_scale(row["geometry"], spatial) or (1.0,) * spatial
+        self._tf = None if rgb else radiological_transform(row["geometry"], spatial)
+        if self._tf is not None:
+            data = apply_transform(data, self._tf)
+            scale = tuple(scale[a] for a in self._tf[0])
         old = self.layer("image")
         same_geometry = old is not None and old.data.shape == data.shape and old.rgb == rgb
         if not same_geometry:
@@ -178,6 +253,9 @@ class ImageView(QWidget):
             pass
         can3d = spatial == 3
         self.mode3d.setEnabled(can3d)
+        self.view_box.setEnabled(can3d)
+        if can3d:
+            self.viewer.dims.order = VIEWS[self.view_box.currentText()][0]
         self.viewer.dims.ndisplay = 3 if (can3d and self.mode3d.isChecked()) else 2
         if not same_geometry:
             self.fit()
@@ -185,6 +263,8 @@ class ImageView(QWidget):
                 self.viewer.dims.set_current_step(0, data.shape[0] // 2)
             if self.viewer.dims.ndisplay == 3:
                 self._oblique()
+        self._show_markers(self.view_box.currentText() if (can3d and self._tf is not None
+                                                            and self.viewer.dims.ndisplay == 2) else None)
         labels = ", ".join(self.model.labels().get(sample_id, [])) or "unlabelled"
         extra = [n for n in ("labels", "residual") if n in self.viewer.layers]
         self.info.setText(f"{sample_id} · {kind} {row['modality']} {'x'.join(map(str, data.shape))}"
@@ -213,6 +293,7 @@ class ImageView(QWidget):
                 value = (row.get("metadata") or {}).get("label_value") if row.get("kind") == "structure" else None
                 if value is not None:
                     mask = np.where(mask == int(value), mask, 0)
+                mask = apply_transform(mask, self._tf)
                 if mask.shape == tuple(shape):
                     self._make_current()
                     layer = self.viewer.add_labels(mask.astype(np.int32), name="labels", scale=scale,
@@ -221,6 +302,8 @@ class ImageView(QWidget):
             except (KeyError, OSError, ValueError):
                 pass
         res = self.residual(sample_id)
+        if res is not None and self._tf is not None and res.ndim == 3:
+            res = apply_transform(res, self._tf)
         if res is not None and res.shape == tuple(shape):
             r = np.abs(res.astype(np.float32))
             self._make_current()
@@ -261,8 +344,51 @@ class ImageView(QWidget):
         if not self._fitting:
             self._autofit = False
 
+    def set_view(self, name: str) -> None:
+        """Show the 'axial', 'coronal' or 'sagittal' plane of a volume."""
+        if name not in VIEWS:
+            raise KeyError(f"no view {name!r}; one of {', '.join(VIEWS)}")
+        if self.view_box.currentText() != name:
+            self.view_box.setCurrentText(name)  # comes back here through the signal
+            return
+        layer = self.layer("image")
+        if layer is None or layer.ndim != 3 or layer.rgb:
+            return
+        self.viewer.dims.order = VIEWS[name][0]
+        axis = VIEWS[name][0][0]
+        self.viewer.dims.set_current_step(axis, layer.data.shape[axis] // 2)
+        self.fit()
+        self._show_markers(name if self._tf is not None and self.viewer.dims.ndisplay == 2 else None)
+
+    def markers(self) -> dict:
+        """The orientation letters shown now, by side (empty when none)."""
+        return {k: m.text() for k, m in self._markers.items() if not m.isHidden()}
+
+    def _show_markers(self, view) -> None:
+        letters = VIEWS[view][1] if view in VIEWS else None
+        for (side, m), letter in zip(self._markers.items(), letters or ("",) * 4):
+            m.setText(letter)
+            m.setVisible(bool(letters))
+        self._place_markers()
+
+    def _place_markers(self) -> None:
+        from qtpy.QtCore import QPoint, QRect
+
+        try:  # the GL canvas itself, not napari's slider strip below it
+            native = self.qt_viewer.canvas.native
+            g = QRect(native.mapTo(self, QPoint(0, 0)), native.size())
+        except Exception:  # noqa: BLE001 - private layout: fall back to the whole viewer
+            g = self.qt_viewer.geometry()
+        for side, m in self._markers.items():
+            m.adjustSize()
+            x = {"left": g.left() + 6, "right": g.right() - m.width() - 6}.get(side, g.center().x() - m.width() // 2)
+            y = {"top": g.top() + 4, "bottom": g.bottom() - m.height() - 4}.get(side, g.center().y() - m.height() // 2)
+            m.move(x, y)
+            m.raise_()
+
     def resizeEvent(self, ev):
         super().resizeEvent(ev)
+        self._place_markers()
         if self._autofit and len(self.viewer.layers):
             from qtpy.QtCore import QTimer
 
@@ -303,6 +429,7 @@ class ImageView(QWidget):
             self.fit()
             if on:
                 self._oblique()
+            self._show_markers(None if on or self._tf is None else self.view_box.currentText())
 
     def _oblique(self) -> None:
         """An oblique camera, so a volume reads as 3D at once (head-on, a MIP looks flat)."""
