@@ -170,6 +170,10 @@ class MainWindow(QMainWindow):
             a.setEnabled(True)
         self.setWindowTitle(f"LatentMap — {model.project.name} ({model.project.path})")
         self.restore_session()
+        # no shapes in the project: the mesh view would stay empty, give its room to the image
+        if "Mesh" in self.docks and not ({"mask", "mesh", "structure"} & set(model.samples["kind"])
+                                         or model.project.arrays.exists("points")):
+            self.docks["Mesh"].hide()
         self._update_status()
         self.project_opened.emit(model)
         if not len(model.project.runs()):

@@ -70,3 +70,21 @@ def test_three_views_with_markers_and_mesh_message(qtbot, model):
         assert iv.layer("labels").data.shape == iv.layer("image").data.shape
     iv.mode3d.setChecked(True)
     assert iv.markers() == {}  # no letters in the 3D rendering
+
+
+def test_mesh_dock_hidden_without_shapes(qtbot, tmp_path):
+    from app._qt.main_window import MainWindow
+    from app.components import ProjectModel
+    from core.io.importer import import_source
+    from core.project import Project
+    from tests.conftest import DATA, need
+
+    p = Project.create(tmp_path / "ct")
+    import_source(p, [need(DATA / "totalseg_example" / "example_ct_sm.nii.gz")])
+    p.close()
+    win = MainWindow(ProjectModel.open(tmp_path / "ct"), optional_panels=False)
+    qtbot.addWidget(win)
+    win.show()
+    assert win.docks["Mesh"].isHidden() and not win.docks["Image"].isHidden()
+    win.cancel_jobs()
+    win.close()
