@@ -14,13 +14,14 @@ def test_knn_cosine_matches_brute_force():
     x[5] *= 40.0  # cosine ignores the norm
     for q in (0, 5, 199):
         idx, d = knn_cosine(x, q, k=7)
-        xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+        x64 = x.astype(np.float64)  # the float64 oracle, not a second float32 path
+        xn = x64 / np.linalg.norm(x64, axis=1, keepdims=True)
         ref = 1 - xn @ xn[q]
         ref[q] = np.inf
         order = np.argsort(ref, kind="stable")[:7]
         assert q not in idx
         np.testing.assert_array_equal(idx, order)
-        np.testing.assert_allclose(d, ref[order], atol=1e-5)
+        np.testing.assert_allclose(d, ref[order], rtol=0, atol=1e-6)  # rows normalised in float32
         assert np.all(np.diff(d) >= 0)
 
 
