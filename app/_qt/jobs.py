@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from qtpy.QtCore import QObject, Signal
 
-from core.jobs import CANCELLED, FAILED, FINISHED, Job, Progress
+from core.jobs import CANCELLED, DIVERGED, FAILED, FINISHED, Job, Progress
 from core.workflows.tasks import StepTask, function_task  # noqa: F401 (the app's task adapters)
 
 
@@ -38,7 +38,7 @@ class QtJob(QObject):
     def _on_status(self, s: str) -> None:
         try:
             self.status.emit(s)
-            if s in (FINISHED, CANCELLED, FAILED):
+            if s in (FINISHED, CANCELLED, FAILED, DIVERGED):  # every status a job ends in
                 self.done.emit(s)
         except RuntimeError:
             pass

@@ -519,6 +519,8 @@ class TrainingPanel(QWidget):
         self.status_label.setText(f"{status} (run {run_id})")
         if status == "failed":
             QMessageBox.warning(self, "Training failed", f"{type(qj.error).__name__}: {qj.error}")
+        elif status == "diverged":  # NaN loss or weights: the message says where and what to change
+            QMessageBox.warning(self, "Training diverged", qj.job.message)
         elif status == "finished" and hasattr(task.method, "transform") and task.data is not None:
             self._apply(task, run_id)
         self._refresh_runs()
