@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 export MPLBACKEND ?= Agg
 
-.PHONY: setup run test bench clean sample package
+.PHONY: setup run test bench clean sample screenshots package
 
 setup: $(STAMP)
 
@@ -31,6 +31,11 @@ test: setup
 
 bench: setup
 	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# The README's screenshots (docs/images), regenerated on the sample project at 1600x1000.
+screenshots: setup
+	@if [ -n "$$DISPLAY" ]; then $(PY) packaging/screenshots.py; \
+	else xvfb-run -a -s "-screen 0 1600x1000x24" $(PY) packaging/screenshots.py; fi
 
 # Build (or finish building) this user's sample project, as `make run` does on first use.
 sample: setup
