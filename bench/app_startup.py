@@ -1,0 +1,127 @@
+"""Start-up time of the app: from a fresh Python process to the first painted main window
+(and to the window's views filled: the first sample shown), on a small and a large project.
+
+Each measurement is a new process (cold imports, as ``latentmap app`` pays them), under the
+virtual screen when there is no display. Baseline measured in the same run: the same process
+showing an empty ``QMainWindow`` (Qt start-up alone). Projects: the sample project (180 shapes,
+built on first use) and OrganAMNIST training images stored as one array (N = 1,000 and the
+full 34,561 train split; no embedding, so the first map starts in the background).
+Prints the CPU model and writes ``bench/results/app_startup.md``.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DATA = ROOT.parent / "shared" / "data"
+
+CHILD = r"""
+import sys, time
+t0 = time.perf_counter()
+sys.path.insert(0, {root!r})
+from qtpy.QtCore import QTimer, QObject, QEvent
+from qtpy.QtWidgets import QApplication, QMainWindow
+app = QApplication([])
+mode = {mode!r}
+if mode == "empty":
+    win = QMainWindow(); win.resize(1600, 1000)
+else:
+    from app._qt.main_window import MainWindow
+    from app.components import ProjectModel
+    win = MainWindow(ProjectModel.open({project!r}))
+    win._non_blocking_errors = True
+    win.resize(1600, 1000)
+marks = {{}}
+class Paint(QObject):
+    def eventFilter(self, obj, ev):
+        if ev.type() == QEvent.Paint and "paint" not in marks:
+            marks["paint"] = time.perf_counter() - t0
+        return False
+f = Paint(); win.installEventFilter(f)
+win.show()
+def done():
+    marks.setdefault("paint", time.perf_counter() - t0)
+    marks["idle"] = time.perf_counter() - t0
+    print("RESULT", marks["paint"], marks["idle"], flush=True)
+    win.close(); app.quit()
+QTimer.singleShot(0, lambda: QTimer.singleShot(0, done))
+app.exec()
+"""
+
+
+def run_child(mode: str, project: str = "") -> tuple[float, float]:
+    code = CHILD.format(root=str(ROOT), mode=mode, project=project)
+    cmd = [sys.executable, "-c", code]
+    if not os.environ.get("DISPLAY"):
+        cmd = ["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24"] + cmd
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "NUMBA_CACHE_DIR": str(ROOT / ".cache" / "numba")})
+    for line in out.stdout.splitlines():
+        if line.startswith("RESULT"):
+            _, a, b = line.split()
+            return float(a), float(b)
+    raise RuntimeError(f"start-up child failed:\n{out.stderr[-2000:]}")
+
+
+def organ_project(folder: Path, n: int | None) -> Path:
+    import numpy as np
+
+    from core.project import Project, SampleRecord
+
+    npz = np.load(DATA / "organamnist" / "organamnist.npz")
+    imgs = np.asarray(npz["train_images"] if n is None else npz["train_images"][:n])
+    path = folder / f"organ-{len(imgs)}"
+    p = Project.create(path, name=f"organamnist {len(imgs)}")
+    rel = p.save_sample_array("data/train_images.npy", imgs)
+    p.add_samples([SampleRecord(id=f"train/{i:05d}", dataset="organamnist", modality="CT", kind="image2d",
+                                split="train", shape=imgs.shape[1:], data_file=rel, data_index=i)
+                   for i in range(len(imgs))])
+    p.close()
+    return path
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def main() -> int:
+    from core.sample_project import build_sample_project, default_location, is_complete
+
+    print(f"CPU: {cpu_model()} ({os.cpu_count()} logical cores); load average {os.getloadavg()}")
+    sample = default_location() if is_complete(default_location()) else build_sample_project()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        projects = [("sample project (180 shapes)", str(sample))]
+        if (DATA / "organamnist" / "organamnist.npz").exists():
+            projects += [("OrganAMNIST 1,000 images", str(organ_project(Path(tmp), 1000))),
+                         ("OrganAMNIST 34,561 images", str(organ_project(Path(tmp), None)))]
+        base = run_child("empty")
+        rows.append(("empty QMainWindow (baseline)", *base))
+        for name, path in projects:
+            rows.append((name, *run_child("project", path)))
+    lines = ["| start-up | first paint (s) | views filled, event loop idle (s) |", "|---|---|---|"]
+    lines += [f"| {n} | {a:.2f} | {b:.2f} |" for n, a, b in rows]
+    text = (f"CPU: {cpu_model()}; load average at start {os.getloadavg()[0]:.1f}\n\n" + "\n".join(lines) + "\n")
+    print(text)
+    out = ROOT / "bench" / "results" / "app_startup.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(f"written {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
