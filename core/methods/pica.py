@@ -310,7 +310,7 @@ class PICA(Method):
                 if last:
                     self.epoch_, self.step_ = epoch + 1, 0
                     metrics = {**self._epoch_loss_means(sums), **self._epoch_metrics(data, eval_idx, images)}
-                    message = collapse_message(metrics, k_target, f"epoch {epoch + 1}")
+                    message = collapse_message(metrics, k_target, f"{message}, epoch {epoch + 1}")
                     self.history_.append({"epoch": epoch, **losses, **metrics})
                 yield Progress(epoch=epoch, step=s + 1, global_step=self.global_step_,
                                n_epochs=int(self.epochs), steps_per_epoch=per_epoch, losses=losses,

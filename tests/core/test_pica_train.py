@@ -31,8 +31,10 @@ def test_steps_lower_both_heads_losses(organ):
     m = _small(epochs=3)
     hist = list(m.steps(data))
     assert len(hist) == 6 and hist[-1].epoch_end and hist[-1].global_step == 6
-    over = [p.losses["loss"] for p in hist if p.message.startswith("head over")]
-    target = [p.losses["loss"] for p in hist if p.message.startswith("head target")]
+    # one batch per head: step 1 of each epoch trains the over-clustering head, step 2 the target
+    assert [p.message.startswith(f"head {h}") for p, h in zip(hist, ["over", "target"] * 3)] == [True] * 6
+    over = [p.losses["loss"] for p in hist if p.step == 1]
+    target = [p.losses["loss"] for p in hist if p.step == 2]
     assert over[-1] < over[0] and target[-1] < target[0]
     assert set(hist[0].losses) == {"loss", "pui", "entropy"}
     # per-epoch scores against the organ labels
