@@ -106,3 +106,39 @@ def export_all(project, folder, *, fmt: str = "csv") -> list[Path]:
         fname = name.replace("/", "_")
         out.append(write_table(array_table(project, name), folder / f"{fname}.parquet"))
     return out
+
+
+def sample_table(project, clustering: str | None = None) -> pd.DataFrame:
+    """One row per sample, unlabelled ones included: id, split, labels, development-set flag,
+    cluster, the Algorithm-1 prediction with its support and score, and whether the cluster's
+    label was set by hand (override). ``clustering`` defaults to the active one. Counts are
+    integer columns (nullable ``Int64``: empty where a sample is outside the clustering)."""
+    from .workflows.mapping import cluster_predictions
+
+    df = project.samples()
+    labels = project.labels(df["id"].tolist())
+    if clustering is None:
+        clustering = project.meta("active_clustering") or None
+    clusters: dict = {}
+    preds: dict = {}
+    if clustering:
+        clusters = project.cluster_assignments(clustering)
+        preds = cluster_predictions(project, clustering)
+    rows = []
+    for sid, split, dev in zip(df["id"], df["split"], df["dev"]):
+        k = clusters.get(sid)
+        p = preds.get(k) if k is not None else None
+        rows.append({
+            "id": sid, "split": split or "", "labels": ";".join(labels.get(sid, [])),
+            "development_set": bool(dev), "cluster": k,
+            "prediction": ";".join(p.labels) if p is not None else "",
+            "support": p.support if p is not None and p.source == "algorithm1" else None,
+            "score": p.score if p is not None and p.labels else None,
+            "override": bool(p is not None and p.source == "manual"),
+        })
+    out = pd.DataFrame(rows, columns=["id", "split", "labels", "development_set", "cluster", "prediction",
+                                      "support", "score", "override"])
+    for col in ("cluster", "support"):
+        out[col] = pd.array(out[col], dtype="Int64")
+    out["score"] = pd.to_numeric(out["score"], errors="coerce").astype("float64")
+    return out

@@ -92,6 +92,7 @@ class MainWindow(QMainWindow):
         self.import_dir_action = self._action(f, "Import &folder…", self.import_folder_dialog)
         self.export_menu = f.addMenu("&Export")
         self._action(self.export_menu, "Labels, clusters, embeddings (CSV/parquet)…", self.export_all_dialog)
+        self._action(self.export_menu, "Per-sample table (CSV or parquet)…", self.export_sample_table_dialog)
         self._action(self.export_menu, "Selection as manifest…", self.export_selection_dialog)
         self._action(self.export_menu, "Window as PNG…", self.export_png_dialog)
         self._install_export_module()
@@ -622,6 +623,19 @@ class MainWindow(QMainWindow):
         if folder:
             paths = export_all(self.model.project, folder, fmt="csv")
             self.statusBar().showMessage(f"exported {len(paths)} files to {folder}", 6000)
+
+    def export_sample_table_dialog(self) -> None:
+        """id, split, labels, development set, cluster, prediction, support, score, override of
+        every sample, in the format chosen by the file name (.csv or .parquet)."""
+        from core.export import sample_table, write_table
+
+        path, chosen = QFileDialog.getSaveFileName(self, "Save the per-sample table", "samples.csv",
+                                                   "CSV (*.csv);;Parquet (*.parquet)")
+        if path:
+            if not path.lower().endswith((".csv", ".parquet", ".pq")):
+                path += ".parquet" if "Parquet" in chosen else ".csv"
+            write_table(sample_table(self.model.project, self.model.active_clustering), path)
+            self.statusBar().showMessage(f"saved {len(self.model.samples)} samples to {path}", 6000)
 
     def export_selection_dialog(self) -> None:
         from core.export import selection_manifest, write_table
