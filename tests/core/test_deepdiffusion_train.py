@@ -133,13 +133,13 @@ def test_collapse_warning_fires_at_a_broken_learning_rate(vessel_points):
     # lr 10 wrecks the run within a few steps: the fitting term ends far above its uniform
     # value log N, and with cosine logits (temperature 0.1) the encoder's features collapse; the
     # epoch-end messages warn
-    m = _method(epochs=3, batch_size=4, lr=10.0, memory_lr=10.0, eval_every=0)
+    m = _method(epochs=3, batch_size=4, lr=10.0, memory_lr=10.0, eval_every=0, memory_init="batch")
     ends = [p for p in _steps(m.steps(vessel_points)) if p.epoch_end]
     assert len(ends) == 3
     msgs = [p.message for p in ends]
     assert ends[-1].message.startswith("WARNING") and "diverging" in ends[-1].message, msgs
     m = _method(epochs=3, batch_size=4, lr=10.0, memory_lr=10.0, eval_every=0, temperature=0.1,
-                normalize_memory=True)
+                normalize_memory=True, memory_init="batch")
     msgs = [p.message for p in _steps(m.steps(vessel_points)) if p.epoch_end]
     assert any(s.startswith("WARNING") and "embedding collapsed" in s for s in msgs), msgs
     # a collapsed memory (the reference's start) is reported as such at every epoch end until it
