@@ -1,23 +1,25 @@
-"""Benchmark: DeepDiffusion on VesselMNIST3D and AdrenalMNIST3D, with baselines and loss scaling.
+"""Benchmark: DeepDiffusion on ModelNet10, VesselMNIST3D and AdrenalMNIST3D, with baselines.
 
-Shapes: masks (VesselMNIST3D 28^3, AdrenalMNIST3D 64^3) -> largest component -> mesh -> 1024
-area-weighted points -> unit sphere (``core.preprocess.shapes.mask_to_points``), official splits.
-DeepDiffusion trains on the training split (labels unused) and is evaluated on the test split:
-retrieval mAP (overall and class-balanced) and the inner-ear Table 1 (overall means). Baselines
-in the same run, on the same test shapes: the untrained PointNet encoder (the memory's
-initialisation), the D2 shape distribution (histogram of distances between random point pairs),
-and PCA of the voxels (fitted on the training masks; 28^3 masks for both data sets).
+Shapes: voxel masks (ModelNet10 30^3, VesselMNIST3D 28^3, AdrenalMNIST3D 64^3) -> largest
+component -> mesh -> area-weighted points -> unit sphere (``core.preprocess.shapes.mask_to_points``),
+official splits (ModelNet10's 8 empty grids left out). DeepDiffusion trains on the training
+split (labels unused) and is evaluated on the test split: class-balanced retrieval mAP against
+epochs (``--curve-every``) for each configuration (``default`` = the library's defaults,
+``reference`` = ``DeepDiffusion.REFERENCE`` with the public code's batch 16, k 20, lambda 1),
+and for the MedMNIST sets the inner-ear Table 1 (overall means). Baselines in the same run, on
+the same test shapes: chance, the D2 shape distribution, PCA-64 of the voxels (fitted on the
+training grids), the untrained PointNet in eval mode with its initial BatchNorm statistics (the
+reference's memory initialisation) and with the statistics of one pass over the training
+shapes (the default's). The CPU model heads every table.
 
-Speed: epoch time (and samples/s) next to the public PyTorch reference measured on the same
-1,335 VesselMNIST3D training shapes at batch 32 (about 100 s per epoch, 13-14 samples/s); and the
-LMR loss step (forward + backward, B 32, D 256) at memory sizes 1,335 / 10,000 / 100,000 next to
-a reference-style implementation that forms the full N x N softmax(M M^T), timed in the same run
-where it fits in memory.
+Optional: ``--loss-sizes 1335,10000,100000`` times the LMR loss step (B 32, D 256) next to a
+reference-style implementation that forms the full N x N softmax(M M^T).
 
 Reduced settings are flags (a 2-core CPU shared with other jobs is far from the paper's GPU):
-  --epochs E        DeepDiffusion epochs per data set
-  --train-limit N   train on the first N training shapes only (0 = all)
-Example: python bench/deepdiffusion.py --epochs 1 --train-limit 256
+  --epochs E --curve-every C   epochs per configuration, test mAP every C epochs
+  --train-limit N              a random subset of N training shapes (0 = all)
+  --n-points P                 points per shape (1024 as the paper)
+Example: python bench/deepdiffusion.py --datasets modelnet10 --epochs 30 --threads 1
 """
 from __future__ import annotations
 
