@@ -6,11 +6,11 @@ import ast
 import sys
 
 
-def add_project_arg(p: argparse.ArgumentParser, *, positional: bool = False) -> None:
+def add_project_arg(p: argparse.ArgumentParser, *, positional: bool = False, required: bool = True) -> None:
     if positional:
         p.add_argument("project", help="project folder")
     else:
-        p.add_argument("--project", "-p", required=True, help="project folder")
+        p.add_argument("--project", "-p", required=required, help="project folder")
 
 
 def open_project(path):

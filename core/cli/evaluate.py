@@ -7,6 +7,7 @@ curves and the cosine distance matrix as PNGs. The summary is also stored in the
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +32,13 @@ def run_evaluate(args) -> int:
     from ..workflows.runs import pick_run
 
     project = open_project(args.project)
+    if args.split != "all":
+        splits = sorted(str(x) for x in project.samples()["split"].dropna().unique() if str(x))
+        if args.split not in splits:
+            sys.stderr.write(f"latentmap evaluate: {project.path} has no {args.split!r} split ("
+                             + (f"its splits: {', '.join(splits)}" if splits else "no samples carry a split")
+                             + "); use --split all to evaluate every labelled sample\n")
+            return 2
     run = pick_run(project, args.run)
     run_id = int(run["id"])
     ids, emb, lab, names = labelled_embedding(project, run_id, args.split)

@@ -4,6 +4,7 @@ manifests into a project, then the meshes and point clouds of the new shapes
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 
 def register(sub) -> None:
@@ -34,12 +35,41 @@ def register(sub) -> None:
 
 
 def run_import(args) -> int:
+    from ..project import Project
+
+    created = not Path(args.project).expanduser().exists()  # made here: removed again if nothing came in
+    project = Project.open_or_create(args.project)
+    try:
+        rc = _import_into(project, args)
+    except BaseException:
+        _remove_if_empty(project, created)
+        raise
+    if _remove_if_empty(project, created):
+        print(f"nothing was imported: {project.path} was not created")
+    return rc
+
+
+def _remove_if_empty(project, created: bool) -> bool:
+    """Delete a project folder this command created when no sample was imported into it."""
+    import shutil
+
+    try:
+        if not created or project.count() > 0:
+            return False
+        path = project.path
+        project.close()
+        shutil.rmtree(path, ignore_errors=True)
+        return True
+    except Exception:  # noqa: BLE001 - the import's own outcome matters more
+        return False
+
+
+def _import_into(project, args) -> int:
     from tqdm import tqdm
 
-    from ..project import Project, ProjectWriteError
+    from ..project import ProjectWriteError
     from ..workflows.derive import DeriveReport, import_and_derive_steps
 
-    project = Project.open_or_create(args.project)
     report = DeriveReport()
     bars: dict = {}
     cancelled = False

@@ -21,7 +21,7 @@ def register(sub) -> None:
 
 
 def _add_run_options(p) -> None:
-    add_project_arg(p)
+    add_project_arg(p, required=False)  # --list-params needs no project
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="a hyperparameter (repeatable)")
     p.add_argument("--dataset", help="only the samples of this imported dataset")
@@ -36,14 +36,17 @@ def _add_run_options(p) -> None:
 
 
 def run_training(args, *, table: str) -> int:
-    from ..jobs import CANCELLED, FINISHED, Job, load_run_checkpoint
+    from ..jobs import CANCELLED, FINISHED
     from ..methods.registry import get_finetuner, get_method
-    from ..pipeline import apply_run, load_method_data, save_outputs
 
     cls = get_method(args.method) if table == "methods" else get_finetuner(args.method)
     if args.list_params:
         print(describe_params(cls))
         return 0
+    if not args.project:
+        sys.stderr.write(f"latentmap {'train' if table == 'methods' else 'finetune'}: "
+                         "--project DIR is required (only --list-params runs without one)\n")
+        return 2
     # -- distributed (issue 15): --nproc N re-launches this command on N ranks; under torchrun
     # every rank trains its share of each global batch, rank 0 alone records, reports and saves.
     from ..jobs import distributed
@@ -58,49 +61,30 @@ def run_training(args, *, table: str) -> int:
     project = open_project(args.project)
     params = parse_param_overrides(args.set, cls)
     name = cls.name or args.method
-    resume = None
-    run_id = None
-    if args.resume is not None:
-        run = _resumable_run(project, args.resume, name, "train" if table == "methods" else "finetune")
-        resume = load_run_checkpoint(project, run)
-        params = {**run["params"], **params}
-        run_id = int(args.resume)
-    method = cls(**params)
-    data = load_method_data(project, method, dataset=args.dataset)
     from ._common import ProgressBar
+    from ..methods.base import Diverged
+    from ..workflows.training import train_run
 
     bar = ProgressBar(f"{args.method}")
-    restore = None
-    if distributed.launched():  # rank 0 records the run and shows progress; a signal cancels all ranks
-        job = distributed.RankJob(method, data, project=project, resume=resume,
-                                  on_progress=bar if distributed.is_main() else None,
-                                  name=name, run_id=run_id)
-        restore = cancel_on_signals(job)  # every rank gets Ctrl-C; any rank's cancel stops all
-    else:
-        job = Job(method, data, project=project, resume=resume, on_progress=bar, name=name, run_id=run_id)
-        restore = cancel_on_signals(job)
+    main_rank = not distributed.launched() or distributed.is_main()
     try:
-        job.run(raise_errors=False)  # the outcome is reported below, whatever it is
+        # rank 0 alone shows progress; every rank gets Ctrl-C, any rank's cancel stops all
+        run, job, _ = train_run(
+            project, cls, params, dataset=args.dataset, resume=args.resume,
+            embed=not args.no_embed, on_progress=bar if main_rank else None, on_job=cancel_on_signals,
+            command="train" if table == "methods" else "finetune",
+            name=name, apply=False)
     finally:
         bar.close()
-        if restore is not None:
-            restore()
-    if distributed.launched() and not distributed.is_main():
+    if not main_rank:
         distributed.shutdown()  # rank 0 alone embeds, projects and clusters after training
         return 0 if job.status in (FINISHED, CANCELLED) else 1
     report_job(job)
     if job.status != FINISHED:
         return 0 if job.status == CANCELLED else 1
     try:
-        if not args.no_embed and hasattr(method, "transform"):
-            summary = apply_run(project, method, job.run_id, dataset=args.dataset, data=data)
-        else:
-            summary = save_outputs(project, method, job.run_id)
-    except Exception as exc:  # noqa: BLE001 - e.g. a collapsed embedding: said plainly, exit 1
-        from ..methods.base import Diverged
-
-        if not isinstance(exc, Diverged):
-            raise
+        summary = run.apply(job, embed=not args.no_embed)
+    except Diverged as exc:  # e.g. a collapsed embedding: said plainly, exit 1
         print(f"run {job.run_id}: {exc}")
         return 1
     for line in summary:
@@ -109,19 +93,10 @@ def run_training(args, *, table: str) -> int:
 
 
 def _resumable_run(project, run_id: int, name: str, command: str) -> dict:
-    """The run ``--resume`` names, checked: same method, not still running elsewhere."""
-    from ..jobs.recovery import process_alive, resume_command
+    """The run ``--resume`` names, checked (``core.workflows.training.resumable_run``)."""
+    from ..workflows.training import resumable_run
 
-    run = project.run(run_id)
-    if run["method"] != name:
-        raise ValueError(f"run {run_id} was trained with {run['method']}, not {name}; resume it with: "
-                         + resume_command(project, run))
-    if run["status"] in ("running", "cancelling"):
-        pid, host = run.get("pid"), run.get("host") or "?"
-        if pid is None or pid != pid or process_alive(pid, run.get("process_started")):
-            raise ValueError(f"run {run_id} is still being trained (process {pid} on {host}); "
-                             "cancel it there first")
-    return run
+    return resumable_run(project, run_id, name, command)
 
 
 def cancel_on_signals(job):

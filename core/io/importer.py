@@ -109,13 +109,13 @@ class _Unit:
 
 
 def default_dataset(path: Path) -> str:
-    """Without --dataset: a .npz or manifest names its dataset by its stem, any other file by
-    its folder (a DICOM series by the folder that holds it)."""
+    """Without --dataset: a .npz names its dataset by its stem, a manifest table and any other
+    file by its folder (``study/manifest.csv`` is dataset ``study``, not ``manifest``; a DICOM
+    series by the folder that holds it)."""
     path = Path(path)
     name = path.name
-    for ext in (".npz", ".csv", ".tsv", ".parquet"):
-        if name.lower().endswith(ext):
-            return name[: -len(ext)]
+    if name.lower().endswith(".npz"):
+        return name[: -len(".npz")]
     return path.name if path.is_dir() else _resolve(path).parent.name
 
 
