@@ -137,6 +137,7 @@ def run_app(project_path=None, *, screenshot=None, quit_after=None, sample: bool
 
     status = {"code": 0}
     if screenshot is not None:
+        win.realise_views()  # the heavy views are built lazily; the screenshot must show them
         # give napari/VTK a few event-loop rounds to render, but never past quit_after
         delay = 4.0 if quit_after is None else max(0.5, min(4.0, quit_after * 0.8))
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 import math
 
 import pandas as pd
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-from matplotlib.figure import Figure
 from qtpy.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QLabel, QPushButton,
                             QScrollArea, QTableWidget, QTableWidgetItem, QTabWidget, QVBoxLayout,
                             QWidget)
@@ -127,9 +125,8 @@ class EvaluationPanel(QWidget):
         self.tabs = QTabWidget()
         layout.addWidget(self.tabs, 1)
         # curves: ROC and PR side by side, legend in its own column on the right
-        self.figure = Figure(figsize=(9, 3.2), dpi=96)
-        self.canvas = FigureCanvasQTAgg(self.figure)
-        self.canvas.setMinimumHeight(250)
+        # (matplotlib is imported when the curves are first drawn: not on the app's start-up path)
+        self._figure = self._canvas = None
         self.curve_box = QComboBox()  # the retrieval PR curve or the per-class curves
         self.curve_box.currentTextChanged.connect(self._draw_curve)
         curves = QWidget()
@@ -138,12 +135,28 @@ class EvaluationPanel(QWidget):
         cl.addWidget(self.curve_box)
         canvas_scroll = QScrollArea()  # legible size even in the short docked strip: it scrolls
         canvas_scroll.setWidgetResizable(True)
-        canvas_scroll.setWidget(self.canvas)
+        self._canvas_scroll = canvas_scroll
         cl.addWidget(canvas_scroll, 1)
         self.curves_widget = curves
         model.run_changed.connect(lambda *_: self.refresh_runs())
         model.clustering_changed.connect(lambda *_: self.refresh_runs())
         self.refresh_runs()
+
+    @property
+    def figure(self):
+        if self._figure is None:
+            from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+            from matplotlib.figure import Figure
+
+            self._figure = Figure(figsize=(9, 3.2), dpi=96)
+            self._canvas = FigureCanvasQTAgg(self._figure)
+            self._canvas.setMinimumHeight(250)
+            self._canvas_scroll.setWidget(self._canvas)
+        return self._figure
+
+    @property
+    def canvas(self):
+        return self.figure.canvas if self._canvas is None else self._canvas
 
     def toggle_detached(self) -> None:
         from app._qt.training_panel import toggle_detached

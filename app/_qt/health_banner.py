@@ -45,7 +45,9 @@ class HealthBanner(QLabel):
         host.installEventFilter(self)
         model.run_changed.connect(lambda *_: self.refresh())
         model.samples_changed.connect(lambda *_: self.refresh())
-        self.refresh()
+        from app._qt.after_paint import after_first_paint
+
+        after_first_paint(self.refresh)  # the check imports scipy: after the window shows
 
     def eventFilter(self, obj: QObject, ev: QEvent) -> bool:
         if obj is self.host and ev.type() == QEvent.Resize:

@@ -103,26 +103,47 @@ def array_scale(geometry: dict | None, ndim: int):
     return None
 
 
+class LazyPlaceholder(QLabel):
+    """Stands in for a heavy view (napari, VTK) until its dock is first painted: then, once the
+    event loop has drawn the window, it asks its owner to build the real view."""
+
+    def __init__(self, text: str, build, parent=None):
+        super().__init__(text, parent)
+        self.setAlignment(Qt.AlignCenter)
+        self.setMinimumSize(80, 80)
+        self._build = build
+        self._asked = False
+
+    def paintEvent(self, ev):
+        super().paintEvent(ev)
+        if not self._asked:
+            self._asked = True
+            from qtpy.QtCore import QTimer
+
+            QTimer.singleShot(0, self._build)
+
+
 class ImageView(QWidget):
     """Follows ``selection.current``; ``shown(id)`` after each sample is displayed."""
 
     shown = Signal(object)
 
-    def __init__(self, model, selection, parent=None):
+    def __init__(self, model, selection, parent=None, *, lazy: bool = False):
+        """With ``lazy``, napari is imported and its viewer built only once this view has been
+        painted (its placeholder shown in a visible dock), on first use of ``viewer`` or by
+        ``realise()``: the main window paints without paying for napari first."""
         super().__init__(parent)
-        from napari.components import ViewerModel
-        from napari.qt import QtViewer
-
         self.model = model
         self.selection = selection
         self.sample_id: str | None = None
-        self.viewer = ViewerModel(title="image")
-        self.qt_viewer = QtViewer(self.viewer, show_welcome_screen=False)
+        self._viewer = None
+        self._qt_viewer = None
+        self._pending_sample = None
+        self._pending_state: dict | None = None
         self._residual_cache: dict[str, tuple[float, dict]] = {}
         # fit the view to the canvas again on resize until the user zooms or pans themselves
         self._autofit = True
         self._fitting = False
-        self.camera.events.zoom.connect(self._camera_moved)
 
         self.preset = QComboBox(self)
         self.preset.addItems([AUTO, FULL, *[f"CT {k} (W{w} L{l})" for k, (w, l) in CT_PRESETS.items()]])
@@ -167,12 +188,58 @@ class ImageView(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(2)
         lay.addLayout(bar)
-        lay.addWidget(self.qt_viewer, 1)
+        self._layout = lay
+        self._placeholder = None
+        if lazy:
+            self._placeholder = LazyPlaceholder("Loading the image viewer…", self.realise, self)
+            lay.addWidget(self._placeholder, 1)
+        else:
+            self.realise()
         lay.addWidget(self.info)
 
         selection.current_changed.connect(self.show_sample)
         if selection.current:
             self.show_sample(selection.current)
+
+    # ------------------------------------------------------------------ lazy napari
+    @property
+    def realised(self) -> bool:
+        return self._viewer is not None
+
+    def realise(self) -> None:
+        """Build the napari viewer (once), then show the sample and state asked for meanwhile."""
+        if self._viewer is not None:
+            return
+        from napari.components import ViewerModel
+        from napari.qt import QtViewer
+
+        self._viewer = ViewerModel(title="image")
+        self._qt_viewer = QtViewer(self._viewer, show_welcome_screen=False)
+        self.camera.events.zoom.connect(self._camera_moved)
+        if self._placeholder is not None:
+            self._layout.replaceWidget(self._placeholder, self._qt_viewer)
+            self._placeholder.deleteLater()
+            self._placeholder = None
+        else:
+            self._layout.insertWidget(1, self._qt_viewer, 1)
+        if self.isVisible():
+            self._qt_viewer.show()
+        pending, self._pending_sample = self._pending_sample, None
+        if pending is not None:
+            self.show_sample(pending)
+        st, self._pending_state = self._pending_state, None
+        if st:
+            self.restore(st)
+
+    @property
+    def viewer(self):
+        self.realise()
+        return self._viewer
+
+    @property
+    def qt_viewer(self):
+        self.realise()
+        return self._qt_viewer
 
     @property
     def camera(self):
@@ -185,6 +252,11 @@ class ImageView(QWidget):
         return self.viewer.layers[name] if name in self.viewer.layers else None
 
     def show_sample(self, sample_id) -> None:
+        if self._viewer is None:  # lazy and not built yet: shown once the viewer exists
+            self._pending_sample = sample_id
+            self.sample_id = sample_id
+            self.info.setText(f"{sample_id}: loading the image viewer…" if sample_id else "no sample selected")
+            return
         if sample_id is None:
             self.viewer.layers.clear()
             self.sample_id = None
@@ -388,6 +460,8 @@ class ImageView(QWidget):
 
     def resizeEvent(self, ev):
         super().resizeEvent(ev)
+        if self._viewer is None:
+            return
         self._place_markers()
         if self._autofit and len(self.viewer.layers):
             from qtpy.QtCore import QTimer
@@ -442,6 +516,8 @@ class ImageView(QWidget):
 
     # ------------------------------------------------------------------ state
     def state(self) -> dict:
+        if self._viewer is None:  # never built: keep what was restored
+            return dict(self._pending_state or {}, preset=self.preset.currentText())
         cam = self.camera
         return {"preset": self.preset.currentText(), "ndisplay": int(self.viewer.dims.ndisplay),
                 "step": [int(s) for s in self.viewer.dims.current_step],
@@ -450,6 +526,9 @@ class ImageView(QWidget):
 
     def restore(self, st: dict | None) -> None:
         if not st:
+            return
+        if self._viewer is None:
+            self._pending_state = st
             return
         i = self.preset.findText(st.get("preset", ""))
         if i >= 0:
@@ -476,4 +555,5 @@ class ImageView(QWidget):
         return self.qt_viewer.screenshot(flash=False)
 
     def close_viewer(self) -> None:
-        self.qt_viewer.close()
+        if self._qt_viewer is not None:
+            self._qt_viewer.close()

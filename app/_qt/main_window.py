@@ -63,6 +63,9 @@ class MainWindow(QMainWindow):
         self.panel_errors: dict[str, str] = {}
         self.jobs: list = []
         self._optional_panels = optional_panels
+        from app._qt.after_paint import FirstPaintWatcher
+
+        self._first_paint = FirstPaintWatcher(self)  # start-up work queued until the window shows
         self._build_menus()
         self._build_status()
         if model is not None:
@@ -209,9 +212,11 @@ class MainWindow(QMainWindow):
         from app._qt.samples_list import SamplesList
 
         m, s = self.model, self.selection
+        # napari and VTK are built when their dock is first painted, not before the window shows
+        lazy = not self.isVisible()
         self.samples_list = SamplesList(m, s)
-        self.image_view = ImageView(m, s)
-        self.mesh_view = MeshView(m, s)
+        self.image_view = ImageView(m, s, lazy=lazy)
+        self.mesh_view = MeshView(m, s, lazy=lazy)
         self.neighbours_view = NeighboursView(m, s)
         self.labels_panel = LabelsPanel(m, s)
         self.labels_panel.install_shortcuts(self)
@@ -252,6 +257,17 @@ class MainWindow(QMainWindow):
             first.raise_()
         self._size_docks()
         self._default_state = self.saveState()
+
+    def views_ready(self) -> bool:
+        """The image and mesh views have been built (they are built lazily at start-up)."""
+        return all(getattr(v, "realised", True) or not v.isVisible()
+                   for v in (getattr(self, "image_view", None), getattr(self, "mesh_view", None)) if v is not None)
+
+    def realise_views(self) -> None:
+        """Build the lazily created heavy views now (scripted screenshots need them drawn)."""
+        for v in (getattr(self, "image_view", None), getattr(self, "mesh_view", None)):
+            if v is not None and hasattr(v, "realise"):
+                v.realise()
 
     def _size_docks(self) -> None:
         d = self.docks

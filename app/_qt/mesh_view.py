@@ -51,8 +51,12 @@ class MeshView(QWidget):
 
     shown = Signal(object)
 
-    def __init__(self, model, selection, parent=None):
+    def __init__(self, model, selection, parent=None, *, lazy: bool = False):
+        """With ``lazy``, VTK/pyvista are imported and the plotter built only once this view has
+        been painted (its placeholder shown in a visible dock) or ``realise()`` is called."""
         super().__init__(parent)
+        self._lazy_pending = lazy
+        self._pending_state: dict | None = None
         self.model = model
         self.selection = selection
         self.plotter = None
@@ -94,12 +98,39 @@ class MeshView(QWidget):
         self._layout.setContentsMargins(0, 0, 0, 0)
         self._layout.setSpacing(2)
         self._layout.addLayout(bar)
-        self._make_plotter(1)
+        self._placeholder = None
+        if lazy:
+            from app._qt.image_view import LazyPlaceholder
+
+            self._placeholder = LazyPlaceholder("Loading the 3D view…", self.realise, self)
+            self._layout.addWidget(self._placeholder, 1)
+        else:
+            self._make_plotter(1)
         self._layout.addWidget(self.info)
 
         selection.current_changed.connect(lambda _: self.redraw())
         selection.changed.connect(self._on_selection)
+        if not lazy:
+            self.redraw()
+
+    @property
+    def realised(self) -> bool:
+        return not self._lazy_pending
+
+    def realise(self) -> None:
+        """Build the plotter (once), draw the selection and apply the state restored meanwhile."""
+        if not self._lazy_pending:
+            return
+        self._lazy_pending = False
+        if self._placeholder is not None:
+            self._layout.removeWidget(self._placeholder)
+            self._placeholder.deleteLater()
+            self._placeholder = None
+        self._make_plotter(1)
         self.redraw()
+        st, self._pending_state = self._pending_state, None
+        if st:
+            self.restore(st)
 
     # ------------------------------------------------------------------ plotter
     def _make_plotter(self, n: int) -> None:
@@ -135,6 +166,8 @@ class MeshView(QWidget):
         return ids[: self.max_meshes.value()]
 
     def redraw(self, *_) -> None:
+        if self._lazy_pending:  # drawn when the plotter is built
+            return
         ids = self.ids_to_show()
         side = self.mode.currentText() == SIDE_BY_SIDE and len(ids) > 1
         self._make_plotter(len(ids) if side else 1)
@@ -227,6 +260,7 @@ class MeshView(QWidget):
 
     # ------------------------------------------------------------------ camera
     def reset_camera(self) -> None:
+        self.realise()
         for i in range(self._n_panels):
             self.plotter.subplot(0, i)
             self.plotter.reset_camera()
@@ -234,6 +268,9 @@ class MeshView(QWidget):
         self.plotter.render()
 
     def camera_state(self) -> dict:
+        if self._lazy_pending:
+            return dict(self._pending_state or {}, mode=self.mode.currentText(),
+                        show_points=self.show_points.isChecked(), show_mesh=self.show_mesh.isChecked())
         cam = self.plotter.camera
         return {"position": list(map(float, cam.position)), "focal_point": list(map(float, cam.focal_point)),
                 "view_up": list(map(float, cam.up)), "mode": self.mode.currentText(),
@@ -247,6 +284,9 @@ class MeshView(QWidget):
             self.mode.setCurrentIndex(i)
         self.show_points.setChecked(bool(st.get("show_points", True)))
         self.show_mesh.setChecked(bool(st.get("show_mesh", True)))
+        if self._lazy_pending:
+            self._pending_state = st
+            return
         try:
             cam = self.plotter.camera
             cam.position = st["position"]
@@ -257,6 +297,7 @@ class MeshView(QWidget):
             pass
 
     def screenshot(self) -> np.ndarray:
+        self.realise()
         self.plotter.render()
         return self.plotter.screenshot(return_img=True)
 

@@ -284,8 +284,15 @@ class TrainingPanel(QWidget):
         self._task: _LoadThenTrain | None = None
         self.warnings: list[str] = []
         self._build()
+        from app._qt.after_paint import after_first_paint
+
+        # the method's form and the device import torch: after the main window has shown
+        self.form = None
+        after_first_paint(self._load_method)
+
+    def _load_method(self) -> None:
+        self.device_label.setText(_device_text())
         self._on_method_changed()
-        self._refresh_runs()
 
     # ------------------------------------------------------------------ layout
     def _build(self) -> None:
@@ -336,7 +343,7 @@ class TrainingPanel(QWidget):
         self.status_label = QLabel("idle")
         self.status_label.setObjectName("training-status")
         self.status_label.setWordWrap(True)
-        self.device_label = QLabel(_device_text())
+        self.device_label = QLabel("…")
         self.step_label = QLabel("–")
         self.rate_label = QLabel("–")
         self.eta_label = QLabel("–")

@@ -42,6 +42,8 @@ def open_window(qtbot, path):
     qtbot.addWidget(win)
     win.show()
     qtbot.waitExposed(win)
+    # napari and VTK are built after the first paint (lazy start-up)
+    qtbot.waitUntil(win.views_ready, timeout=300_000)
     return win
 
 
@@ -206,6 +208,7 @@ def test_import_runs_in_background_with_progress(qtbot, tmp_path):
     # the first imported sample is shown at once: a 2D layer, no 3D mode, no mesh
     sid = win.model.samples.index[0]
     assert win.selection.current == sid
+    win.realise_views()  # the mesh dock is hidden here (no shapes): its lazy view was never built
     assert win.image_view.layer("image").data.shape == (28, 28)
     assert win.image_view.viewer.dims.ndisplay == 2 and not win.image_view.mode3d.isEnabled()
     assert "no mesh or points" in win.mesh_view.info.text()
