@@ -30,38 +30,6 @@ def method_entries() -> list[tuple[str, str, str]]:
     return out
 
 
-class _LoadThenTrain:
-    """Loads the method's data on the worker thread, then delegates to the method's steps.
-
-    Loading a large cohort must not freeze the GUI either; cancel works during loading too.
-    """
-
-    def __init__(self, method, project, dataset=None):
-        self.method = method
-        self.project = project
-        self.dataset = dataset
-        self.name = getattr(method, "name", type(method).__name__)
-        self.data = None
-
-    def get_params(self):
-        return self.method.get_params()
-
-    def state_dict(self):
-        return self.method.state_dict()
-
-    @property
-    def device_(self):
-        return getattr(self.method, "device_", "")
-
-    def steps(self, data=None, *, resume=None):
-        from core.pipeline import load_method_data
-
-        yield Progress(message="loading data")
-        self.data = load_method_data(self.project, self.method, dataset=self.dataset)
-        yield Progress(message=f"{len(self.data)} samples loaded; training")
-        yield from self.method.steps(self.data, resume=resume)
-
-
 class ParamForm(QWidget):
     """Widgets for ``Method.param_specs()``: spin boxes, checkboxes, choices, free text."""
 
@@ -281,7 +249,7 @@ class TrainingPanel(QWidget):
         self.model = model
         self.selection = selection
         self.qjob: QtJob | None = None
-        self._task: _LoadThenTrain | None = None
+        self._run = None  # core.workflows.training.TrainingRun being trained
         self.warnings: list[str] = []
         self._build()
         from app._qt.after_paint import after_first_paint
@@ -424,21 +392,18 @@ class TrainingPanel(QWidget):
         cls = self.method_class()
         if cls is None:
             raise RuntimeError("this method cannot be loaded")
-        resume_state = None
-        if resume_run is not None:
-            from core.jobs import load_run_checkpoint
+        from core.workflows.training import TrainingRun
 
-            run = self.model.project.run(resume_run)
-            params = {**run["params"], **(params or {})}
-            resume_state = load_run_checkpoint(self.model.project, run)  # inside the project, no code run
+        if resume_run is not None:
+            params = {**self.model.project.run(resume_run)["params"], **(params or {})}
             self.form.set_values(params)
         params = self.form.values() if params is None else {**self.form.values(), **params}
-        method = cls(**params)
-        self._task = _LoadThenTrain(method, self.model.project, self.dataset_box.currentData())
+        run = TrainingRun(self.model.project, cls, params, dataset=self.dataset_box.currentData(),
+                          resume=resume_run, name=cls.name or self.method_box.currentText(),
+                          check_resume=False)  # the resume list holds this method's stopped runs only
+        self._run = run
         self._reset_curves(resume_run)
-        self.qjob = QtJob(self._task, None, parent=self, project=self.model.project,
-                          resume=resume_state, name=cls.name or self.method_box.currentText(),
-                          run_id=resume_run)
+        self.qjob = QtJob(run.task, None, parent=self, **run.job_kwargs())
         self.qjob.progress.connect(self._on_progress)
         self.qjob.status.connect(self._on_status)
         self.qjob.done.connect(self._on_done)
@@ -470,7 +435,7 @@ class TrainingPanel(QWidget):
             return
         if self.cancel_btn.isEnabled():
             self.status_label.setText("running")
-        method = getattr(self._task, "method", None)
+        method = getattr(self._run, "method", None)
         self.device_label.setText(str(getattr(method, "device_", "") or _device_text()))
         total = f"/{p.steps_per_epoch}" if p.steps_per_epoch else ""
         epochs = f"/{p.n_epochs}" if p.n_epochs else ""
@@ -518,7 +483,7 @@ class TrainingPanel(QWidget):
                 self.charts.append(key, x, y)
 
     def _on_done(self, status: str) -> None:
-        qj, task = self.qjob, self._task
+        qj, run = self.qjob, self._run
         self.qjob = None
         self.start_btn.setEnabled(True)
         self.cancel_btn.setEnabled(False)
@@ -528,19 +493,19 @@ class TrainingPanel(QWidget):
             QMessageBox.warning(self, "Training failed", f"{type(qj.error).__name__}: {qj.error}")
         elif status == "diverged":  # NaN loss or weights: the message says where and what to change
             QMessageBox.warning(self, "Training diverged", qj.job.message)
-        elif status == "finished" and hasattr(task.method, "transform") and task.data is not None:
-            self._apply(task, run_id)
+        elif status == "finished" and run.can_apply():
+            self._apply(run, qj.job)
         self._refresh_runs()
         self.run_finished.emit(int(run_id or 0), status)
 
-    def _apply(self, task, run_id: int) -> None:
+    def _apply(self, run, job) -> None:
         """Embed, project and cluster with the trained model, off the GUI thread."""
         from app._qt.jobs import function_task
         from core.project.accessors import run_name
-        from core.workflows.apply import apply_run
 
+        run_id = job.run_id
         self.status_label.setText(f"embedding with run {run_id}…")
-        applier = QtJob(function_task(lambda: apply_run(self.model.project, task.method, run_id, data=task.data),
+        applier = QtJob(function_task(lambda: run.apply(job),
                                       name="apply", message="embedding all samples"), None, parent=self)
 
         def done(status):
