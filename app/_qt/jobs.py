@@ -5,10 +5,41 @@ UMAP, re-clustering, evaluation) runs a ``core.workflows`` generator through ``S
 """
 from __future__ import annotations
 
+import threading
+import time
+
 from qtpy.QtCore import QObject, Signal
 
 from core.jobs import CANCELLED, DIVERGED, FAILED, FINISHED, Job, Progress
 from core.workflows.tasks import StepTask, function_task  # noqa: F401 (the app's task adapters)
+
+
+_RUNNING: set = set()  # every started QtJob until its job ends (cancel_running_jobs reaches them)
+_RUNNING_LOCK = threading.Lock()
+
+
+def running_jobs() -> list:
+    """The QtJobs started and not yet ended, whichever widget started them."""
+    with _RUNNING_LOCK:
+        return [j for j in _RUNNING if not j.job.wait(0)]
+
+
+def cancel_running_jobs(timeout: float = 10.0) -> bool:
+    """Cancel every running QtJob and wait (at most ``timeout`` seconds in all) for their worker
+    threads to end, so none is still inside a library (torch) when the interpreter exits (that
+    aborted with "terminate called without an active exception"). True when all ended."""
+    jobs = running_jobs()
+    for j in jobs:
+        j.cancel()
+    deadline = time.monotonic() + timeout
+    ok = True
+    for j in jobs:
+        ok = j.wait(max(0.0, deadline - time.monotonic())) and ok
+        thread = j.job._thread
+        if thread is not None:
+            thread.join(max(0.0, deadline - time.monotonic()))
+            ok = ok and not thread.is_alive()
+    return ok
 
 
 class QtJob(QObject):
@@ -36,6 +67,9 @@ class QtJob(QObject):
             pass
 
     def _on_status(self, s: str) -> None:
+        if s in (FINISHED, CANCELLED, FAILED, DIVERGED):
+            with _RUNNING_LOCK:
+                _RUNNING.discard(self)
         try:
             self.status.emit(s)
             if s in (FINISHED, CANCELLED, FAILED, DIVERGED):  # every status a job ends in
@@ -44,6 +78,8 @@ class QtJob(QObject):
             pass
 
     def start(self) -> "QtJob":
+        with _RUNNING_LOCK:
+            _RUNNING.add(self)
         self.job.start()
         return self
 

@@ -424,9 +424,18 @@ class MainWindow(QMainWindow):
             self.selection.select(ids, current=ids[0])
 
     def closeEvent(self, ev) -> None:
+        from qtpy.QtCore import QCoreApplication
+
+        from app._qt.jobs import cancel_running_jobs
+
         self.cancel_jobs()
-        for j in list(self.jobs):
-            j.wait(5)
+        # every running job, whichever panel started it (training, UMAP, evaluation): cancelled
+        # and its thread ended (bounded) before the project and the interpreter go away
+        cancel_running_jobs(timeout=15)
+        # their queued "done" signals run now, while the project is still open; anything those
+        # handlers started is cancelled too
+        QCoreApplication.sendPostedEvents()
+        cancel_running_jobs(timeout=5)
         if self.model is not None:
             self.save_session()
             self._teardown_views()
