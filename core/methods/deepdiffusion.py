@@ -419,6 +419,14 @@ class DeepDiffusion(Method):
         self.optimizer_ = torch.optim.Adam([{"params": list(self.encoder_.parameters())},
                                             {"params": [self.memory_], "lr": mem_lr}], lr=float(self.lr))
 
+    def _resume_optimizer(self):
+        """Adam for the loaded weights, with the checkpoint's moments (``load_state_dict`` keeps
+        them until training resumes; checkpoints before the memory's own group: fresh Adam)."""
+        self._make_optimizer()
+        opt, self._optimizer_state = getattr(self, "_optimizer_state", None), None
+        if opt is not None and len(opt.get("param_groups", [])) == len(self.optimizer_.param_groups):
+            self.optimizer_.load_state_dict(opt)
+
     def _memory_health(self, features=None) -> dict:
         """Collapse indicators of the memory (l2-normalised rows, as the loss sees them) and,
         when given, of the encoder's features of the epoch's training batches."""
@@ -476,6 +484,7 @@ class DeepDiffusion(Method):
             if int(resume.get("n_train", n_train)) != n_train:
                 raise ValueError(f"DeepDiffusion: checkpoint was trained on {resume['n_train']} shapes, "
                                  f"the data has {n_train} training shapes")
+            self._resume_optimizer()
         bs = min(int(self.batch_size), n_train)
         spe = max(1, n_train // bs)
         n_epochs = int(self.epochs)
@@ -600,8 +609,10 @@ class DeepDiffusion(Method):
         return self._features(_as_points(data, "DeepDiffusion.transform")).cpu().numpy().astype(np.float32)
 
     def state_dict(self) -> dict:
+        opt = getattr(self, "optimizer_", None)  # None after load_state_dict until training resumes
+        opt = opt.state_dict() if opt is not None else getattr(self, "_optimizer_state", None)
         return {"params": self.get_params(), "encoder": self.encoder_.state_dict(),
-                "memory": self.memory_.detach().cpu(), "optimizer": self.optimizer_.state_dict(),
+                "memory": self.memory_.detach().cpu(), "optimizer": opt,
                 "epoch": self.epoch_, "step": self.step_, "global_step": self.global_step_,
                 "n_train": self.n_train_, "train_ids": [str(s) for s in self.train_ids_],
                 "torch_rng": torch.get_rng_state()}
@@ -614,10 +625,10 @@ class DeepDiffusion(Method):
             self._build()
         self.encoder_.load_state_dict(state["encoder"])
         self.memory_ = torch.nn.Parameter(state["memory"].to(self.device_).float().contiguous())
-        self._make_optimizer()
-        opt = state.get("optimizer")
-        if opt is not None and len(opt.get("param_groups", [])) == len(self.optimizer_.param_groups):
-            self.optimizer_.load_state_dict(opt)  # (checkpoints before the memory's own group: fresh Adam)
+        # Adam is built when training resumes (``steps``), not here: embedding and placing with
+        # a loaded run never need it, and building it imports torch._dynamo (seconds, cold)
+        self.optimizer_ = None
+        self._optimizer_state = state.get("optimizer")
         self.epoch_, self.step_ = int(state["epoch"]), int(state["step"])
         self.global_step_ = int(state.get("global_step", 0))
         self.n_train_ = int(state.get("n_train", self.memory_.shape[0]))
