@@ -48,7 +48,7 @@ def project_dir(tmp_path):
 
 
 def test_train_embed_evaluate(project_dir, tmp_path, capsys):
-    sets = ["epochs=1", "batch_size=4", "out_dim=8", "k=3", "device=cpu", "eval_every=0"]
+    sets = ["epochs=1", "batch_size=4", "out_dim=8", "k=3", "device=cpu", "eval_every=0", "memory_init=batch"]
     argv = ["train", "deepdiffusion", "--project", str(project_dir), "--no-embed"]
     for s in sets:
         argv += ["--set", s]
