@@ -108,14 +108,22 @@ class _Unit:
     row: ManifestRow | None = None
 
 
+#: manifest file names that say nothing about the cohort: such a table is named by its folder
+GENERIC_MANIFEST_STEMS = {"manifest", "manifests", "index", "samples", "labels", "metadata", "files",
+                          "list", "data", "dataset", "table"}
+
+
 def default_dataset(path: Path) -> str:
-    """Without --dataset: a .npz names its dataset by its stem, a manifest table and any other
-    file by its folder (``study/manifest.csv`` is dataset ``study``, not ``manifest``; a DICOM
-    series by the folder that holds it)."""
+    """Without --dataset: a .npz or manifest table names its dataset by its stem, unless the stem
+    is a generic word (``study/manifest.csv`` is dataset ``study``, not ``manifest``); any other
+    file by its folder (a DICOM series by the folder that holds it)."""
     path = Path(path)
     name = path.name
     if name.lower().endswith(".npz"):
         return name[: -len(".npz")]
+    for ext in (".csv", ".tsv", ".parquet"):
+        if name.lower().endswith(ext) and name[: -len(ext)].lower() not in GENERIC_MANIFEST_STEMS:
+            return name[: -len(ext)]
     return path.name if path.is_dir() else _resolve(path).parent.name
 
 
