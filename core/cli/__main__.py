@@ -3,4 +3,5 @@ import sys
 
 from . import main
 
-sys.exit(main())
+if __name__ == "__main__":  # importing the package's modules (e.g. test_no_qt) runs nothing
+    sys.exit(main())
