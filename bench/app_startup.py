@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data"
+from _machine import cpu_model  # noqa: E402  (bench/ is on sys.path as a script)
 
 CHILD = r"""
 import sys, time
@@ -87,20 +88,10 @@ def organ_project(folder: Path, n: int | None) -> Path:
     return path
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def main() -> int:
     from core.sample_project import build_sample_project, default_location, is_complete
 
-    print(f"CPU: {cpu_model()} ({os.cpu_count()} logical cores); load average {os.getloadavg()}")
+    print(f"CPU: {cpu_model()}; load average {os.getloadavg()}")
     sample = default_location() if is_complete(default_location()) else build_sample_project()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

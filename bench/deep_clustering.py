@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _machine import cpu_model  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -150,16 +151,6 @@ def kmeans_baselines(data, k, seed, rows):
     km = KMeans(k, n_init=3, random_state=seed).fit(z[tr])
     cluster_report("k-means PCA-50", data, km.predict(z), k, seed, rows)
     rows[-1]["time_s"] = time.perf_counter() - t
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def cpu_seconds() -> float:

@@ -35,6 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import core  # noqa: E402,F401  (sets THP_MEM_ALLOC_ENABLE before torch loads)
+from _machine import cpu_model  # noqa: E402  (bench/ is on sys.path when run as a script)
 SHARED = Path(os.environ.get("LATENTMAP_SHARED", ROOT.parent / "shared"))
 CACHE = ROOT / ".cache" / "bench_deepdiffusion"
 
@@ -142,19 +143,6 @@ def chance_map(labels: np.ndarray, names, n: int = 5, seed: int = 0) -> dict:
     runs = [retrieval_map(rng.normal(size=(len(labels), 16)), labels, class_names=names, curve=False)
             for _ in range(n)]
     return {"map": float(np.mean([r.map for r in runs])), "map_balanced": float(np.mean([r.map_balanced for r in runs]))}
-
-
-def cpu_model() -> str:
-    """The CPU's model name (from /proc/cpuinfo, else platform.processor())."""
-    import platform
-
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 #: the configurations compared: the library default and the public code's settings

@@ -25,21 +25,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from _machine import cpu_model  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".cache" / "numba"))
 DATA = ROOT.parent / "shared" / "data" / "organamnist" / "organamnist.npz"
-
-
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip() + f" ({os.cpu_count()} cores)"
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def worker(out: str, steps: int, batch: int, device: str, threads: int = 1) -> None:

@@ -36,6 +36,7 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 import numpy as np
+from _machine import cpu_model  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -44,16 +45,6 @@ DATA = ROOT.parent / "shared" / "data"
 ADRENAL = DATA / "adrenalmnist3d" / "adrenalmnist3d_64.npz"
 TS = DATA / "totalseg_example"
 LATENTMAP = [str(Path(sys.executable).parent / "latentmap")]
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip() + f" ({os.cpu_count()} logical CPUs)"
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def run_cli(args, *, quiet=True) -> float:
