@@ -23,21 +23,11 @@ def knn_cosine(features: np.ndarray, query: int, k: int = 8, *, normalised: bool
     f = features if normalised else l2_rows(features)
     if not 0 <= query < len(f):
         raise IndexError(f"query row {query} outside 0..{len(f) - 1}")
-    d = 1.0 - f @ f[query]
-    d[query] = np.inf
-    k = min(k, len(f) - 1)
-    if k <= 0:
-        return np.empty(0, dtype=int), np.empty(0, dtype=np.float32)
-    idx = np.argpartition(d, k - 1)[:k]
-    # the k distances again in float64 with exact norms: a collapsed run's neighbours lie 1e-5
-    # apart, below float32's 1 - cos resolution (6e-8 relative to 1 is fine, the dot's rounding
-    # of ~1e-7 is not when distances are 1e-5)
-    a = np.asarray(f[idx], dtype=np.float64)
-    q = np.asarray(f[query], dtype=np.float64)
-    cos = (a @ q) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(q), 1e-300)
-    d64 = np.clip(1.0 - cos, 0.0, 2.0)
-    order = np.argsort(d64, kind="stable")
-    return idx[order], d64[order]
+    # one kNN for the app and the engine (core.workflows.place.knn: float64 distances, 4 s.f.)
+    from core.workflows.place import knn
+
+    idx, dist = knn(f, f[query:query + 1], k, exclude=np.array([query]))[0]
+    return idx, dist
 
 
 def knn_vote(neighbour_labels: list[list[str]], distances=None, *, weighted: bool = True):
