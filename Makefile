@@ -7,6 +7,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 export MPLBACKEND ?= Agg
+# UTF-8 for every text file and pipe, whatever locale a library switches the process to
+export PYTHONUTF8 ?= 1
 
 .PHONY: setup run test bench clean sample screenshots package
 

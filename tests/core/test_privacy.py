@@ -58,7 +58,7 @@ def test_default_import_keeps_no_identifier_anywhere(tmp_path):
             write_table(selection_manifest(p, p.sample_ids()), {str(out / "selection.csv")!r})
     """)
     r = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=_env(), capture_output=True,
-                       text=True, timeout=300)
+                       text=True, encoding="utf-8", timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     with Project.open(proj) as p:
         df = p.samples()
@@ -100,7 +100,7 @@ def test_project_files_are_group_readable_and_not_world(tmp_path, umask, file_mo
             p.set_label(p.sample_ids()[:1], "x")
     """)
     r = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=_env(), capture_output=True,
-                       text=True, timeout=300)
+                       text=True, encoding="utf-8", timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     files = [f for f in proj.rglob("*") if f.is_file()]
     dirs = [d for d in proj.rglob("*") if d.is_dir()] + [proj]

@@ -210,7 +210,7 @@ def test_import_on_a_full_disk_says_so_and_leaves_no_partial_files(tmp_path):
         from core.cli import main
         sys.exit(main(["import", {str(src)!r}, "--project", {str(proj)!r}]))
     """)
-    r = subprocess.run([PY, "-c", script], cwd=ROOT, env=_env(), capture_output=True, text=True,
+    r = subprocess.run([PY, "-c", script], cwd=ROOT, env=_env(), capture_output=True, text=True, encoding="utf-8",
                        timeout=300)
     assert r.returncode == 2, r.stderr[-2000:]
     assert "Traceback" not in r.stderr and "cannot rollback" not in r.stderr
@@ -248,7 +248,7 @@ def test_transaction_reports_a_full_disk_not_cannot_rollback(tmp_path):
         p.set_label([p.sample_ids()[0]], "still-works")
         print("LABELS", p.labels()[p.sample_ids()[0]])
     """)
-    r = subprocess.run([PY, "-c", script], cwd=ROOT, env=_env(), capture_output=True, text=True,
+    r = subprocess.run([PY, "-c", script], cwd=ROOT, env=_env(), capture_output=True, text=True, encoding="utf-8",
                        timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "DISKFULL disk full: cannot write" in r.stdout and DB_NAME in r.stdout

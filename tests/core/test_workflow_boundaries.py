@@ -22,7 +22,7 @@ STEPS = {
 
 
 def _calls(path: Path):
-    tree = ast.parse(path.read_text(), filename=str(path))
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
             f = node.func
@@ -60,7 +60,7 @@ def test_cli_and_widgets_leave_train_resume_apply_to_core_workflows():
     offenders = []
     for path in sorted([*(ROOT / "core" / "cli").rglob("*.py"), *(ROOT / "app").rglob("*.py")]):
         rel = path.relative_to(ROOT).as_posix()
-        tree = ast.parse(path.read_text(), filename=str(path))
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         for node in ast.walk(tree):
             if isinstance(node, ast.Call):
                 f = node.func
