@@ -149,19 +149,10 @@ class Job:
             return
         if not self._stepped:
             return  # cancelled before the first optimisation step: nothing to resume from
-        from ..methods.base import Diverged, _fmt_lr
-
         state = self.method.state_dict()
         bad = _nonfinite_entries(state)
         if bad:  # never overwrite the last good checkpoint with NaN weights
-            epoch, step = self._where()
-            where = f" at epoch {epoch}, step {step}" if epoch is not None else ""
-            lr = _learning_rate(self.method)
-            hint = (f"the learning rate {_fmt_lr(lr)} is likely too high; lower it and train again"
-                    if lr is not None else "the learning rate is likely too high; lower it and train again")
-            which = f"{bad[0]}" if len(bad) == 1 else f"{len(bad)} tensors, e.g. {bad[0]}"
-            raise Diverged(f"the weights became NaN or infinite{where} ({which}): {hint}",
-                           epoch=epoch, step=step)
+            raise self._nonfinite_weights(bad, "at")
         save_checkpoint(self.checkpoint_path, state)
         self.checkpoint_written = True
         if self.project is not None and self.run_id is not None:
@@ -178,16 +169,21 @@ class Job:
             return None
         if not bad:
             return None
+        return self._nonfinite_weights(
+            bad, "after", f"; the next step then failed with {type(exc).__name__}: {exc}")
+
+    def _nonfinite_weights(self, bad, when: str, detail: str = ""):
+        """The ``Diverged`` naming the non-finite tensors, where it happened and the likely cause."""
         from ..methods.base import Diverged, _fmt_lr
 
         epoch, step = self._where()
-        where = f" after epoch {epoch}, step {step}" if epoch is not None else ""
+        where = f" {when} epoch {epoch}, step {step}" if epoch is not None else ""
         lr = _learning_rate(self.method)
         hint = (f"the learning rate {_fmt_lr(lr)} is likely too high; lower it and train again"
                 if lr is not None else "the learning rate is likely too high; lower it and train again")
         which = f"{bad[0]}" if len(bad) == 1 else f"{len(bad)} tensors, e.g. {bad[0]}"
-        return Diverged(f"the weights became NaN or infinite{where} ({which}; the next step then failed "
-                        f"with {type(exc).__name__}: {exc}): {hint}", epoch=epoch, step=step)
+        return Diverged(f"the weights became NaN or infinite{where} ({which}{detail}): {hint}",
+                        epoch=epoch, step=step)
 
     def _check_loss(self, progress: Progress) -> None:
         from ..methods.base import Diverged, divergence_message
