@@ -21,6 +21,16 @@ def default_k(project, ids) -> int:
     return len(names) or 10
 
 
+def checked_k(project, ids, k: int | None) -> int:
+    """``k`` (or :func:`default_k` when None), refused when it is below 1 or above the sample count."""
+    k = int(k or default_k(project, ids))
+    if k < 1:
+        raise ValueError(f"the number of clusters must be >= 1, got {k}")
+    if k > len(ids):
+        raise ValueError(f"{k} clusters exceed the {len(ids)} samples to cluster")
+    return k
+
+
 def first_clustering(project, run_id: int, ids, features, *, method=None, data=None,
                      n_clusters: int | None = None, seed: int = 0) -> tuple[str, bool]:
     """The run's clustering: created when the run has none yet (the method's own clusters, e.g.
@@ -34,11 +44,7 @@ def first_clustering(project, run_id: int, ids, features, *, method=None, data=N
         assign = np.asarray(method.predict_clusters(data), dtype=int)
         base, params = default_clustering_name(run_id, "head"), {"source": "head"}
     else:
-        k = int(n_clusters or default_k(project, ids))
-        if k < 1:
-            raise ValueError(f"the number of clusters must be >= 1, got {k}")
-        if k > len(ids):
-            raise ValueError(f"{k} clusters exceed the {len(ids)} samples to cluster")
+        k = checked_k(project, ids, n_clusters)
         assign = kmeans_assign(features, k, seed=seed)
         base = default_clustering_name(run_id, f"kmeans{k}")
         params = {"source": "kmeans", "k": k, "seed": seed, "embedding": embedding_key(run_id)}
@@ -65,11 +71,7 @@ def recluster(project, run_id: int | None = None, *, k: int | None = None, ids=N
             raise ValueError(f"{len(missing)} ids are not in {embedding_key(run_id)} (first: {missing[0]!r})")
         sel = np.array([pos[s] for s in want], dtype=int)
         all_ids, emb = all_ids[sel], emb[sel]
-    k = int(k or default_k(project, all_ids))
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    if k > len(all_ids):
-        raise ValueError(f"k={k} exceeds the {len(all_ids)} samples to cluster")
+    k = checked_k(project, all_ids, k)
     assign = kmeans_assign(emb, k, seed=seed)
     base = name or f"{run_name(run_id)}-kmeans{k}" + ("-subset" if subset else "")
     new = project.unique_clustering_name(base) if name is None else name
