@@ -53,6 +53,7 @@ $(PACKAGE_TOOLS): $(STAMP) pyproject.toml
 package: setup $(PACKAGE_TOOLS)
 	nice -n 10 $(VENV)/bin/pyinstaller --noconfirm --log-level WARN --distpath dist \
 		--workpath build/pyinstaller packaging/latentmap.spec
+	nice -n 10 $(PY) packaging/strip_bundle.py dist/latentmap
 	deb=$$(nice -n 10 bash packaging/build_deb.sh dist/latentmap dist) && \
 		bash packaging/smoke_test.sh "$$deb" out/package
 

@@ -87,10 +87,81 @@ def report_first_window() -> None:
     main_window.MainWindow.show = show_and_report
 
 
+def bundle_check() -> int:
+    """``latentmap bundle-check`` (packaging only, for the smoke test): the native libraries that
+    the app start, import and training do not reach, each exercised once (the bundle's libraries
+    are stripped by packaging/strip_bundle.py): NIfTI through SimpleITK, VTK and PLY meshes
+    (VTK, trimesh), a parquet table (pyarrow), torch's autograd, a numba kernel, DICOM tags."""
+    import tempfile
+
+    import numpy as np
+
+    done = []
+    with tempfile.TemporaryDirectory(prefix="latentmap-check-") as tmp:
+        tmp = Path(tmp)
+        import SimpleITK as sitk
+
+        from core.io.volumes import read_volume
+
+        sitk.WriteImage(sitk.GetImageFromArray(np.arange(60, dtype=np.int16).reshape(3, 4, 5)),
+                        str(tmp / "v.nii.gz"))
+        (vol,) = read_volume(tmp / "v.nii.gz")
+        assert vol.array.shape == (3, 4, 5) and int(vol.array[2, 3, 4]) == 59, vol.array.shape
+        done.append("NIfTI (SimpleITK)")
+
+        import pyvista as pv
+        import trimesh
+
+        from core.io.meshes import read_mesh
+
+        pv.Sphere(theta_resolution=8, phi_resolution=8).save(str(tmp / "s.vtk"))
+        trimesh.creation.icosphere(subdivisions=1).export(str(tmp / "s.ply"))
+        (vtk_mesh,) = read_mesh(tmp / "s.vtk")
+        (ply_mesh,) = read_mesh(tmp / "s.ply")
+        assert vtk_mesh.faces.shape[1] == 3 and ply_mesh.vertices.shape == (42, 3)
+        done.append("meshes (VTK, PLY)")
+
+        import pandas as pd
+
+        from core.export import write_table
+
+        df = pd.DataFrame({"id": ["a", "b"], "x": [1.5, 2.5]})
+        back = pd.read_parquet(write_table(df, tmp / "t.parquet"))
+        assert back.equals(df), back
+        done.append("parquet (pyarrow)")
+
+    import torch
+
+    x = torch.randn(2, 1, 8, 8, requires_grad=True)
+    torch.nn.Conv2d(1, 2, 3)(x).square().sum().backward()
+    assert x.grad is not None and bool(torch.isfinite(x.grad).all())
+    done.append(f"torch {torch.__version__}")
+
+    import numba
+
+    @numba.njit
+    def _sum(a):
+        s = 0.0
+        for v in a:
+            s += v
+        return s
+
+    assert _sum(np.arange(4.0)) == 6.0
+    done.append(f"numba {numba.__version__}")
+
+    import pydicom  # noqa: F401 - DICOM import reads tags through it
+
+    done.append("pydicom")
+    print("latentmap bundle-check: ok: " + ", ".join(done), flush=True)
+    return 0
+
+
 def main() -> int:
     multiprocessing.freeze_support()
     prepare_environment()
     sys.argv[0] = "latentmap"
+    if sys.argv[1:2] == ["bundle-check"]:
+        return bundle_check()
     argv = first_start_args(sys.argv[1:])
     if argv[0] == "app" and os.environ.get("LATENTMAP_PRINT_FIRST_WINDOW"):
         report_first_window()

@@ -7,7 +7,9 @@
 #   3. a second start (sample already built): wall time to the first window;
 #   4. `latentmap import` of real data from ../shared/data (the bundled sample cohort when
 #      that folder is absent) and `latentmap train deepdiffusion --set epochs=1` on it;
-#   5. nothing was written into the install folder; bundle size reported.
+#   5. `latentmap bundle-check`: the native libraries the steps above do not reach (NIfTI,
+#      VTK/PLY meshes, parquet, torch autograd, numba, DICOM), after strip_bundle.py;
+#   6. nothing was written into the install folder; bundle size reported.
 # Usage: packaging/smoke_test.sh DEB [OUT_DIR]  (OUT_DIR keeps the screenshots and the log)
 set -euo pipefail
 deb=$(realpath "${1:?usage: smoke_test.sh DEB [OUT_DIR]}")
@@ -53,7 +55,7 @@ sys.exit(0 if std > 10 and colours > 200 and im.shape[0] > 300 else 1)
 EOF
 }
 
-say "1/4 first start (builds the sample project in \$HOME/.local/share/latentmap), headless"
+say "1/5 first start (builds the sample project in \$HOME/.local/share/latentmap), headless"
 t0=$(date +%s.%N)
 xvfb "$bin" app --screenshot "$out/first-start.png" --quit-after 25 > "$work/first.log" 2>&1 \
   || { cat "$work/first.log"; fail "first start"; }
@@ -63,7 +65,7 @@ cat "$work/first.log"
 check_png "$out/first-start.png" || fail "first-start screenshot is blank"
 say "first start incl. building the sample project: $(secs "$t0" "$t1") s (process wall time)"
 
-say "2/4 second start (cold process, sample ready): time to first window"
+say "2/5 second start (cold process, sample ready): time to first window"
 t0=$(date +%s.%N)
 user env LATENTMAP_PRINT_FIRST_WINDOW=1 xvfb-run -a -s "-screen 0 1600x1000x24" \
   "$bin" app --screenshot "$out/installed-app.png" --quit-after 20 > "$work/second.log" 2>&1 \
@@ -74,7 +76,7 @@ t_win=$(sed -n 's/^latentmap: first window at //p' "$work/second.log" | head -1)
 check_png "$out/installed-app.png" || fail "screenshot is blank"
 say "cold start to first window: $(secs "$t0" "$t_win") s (includes xvfb-run start-up)"
 
-say "3/4 latentmap import"
+say "3/5 latentmap import"
 src=$shared/vesselmnist3d/vesselmnist3d.npz
 if [ ! -f "$src" ]; then
   say "$src absent: importing the bundled sample cohort instead"
@@ -84,7 +86,7 @@ t0=$(date +%s)
 user "$bin" import "$src" --project "$home/cohort" 2>&1 | tail -8 || fail "import"
 say "import: $(( $(date +%s) - t0 )) s"
 
-say "4/4 latentmap train deepdiffusion --set epochs=1"
+say "4/5 latentmap train deepdiffusion --set epochs=1"
 t0=$(date +%s)
 user "$bin" train deepdiffusion --project "$home/cohort" --set epochs=1 > "$work/train.log" 2>&1 \
   || { tail -30 "$work/train.log"; fail "train"; }
@@ -92,6 +94,9 @@ tail -5 "$work/train.log" | tr '\r' '\n' | tail -5
 grep -qi "cannot cache\|no locator\|numba kernels unavailable" "$work/train.log" && fail "numba kernels not used or not cached"
 say "train 1 epoch: $(( $(date +%s) - t0 )) s"
 user "$bin" info "$home/cohort" | head -20 || fail "info"
+
+say "5/5 latentmap bundle-check (NIfTI, VTK/PLY meshes, parquet, torch autograd, numba, DICOM)"
+user "$bin" bundle-check || fail "bundle-check"
 
 written=$(find "$work/root" -newer "$stamp" | head -5)
 [ -z "$written" ] || fail "the app wrote into its install folder: $written"
