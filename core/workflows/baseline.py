@@ -131,7 +131,7 @@ def choose_baseline(project):
     get) point clouds, else PCA of volumes, else PCA of 2D images; None when nothing fits."""
     df = project.samples()
     kinds = set(df["kind"]) if len(df) else set()
-    if kinds & {"mask", "mesh"}:
+    if kinds & {"mask", "mesh", "structure"}:  # structures: one organ of a label map each
         return UntrainedPointNet()
     if "volume" in kinds:
         return PixelPCA(input_kind="volume")

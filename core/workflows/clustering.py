@@ -16,9 +16,10 @@ def kmeans_assign(features, k: int, *, seed: int = 0) -> np.ndarray:
 
 
 def default_k(project, ids) -> int:
-    """One cluster per label the samples carry, 10 when they carry none."""
+    """One cluster per label the samples carry, 10 when they carry none; never more clusters
+    than samples (a new project of three structures still gets its first map)."""
     names, _ = project.labels_in_use(list(ids))
-    return len(names) or 10
+    return max(1, min(len(names) or 10, len(ids)))
 
 
 def checked_k(project, ids, k: int | None) -> int:
@@ -84,17 +85,23 @@ def recluster(project, run_id: int | None = None, *, k: int | None = None, ids=N
     return new
 
 
-def centroids(project, clustering: str, ids, features) -> tuple[np.ndarray, np.ndarray]:
+def centroids(project, clustering: str, ids, features, *, row: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(cluster ids, K x D unit centroids)``: the normalised mean of each cluster's normalised
-    members (k-means here runs on l2-normalised rows), from the stored assignments."""
+    members (k-means here runs on l2-normalised rows), from the stored assignments. ``row``:
+    id -> row of ``ids`` when the caller has it (then only the clustering's members are walked)."""
     from ..cluster import l2_normalise
 
     assigned = project.cluster_assignments(clustering)
-    ids = np.asarray(ids).astype(str)
-    rows = np.array([i for i, s in enumerate(ids) if s in assigned], dtype=int)
+    if row is None:
+        ids = np.asarray(ids).astype(str)
+        rows = np.array([i for i, s in enumerate(ids) if s in assigned], dtype=int)
+        k_of = np.array([assigned[ids[i]] for i in rows], dtype=int)
+    else:
+        pairs = sorted((row[s], k) for s, k in assigned.items() if s in row)
+        rows = np.array([i for i, _ in pairs], dtype=int)
+        k_of = np.array([k for _, k in pairs], dtype=int)
     if len(rows) == 0:
         raise ValueError(f"clustering {clustering!r} has no sample in this embedding")
-    k_of = np.array([assigned[ids[i]] for i in rows])
     x = l2_normalise(np.asarray(features)[rows])
     labels = np.unique(k_of)
     cent = np.stack([x[k_of == k].mean(0) for k in labels])

@@ -220,4 +220,14 @@ def test_structure_from_a_ct_label_map(tmp_path):
     # re-importing finds the existing scan and adds a structure to it
     report = import_and_derive(project, [CT, CT_SEG], structures=["spleen"])
     assert report.sample_ids == [f"{ct_id}/spleen"]
+    # the scan's structures get the first map without training: the untrained PointNet over
+    # the three organs (k-means capped at three clusters, not the default 10)
+    from core.workflows.baseline import baseline_steps
+    for _ in baseline_steps(project):
+        pass
+    runs = project.runs()
+    assert list(runs["method"]) == ["baseline-pointnet"] and runs["status"].iloc[0] == "finished"
+    ids, emb = project.embedding(int(runs["id"].iloc[0]))
+    assert sorted(ids) == sorted(report.structure_ids + [f"{ct_id}/liver", f"{ct_id}/kidney_right"])
+    assert np.isfinite(emb).all()
     project.close()
