@@ -51,7 +51,7 @@ def run_training(args, *, table: str) -> int:
     # every rank trains its share of each global batch, rank 0 alone records, reports and saves.
     from ..jobs import distributed
     if getattr(args, "nproc", 1) > 1 or distributed.launched():
-        distributed.check_supported(args.method)
+        distributed.check_supported(args.method, "methods" if table == "methods" else "finetuners")
     if getattr(args, "nproc", 1) > 1 and not distributed.launched():
         return distributed.launch_local(args.nproc, distributed.rank_argv(
             args, "train" if table == "methods" else "finetune"))

@@ -40,7 +40,8 @@ from datetime import timedelta
 import numpy as np
 
 __all__ = ["Context", "launched", "init", "shutdown", "active", "rank", "world_size", "is_main",
-           "local_rows", "gather_rows", "gather_repeated", "all_gather_array", "sync_gradients",
+           "local_rows", "local_share", "local_batch", "global_batch", "global_parts", "sum_over_ranks", "gather_array",
+           "prepare_all", "on_main", "gather_rows", "gather_repeated", "all_gather_array", "sync_gradients",
            "sync_batchnorm", "local_batchnorm", "broadcast_module", "prepare", "any_rank", "barrier", "distributed_sampler",
            "wrap_ddp", "GlobalBatchNorm", "launch_local", "RankJob"]
 
@@ -61,15 +62,19 @@ _CTX: Context | None = None
 warnings.filterwarnings("ignore", message=r"torch\.distributed\.nn\.functional\.all_gather is deprecated")
 
 
-#: methods whose training loop splits the global batch over ranks (the others would each train
-#: on everything, so they are refused rather than silently duplicated)
-DATA_PARALLEL = {"pica"}
+#: registry names whose training loop splits the global batch over ranks (any other name would
+#: train on everything on every rank, so it is refused rather than silently duplicated)
+DATA_PARALLEL = {"pica", "deepdiffusion", "deepcluster", "fixmatch", "residual-ssl", "simclr", "byol",
+                 "simsiam", "masked"}
+#: fine-tuners (``latentmap finetune``) that do
+DATA_PARALLEL_FINETUNERS = {"cluster-head", "residual-ssl"}
 
 
-def check_supported(method_name: str) -> None:
-    if method_name not in DATA_PARALLEL:
+def check_supported(method_name: str, table: str = "methods") -> None:
+    known = DATA_PARALLEL if table == "methods" else DATA_PARALLEL_FINETUNERS
+    if method_name not in known:
         raise ValueError(f"{method_name} does not train data-parallel yet (supported: "
-                         f"{', '.join(sorted(DATA_PARALLEL))}); train it on one process")
+                         f"{', '.join(sorted(known))}); train it on one process")
 
 
 # --------------------------------------------------------------------------- process group
@@ -162,6 +167,98 @@ def local_rows(n: int) -> slice:
     return slice(rank() * m, (rank() + 1) * m)
 
 
+def local_share(n: int) -> slice:
+    """This rank's contiguous block of ``n`` rows when they need not split evenly (the first
+    ``n % W`` ranks take one row more): the last, larger batch of an epoch, sharded passes
+    over a data set. All of it on one process."""
+    w, r = world_size(), rank()
+    m, extra = divmod(int(n), w)
+    start = r * m + min(r, extra)
+    return slice(start, start + m + (1 if r < extra else 0))
+
+
+def _share_sizes(n: int) -> list[int]:
+    m, extra = divmod(int(n), world_size())
+    return [m + (1 if r < extra else 0) for r in range(world_size())]
+
+
+def local_batch(*arrays):
+    """This rank's rows (``local_share``) of each of ``arrays``, all global batches of the same
+    length: ``x, idx = local_batch(x, idx)``. The arrays themselves on one process."""
+    if not active():
+        return arrays if len(arrays) > 1 else arrays[0]
+    n = len(arrays[0])
+    if any(len(a) != n for a in arrays):
+        raise ValueError(f"local_batch: arrays of different lengths {[len(a) for a in arrays]}")
+    s = local_share(n)
+    out = tuple(a[s] for a in arrays)
+    return out if len(out) > 1 else out[0]
+
+
+def global_batch(*tensors):
+    """Every rank's rows of each of ``tensors`` (this rank's ``local_batch`` outputs) gathered
+    back into the global batch, in order, WITH gradients: the gradient of every rank's copy of
+    the global loss flows back to the rank that produced each row. With the same global loss
+    on every rank, ``sync_gradients`` then gives exactly the one-process gradient (the autograd
+    all-gather sums the W copies, the average divides by W). Uneven shares are padded for the
+    collective and cut back. Identity on one process."""
+    if not active():
+        return tensors if len(tensors) > 1 else tensors[0]
+    import torch
+    import torch.distributed.nn.functional as dnn
+
+    import torch.distributed as dist
+
+    # every rank's row count of every tensor, in one small collective
+    mine = torch.tensor([t.shape[0] for t in tensors], dtype=torch.int64,
+                        device=_CTX.device if _CTX.backend == "nccl" else "cpu")
+    counts = [torch.empty_like(mine) for _ in range(world_size())]
+    dist.all_gather(counts, mine)
+    counts = torch.stack(counts).cpu().numpy()
+    out = []
+    for j, x in enumerate(tensors):
+        m = x.shape[0]
+        sizes = [int(v) for v in counts[:, j]]
+        top = max(sizes)
+        xp = x if m == top else torch.cat([x, x.new_zeros((top - m, *x.shape[1:]))], 0)
+        parts = dnn.all_gather(xp.contiguous())
+        out.append(torch.cat([p[:k] for p, k in zip(parts, sizes)], 0))
+    return tuple(out) if len(out) > 1 else out[0]
+
+
+def global_parts(t, sizes):
+    """A forward pass over several local parts stacked (e.g. FixMatch's labelled, weak and
+    strong rows of this rank, ``sizes`` rows each) -> the same parts of the global batch,
+    stacked in the same order, with gradients (``global_batch`` of each part)."""
+    if not active():
+        return t
+    import torch
+
+    parts = torch.split(t, [int(k) for k in sizes], 0)
+    return torch.cat(global_batch(*parts) if len(parts) > 1 else [global_batch(parts[0])], 0)
+
+
+def sum_over_ranks(*values):
+    """Sums over ranks of scalar tensors or numbers (detached; for what a step reports, e.g. a
+    loss summed over the global batch). The values themselves on one process."""
+    if not active():
+        return values if len(values) > 1 else values[0]
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor([float(v.detach()) if hasattr(v, "detach") else float(v) for v in values],
+                     dtype=torch.float64, device=_CTX.device if _CTX.backend == "nccl" else "cpu")
+    dist.all_reduce(t)
+    out = tuple(torch.as_tensor(v.item()) for v in t.cpu())
+    return out if len(out) > 1 else out[0]
+
+
+def gather_array(a: np.ndarray) -> np.ndarray:
+    """``all_gather_array``: each rank's block of a sharded pass, concatenated (identity on one
+    process). With ``local_share`` blocks the result is the one-process array."""
+    return all_gather_array(a)
+
+
 def local_rows_repeated(n: int, repeat: int):
     """Row indices of this rank's share of ``repeat`` stacked copies of an n-row batch
     (``[1..n, 1..n, ...]``): its block within every copy, copies kept together."""
@@ -214,6 +311,14 @@ def broadcast_object(obj, src: int = 0):
     return box[0]
 
 
+def on_main(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` computed on rank 0 alone and its result sent to every rank (e.g.
+    DeepCluster's k-means of the gathered features); a plain call on one process."""
+    if not active():
+        return fn(*args, **kwargs)
+    return broadcast_object(fn(*args, **kwargs) if is_main() else None)
+
+
 def distributed_sampler(n: int, *, seed: int, epoch: int, drop_last: bool = False):
     """``torch.utils.data.DistributedSampler`` over ``range(n)`` with the run's seed, at ``epoch``."""
     from torch.utils.data import DistributedSampler
@@ -225,9 +330,15 @@ def distributed_sampler(n: int, *, seed: int, epoch: int, drop_last: bool = Fals
 
 
 # --------------------------------------------------------------------------- gradients, BN
-def sync_gradients(params) -> None:
-    """Average the gradients of ``params`` (a module or an iterable of parameters) over ranks,
-    in flat buckets, as DistributedDataParallel's reducer does after ``backward``."""
+def sync_gradients(params, reduce: str = "mean") -> None:
+    """Average the gradients of ``params`` (a module, an optimizer or an iterable of parameters)
+    over ranks, in flat buckets, as DistributedDataParallel's reducer does after ``backward``.
+
+    ``reduce="sum"`` sums them instead: for a loss that is a SUM over the rows of the batch,
+    computed by each rank over its own rows (DeepDiffusion's LMR loss), whose global value is
+    the sum of the ranks' losses."""
+    if reduce not in ("mean", "sum"):
+        raise ValueError(f"sync_gradients: reduce must be 'mean' or 'sum', got {reduce!r}")
     if not active():
         return
     import torch
@@ -236,6 +347,8 @@ def sync_gradients(params) -> None:
 
     if isinstance(params, torch.nn.Module):
         params = params.parameters()
+    elif hasattr(params, "param_groups"):  # an optimizer: everything it steps
+        params = [p for g in params.param_groups for p in g["params"]]
     grads = [p.grad for p in params if p.grad is not None]
     w = world_size()
     by_kind: dict = {}
@@ -245,7 +358,8 @@ def sync_gradients(params) -> None:
         for bucket in _buckets(group, 25 * 2 ** 20):
             flat = _flatten_dense_tensors(bucket)
             dist.all_reduce(flat)
-            flat /= w
+            if reduce == "mean":
+                flat /= w
             for g, v in zip(bucket, _unflatten_dense_tensors(flat, bucket)):
                 g.copy_(v)
 
@@ -310,8 +424,12 @@ def _global_batchnorm_cls():
                 return super().forward(x)
             dims = [0] + list(range(2, x.dim()))
             shape = [1, -1] + [1] * (x.dim() - 2)
-            count = x.numel() // x.shape[1] * world_size()
-            total = torch.stack(dnn.all_gather(x.sum(dims))).sum(0)
+            # local sums and row counts gathered together (shares may differ by a row)
+            # (in at least float32: a bfloat16 count would round)
+            acc = torch.promote_types(x.dtype, torch.float32)
+            n_local = torch.full((1,), float(x.numel() // x.shape[1]), dtype=acc, device=x.device)
+            both = torch.stack(dnn.all_gather(torch.cat([x.sum(dims).to(acc), n_local]))).sum(0)
+            total, count = both[:-1].to(x.dtype), float(both[-1].detach())
             mean = total / count
             xc = x - mean.view(shape)
             sq = torch.stack(dnn.all_gather((xc * xc).sum(dims))).sum(0)
@@ -382,6 +500,12 @@ def sync_batchnorm(module):
     import torch
 
     cls = _local_capable_sync_bn() if _CTX.backend == "nccl" else _global_batchnorm_cls()
+    for m in module.modules():
+        if hasattr(m, "set_fused"):
+            # layers that compute their BatchNorm's statistics themselves (PointNet's fused
+            # max-pooled Linear + BatchNorm + ReLU) run as the plain composition, so that the
+            # statistics go through the global BatchNorm (same parameters and state dict)
+            m.set_fused(False)
     return _convert(module, cls)
 
 
@@ -419,6 +543,14 @@ def prepare(module):
     module = sync_batchnorm(module)
     broadcast_module(module)
     return module
+
+
+def prepare_all(*modules) -> None:
+    """``prepare`` for several modules of one method, each converted in place (the method keeps
+    its references; none of them may itself be a BatchNorm layer)."""
+    for m in modules:
+        if m is not None and prepare(m) is not m:
+            raise TypeError(f"prepare_all: {type(m).__name__} cannot be converted in place")
 
 
 def wrap_ddp(module, **kw):

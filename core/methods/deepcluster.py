@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..jobs import Progress, RateMeter
+from ..jobs import distributed as dist
 from .base import Method
 
 __all__ = ["preprocess_features", "fit_preprocessing", "apply_preprocessing", "kmeans_faiss_style",
@@ -347,11 +348,13 @@ class DeepCluster(Method):
 
         images_ = self._images(data.x) if images is None else images
         self._recalibrate(images_)
-        feats = self._features(images_)
+        # torchrun: each rank extracts its block of the features, k-means runs on rank 0 over all
+        # of them and every rank receives its result (core.jobs.distributed)
+        feats = dist.gather_array(self._features(images_[dist.local_share(len(images_))]))
         x, pca = fit_preprocessing(feats, int(self.pca_dim))
         kseed = int(np.random.SeedSequence([int(self.seed) & 0xFFFFFFFF, self.epoch_ + int(final), 1])
                     .generate_state(1)[0])
-        assign, centroids, obj = kmeans_faiss_style(x, self.k_, n_iter=int(self.kmeans_iter), seed=kseed,
+        assign, centroids, obj = dist.on_main(kmeans_faiss_style, x, self.k_, n_iter=int(self.kmeans_iter), seed=kseed,
                                                     device=self.device_)
         self.prev_assign_, self.assign_ = self.assign_, assign
         self.centroids_, self.pca_ = centroids, pca
@@ -390,6 +393,7 @@ class DeepCluster(Method):
         else:
             x0 = to_unit_tensor(images[:1])
             self._build(self._k(data), in_channels=x0.shape[1], image_size=max(x0.shape[-2:]))
+        dist.prepare_all(self.model_)  # torchrun: global-batch BatchNorm, rank 0's weights
         bs = min(int(self.batch_size), n)
         n_batches = max(1, n // bs)
         per_epoch = 1 + n_batches
@@ -411,12 +415,13 @@ class DeepCluster(Method):
                         x = strong_augment(x, generator=_step_generator(self.seed, epoch, s))
                     x = self._normalise(x)
                     target = torch.as_tensor(self.assign_[idx], device=self.device_)
-                    with autocast(self.device_, self.mixed_precision):
-                        logits = model(x)
+                    with autocast(self.device_, self.mixed_precision):  # torchrun: this rank's rows
+                        logits = dist.global_batch(model(dist.local_batch(x)))
                     loss = F.cross_entropy(logits.float(), target)
                     self.optimizer_.zero_grad(set_to_none=True)
                     self.top_optimizer_.zero_grad(set_to_none=True)
                     loss.backward()
+                    dist.sync_gradients(model)
                     self.optimizer_.step()
                     self.top_optimizer_.step()
                     losses, metrics, n_seen, msg = {"ce": loss.item()}, {}, len(idx), "training"

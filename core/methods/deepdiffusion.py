@@ -24,6 +24,7 @@ except ImportError as exc:  # pragma: no cover - torch is a hard dependency of t
     raise ImportError("core.methods.deepdiffusion needs torch") from exc
 
 from ..jobs import Progress, RateMeter
+from ..jobs import distributed as dist
 from ._lmr_neighbours import CLIP as _CLIP
 from ._lmr_neighbours import backward_products, neighbour_terms
 from ._lmr_neighbours import workspace as _workspace
@@ -394,7 +395,7 @@ class DeepDiffusion(Method):
         out = []
         self.encoder_.train()
         try:
-            with torch.no_grad():
+            with torch.no_grad(), dist.local_batchnorm():  # torchrun: every rank runs this same pass
                 for lo, hi in zip(bounds[:-1], bounds[1:]):
                     x = torch.from_numpy(points[lo:hi]).to(self.device_)
                     with autocast(self.device_, self.mixed_precision):
@@ -517,6 +518,7 @@ class DeepDiffusion(Method):
         train_t = torch.from_numpy(train_x)
         loss_precision = "bfloat16" if uses_bf16(self.device_, self.mixed_precision) else "float32"
         fit_first = None
+        dist.prepare_all(self.encoder_)  # torchrun: global-batch BatchNorm, rank 0's weights
         try:
             while self.epoch_ < n_epochs:
                 epoch = self.epoch_
@@ -527,17 +529,22 @@ class DeepDiffusion(Method):
                     x = train_t[idx].to(self.device_)
                     if self.augment:
                         x = augment_points_torch(x, generator=self._generator(epoch, step, 1), p=0.8)
+                    # torchrun: this rank's rows of the global batch (the memory is whole on every rank)
+                    x, idx_r = dist.local_batch(x, idx)
                     self.encoder_.train()
                     with autocast(self.device_, self.mixed_precision):
                         h = self.encoder_(x)
-                    loss, fit, smooth = lmr_loss(h.float(), self.memory_, idx.to(self.device_), int(self.k),
+                    loss, fit, smooth = lmr_loss(h.float(), self.memory_, idx_r.to(self.device_), int(self.k),
                                                  float(self.lam), variant=self.loss_variant,
                                                  precision=loss_precision,
                                                  temperature=float(self.temperature),
                                                  normalize_memory=bool(self.normalize_memory))
                     self.optimizer_.zero_grad(set_to_none=True)
                     loss.backward()
+                    dist.sync_gradients(self.optimizer_, reduce="sum")  # the loss sums over rows
                     self.optimizer_.step()
+                    loss, fit, smooth = dist.sum_over_ranks(loss, fit, smooth)  # the global batch's
+                    h = dist.global_batch(h.detach())
                     if not torch.isfinite(loss):
                         raise FloatingPointError(f"DeepDiffusion: loss became {loss.item()} at epoch {epoch}, "
                                                  f"step {step}; lower lr")

@@ -27,6 +27,7 @@ from torch import nn
 from ..dataset import SampleSet
 from ..device import autocast, pick_device, seed_everything
 from ..jobs import Progress, RateMeter
+from ..jobs import distributed as dist
 from ..metrics.classification import apply_thresholds, best_f1_thresholds, per_class_scores
 from .base import Method
 
@@ -271,6 +272,9 @@ class LabelledImageTrainer(Method):
         self.thresholds_ = np.full(len(self.label_names_), 0.5)
         if resume is not None:
             self._load_training_state(resume)
+        # torchrun: global-batch BatchNorm and rank 0's weights; each step forwards this rank's
+        # rows of the global batch and computes the loss over the gathered outputs
+        dist.prepare_all(self.model_)
         spe = self._steps_per_epoch()
         meter = RateMeter(max(1, (self.epochs - self.epoch_) * spe - self.step_))
         self.model_.train()
@@ -504,9 +508,10 @@ class ClusterFinetune(LabelledImageTrainer):
         if self.weak_ is not None:
             x = self.weak_(x)
         with autocast(self.device_, self.mixed_precision):
-            _, outs = self.model_(x)
-            loss = bce_loss(outs["ml"], y)
+            _, outs = self.model_(dist.local_batch(x))
+            loss = bce_loss(dist.global_batch(outs["ml"]), y)
         self.optimizer_.zero_grad(set_to_none=True)
         loss.backward()
+        dist.sync_gradients(self.optimizer_)
         self.optimizer_.step()
         return {"bce": float(loss.detach())}, len(idx)

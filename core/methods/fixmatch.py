@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from ..device import autocast
+from ..jobs import distributed as dist
 from ..metrics.classification import combination_vocabulary
 from .finetune import LabelledImageTrainer, _augmenter, bce_loss
 
@@ -238,9 +239,14 @@ class FixMatch(LabelledImageTrainer):
             xw = xu
         xs = self.strong_(xu) if self.strong_ is not None else xu
         y = torch.from_numpy(self.y_[ix]).to(self.device_)
+        # torchrun: each rank forwards its share of the labelled AND of the unlabelled rows (so
+        # every rank's batch interleaves both, as the global batch does); the heads' outputs are
+        # gathered back into the global [labelled, weak, strong] layout the losses below see
+        xl, (xw, xs) = dist.local_batch(xl), dist.local_batch(xw, xs)
         with autocast(self.device_, self.mixed_precision):
             # one forward over the three views: batch-norm statistics over all of them, as FixMatch
             _, outs = self.model_(torch.cat([xl, xw, xs]))
+        outs = {k: dist.global_parts(v, (len(xl), len(xw), len(xs))) for k, v in outs.items()}
         split = lambda t: (t[:len(ix)], t[len(ix):len(ix) + len(iu)], t[len(ix) + len(iu):])  # noqa: E731
         kw = dict(T=self.T, threshold=self.threshold, lambda_u=self.lambda_u)
         if self.variant == "single":
@@ -259,6 +265,7 @@ class FixMatch(LabelledImageTrainer):
             extra = {"bce": float(lbce.detach())}
         self.optimizer_.zero_grad(set_to_none=True)
         loss.backward()
+        dist.sync_gradients(self.optimizer_)
         self.optimizer_.step()
         mask_rate = float(terms.mask.float().mean())
         return {"loss": float(loss.detach()), "Lx": float(terms.Lx.detach()),

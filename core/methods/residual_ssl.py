@@ -27,6 +27,7 @@ from torch.nn import functional as F
 
 from ..jobs import Progress, RateMeter
 from .base import Method
+from ..jobs import distributed as dist
 from .ssl_baselines import VolumeSSL, _gen, augment_volumes, binary_targets, flip_pair, volumes_to_tensor
 
 
@@ -189,6 +190,9 @@ class ResidualSSL(VolumeSSL):
         self._init(x_all.shape[2:])
         if resume is not None:
             self.load_state_dict(resume)
+        # torchrun: each rank forwards its rows of every global batch; losses over the gathered
+        # outputs, BatchNorm over the global batch, gradients averaged (core.jobs.distributed)
+        dist.prepare_all(self.ae_, self.model_)
         total_epochs = self.ae_epochs + self.epochs
 
         # ---- stage 1: autoencoder on normal training volumes
@@ -202,9 +206,11 @@ class ResidualSSL(VolumeSSL):
                 self.ae_.train()
                 xb = x_all[perm[step * bs:(step + 1) * bs]].to(self.device_)
                 with autocast(self.device_):
-                    loss = ae_l1_loss(self.ae_(xb).float(), xb)["recon_error"]
+                    recon = dist.global_batch(self.ae_(dist.local_batch(xb)))
+                loss = ae_l1_loss(recon.float(), xb)["recon_error"]
                 self.ae_opt_.zero_grad(set_to_none=True)
                 loss.backward()
+                dist.sync_gradients(self.ae_opt_)
                 self.ae_opt_.step()
                 self.ae_epoch_, self.ae_step_ = (epoch, step + 1) if step + 1 < spe else (epoch + 1, 0)
                 rate, eta = meter.update(len(xb))
@@ -215,7 +221,9 @@ class ResidualSSL(VolumeSSL):
 
         # ---- stage 2: residual maps of every volume (deterministic given the AE: recomputed on resume)
         self.stage_ = "pretext"
-        self.residuals_ = self.residuals(data)
+        # (under torchrun each rank maps its block of the volumes, and every rank gets them all)
+        mine = data if not dist.active() else data.subset(np.arange(len(data))[dist.local_share(len(data))])
+        self.residuals_ = dist.gather_array(self.residuals(mine))
         self.residual_ids_ = np.asarray(data.ids)
         target_all = torch.from_numpy(np.stack([pretext_target(r) for r in self.residuals_]))[:, None]
         ae_steps = self.ae_epochs * spe
@@ -236,10 +244,11 @@ class ResidualSSL(VolumeSSL):
                 xb, tb = flip_pair(x_all[sel], target_all[sel], _gen(self.seed, epoch, step))
                 xb, tb = xb.to(self.device_), tb.to(self.device_)
                 with autocast(self.device_):
-                    out = self.model_.reconstruct(xb)
+                    out = dist.global_batch(self.model_.reconstruct(dist.local_batch(xb)))
                 loss = residual_loss(out.float(), tb, self.loss)
                 self.opt_.zero_grad(set_to_none=True)
                 loss.backward()
+                dist.sync_gradients(self.opt_)
                 self.opt_.step()
                 self.epoch_, self.step_ = (epoch, step + 1) if step + 1 < spe else (epoch + 1, 0)
                 rate, eta = meter.update(len(xb))
@@ -369,6 +378,7 @@ class AnomalyFinetune(Method):
         self._init()
         if resume is not None:
             self.load_state_dict(resume)
+        dist.prepare_all(self.model_)  # torchrun: as ResidualSSL's steps
         weights = self._class_weights(y[tr]).to(self.device_)
         y_t = torch.from_numpy(np.maximum(y, 0)).long()
         bs = min(self.batch_size, len(tr))
@@ -387,10 +397,11 @@ class AnomalyFinetune(Method):
                                          noise=0.0)
                 xb, yb = xb.to(self.device_), y_t[sel].to(self.device_)
                 with autocast(self.device_):
-                    logits = self.model_.classify(xb)
+                    logits = dist.global_batch(self.model_.classify(dist.local_batch(xb)))
                 loss = F.cross_entropy(logits.float(), yb, weight=weights)
                 self.opt_.zero_grad(set_to_none=True)
                 loss.backward()
+                dist.sync_gradients(self.opt_)
                 self.opt_.step()
                 last = step + 1 == spe
                 self.epoch_, self.step_ = (epoch, step + 1) if not last else (epoch + 1, 0)

@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..jobs import Progress, RateMeter
+from ..jobs import distributed as dist
 from .base import Method
 
 
@@ -272,6 +273,10 @@ class VolumeSSL(Method):
         """Trainable modules by name (state-dict keys)."""
         return {"model": self.model_}
 
+    def _rank_modules(self) -> list:
+        """Every module a step runs (trainable or not), made ready for data-parallel steps."""
+        return list(self._modules().values())
+
     # -------------------------------------------------------------- helpers
     def _select(self, data) -> np.ndarray:
         splits = [s.strip() for s in str(self.splits).split(",") if s.strip()]
@@ -321,6 +326,10 @@ class VolumeSSL(Method):
         self._init(x_all.shape[2:])
         if resume is not None:
             self.load_state_dict(resume)
+        # torchrun: global-batch BatchNorm, rank 0's weights. Each rank forwards its rows of the
+        # global batch (augmented whole, as on one process) and computes the loss of the whole
+        # batch from the gathered outputs (``distributed.local_batch`` / ``global_batch``)
+        dist.prepare_all(*self._rank_modules())
         n = len(idx)
         bs = min(self.batch_size, n)
         spe = max(1, n // bs)  # drop the ragged last batch: batch norm needs > 1 sample
@@ -338,6 +347,7 @@ class VolumeSSL(Method):
                     loss, parts = self._loss(xb, gen)
                 self.opt_.zero_grad(set_to_none=True)
                 loss.backward()
+                dist.sync_gradients(self.opt_)
                 self.opt_.step()
                 self._after_step(gstep, self.epochs * spe)
                 self.epoch_, self.step_ = (epoch, step + 1) if step + 1 < spe else (epoch + 1, 0)
@@ -403,10 +413,10 @@ class SimCLR(VolumeSSL):
         return {"model": self.model_, "projector": self.projector_}
 
     def _loss(self, x, gen):
-        v1 = augment_volumes(x, gen).to(self.device_)
-        v2 = augment_volumes(x, gen).to(self.device_)
-        z1 = self.projector_(self.model_.features(v1))
-        z2 = self.projector_(self.model_.features(v2))
+        v1, v2 = dist.local_batch(augment_volumes(x, gen), augment_volumes(x, gen))
+        z1 = self.projector_(self.model_.features(v1.to(self.device_)))
+        z2 = self.projector_(self.model_.features(v2.to(self.device_)))
+        z1, z2 = dist.global_batch(z1, z2)  # the negatives are the whole global batch
         return nt_xent_loss(z1.float(), z2.float(), self.temperature), {}
 
 
@@ -459,9 +469,13 @@ class BYOL(VolumeSSL):
             self.target_model_.load_state_dict(state["target"]["model"])
             self.target_projector_.load_state_dict(state["target"]["projector"])
 
+    def _rank_modules(self):
+        targets = [self.target_model_, self.target_projector_] if self.momentum else []
+        return list(self._modules().values()) + targets
+
     def _loss(self, x, gen):
-        v1 = augment_volumes(x, gen).to(self.device_)
-        v2 = augment_volumes(x, gen).to(self.device_)
+        v1, v2 = dist.local_batch(augment_volumes(x, gen), augment_volumes(x, gen))
+        v1, v2 = v1.to(self.device_), v2.to(self.device_)
         z1 = self.projector_(self.model_.features(v1))
         z2 = self.projector_(self.model_.features(v2))
         p1 = self.predictor_(z1) if self.predictor_ is not None else z1
@@ -471,8 +485,10 @@ class BYOL(VolumeSSL):
                 self.target_model_.train()
                 t1 = self.target_projector_(self.target_model_.features(v1))
                 t2 = self.target_projector_(self.target_model_.features(v2))
+            p1, p2, t1, t2 = dist.global_batch(p1, p2, t1, t2)
             return byol_loss(p1.float(), p2.float(), t1.float(), t2.float()), {}
         # Reference: the target is the same network's output under no_grad (detached here).
+        p1, p2, z1, z2 = dist.global_batch(p1, p2, z1, z2)
         return byol_loss(p1.float(), p2.float(), z1.float(), z2.float()), {}
 
     @torch.no_grad()
@@ -512,11 +528,11 @@ class SimSiam(VolumeSSL):
         return {"model": self.model_, "projector": self.projector_, "predictor": self.predictor_}
 
     def _loss(self, x, gen):
-        v1 = augment_volumes(x, gen).to(self.device_)
-        v2 = augment_volumes(x, gen).to(self.device_)
-        z1 = self.projector_(self.model_.features(v1))
-        z2 = self.projector_(self.model_.features(v2))
+        v1, v2 = dist.local_batch(augment_volumes(x, gen), augment_volumes(x, gen))
+        z1 = self.projector_(self.model_.features(v1.to(self.device_)))
+        z2 = self.projector_(self.model_.features(v2.to(self.device_)))
         p1, p2 = self.predictor_(z1), self.predictor_(z2)
+        p1, p2, z1, z2 = dist.global_batch(p1, p2, z1, z2)
         return simsiam_loss(p1.float(), p2.float(), z1.float(), z2.float()), {}
 
 
@@ -540,5 +556,6 @@ class MaskedVolume(VolumeSSL):
     def _loss(self, x, gen):
         mask = patch_mask(x.shape, self.patch, self.mask_ratio, gen)
         x, mask = x.to(self.device_), mask.to(self.device_)
-        pred = self.model_.reconstruct(x * (~mask))
+        xl, ml = dist.local_batch(x, mask)
+        pred = dist.global_batch(self.model_.reconstruct(xl * (~ml)))
         return masked_reconstruction_loss(pred.float(), x, mask), {}

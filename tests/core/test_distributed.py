@@ -164,6 +164,15 @@ def test_cli_nproc_2_on_a_postgresql_project(tmp_path):
             assert (tmp_path / "proj" / "runs" / "0001" / "checkpoint.pt").exists()
             ids, emb = p.arrays.load("embeddings/run-0001")
             assert emb.shape == (24, 512) and len(ids) == 24
-        # methods without a data-parallel loop are refused, not run twice
-        out = _run(cli + ["train", "simclr", "--project", url, "--nproc", "2"])
-        assert out.returncode == 2 and "does not train data-parallel" in out.stderr
+
+
+def test_every_registered_method_and_finetuner_trains_data_parallel():
+    """A method added to the registry without a data-parallel loop is refused, not run twice;
+    every one registered now has one (tests/core/test_distributed_methods.py)."""
+    from core.jobs import distributed
+    from core.methods.registry import FINETUNERS, METHODS
+
+    assert set(METHODS) <= distributed.DATA_PARALLEL
+    assert set(FINETUNERS) <= distributed.DATA_PARALLEL_FINETUNERS
+    with pytest.raises(ValueError, match="does not train data-parallel"):
+        distributed.check_supported("not-a-method")
