@@ -17,6 +17,11 @@ import numpy as np
 RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "sample"
 COHORT = RESOURCES / "adrenalmnist3d_64.npz"
 DEFAULT_EPOCHS = 4
+#: Bumped whenever the recipe below changes what the sample shows (method settings, epochs,
+#: clusters): a sample project built by an older recipe is rebuilt on the next start, and the
+#: old one is kept next to it (``sample-project.recipe-N``) with whatever the user labelled there.
+RECIPE = 2
+MARKER = ".sample-complete"
 
 
 def default_location() -> Path:
@@ -24,8 +29,19 @@ def default_location() -> Path:
     return Path(base) / "latentmap" / "sample-project"
 
 
+def _recipe_of(path: Path) -> int | None:
+    """The recipe a finished sample project was built by (1 for the markers before recipes),
+    None when the folder holds no finished sample project."""
+    marker = Path(path) / MARKER
+    if not marker.exists():
+        return None
+    text = marker.read_text(encoding="utf-8", errors="replace").split()
+    return int(text[1]) if len(text) == 2 and text[0] == "recipe" and text[1].isdigit() else 1
+
+
 def is_complete(path: Path) -> bool:
-    return (Path(path) / ".sample-complete").exists()
+    """A finished sample project built by the current recipe (an older one is rebuilt)."""
+    return _recipe_of(path) == RECIPE
 
 
 def build_sample_project(dest: Path | None = None, *, epochs: int = DEFAULT_EPOCHS,
@@ -97,7 +113,19 @@ def sample_project_steps(dest: Path | None = None, *, epochs: int = DEFAULT_EPOC
     with project.transaction() as c:
         c.execute("DELETE FROM history")
     project.close()
-    (tmp / ".sample-complete").write_text("ok\n")
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.rename(dest)
+    (tmp / MARKER).write_text(f"recipe {RECIPE}\n", encoding="utf-8")
+    _install(tmp, dest, log)
     return dest
+
+
+def _install(built: Path, dest: Path, log: Callable[[str], None] = print) -> None:
+    """Move the finished ``built`` folder to ``dest``. A sample project an older recipe built
+    there is kept aside (``<dest>.recipe-N``) with whatever the user labelled in it."""
+    old = _recipe_of(dest)
+    if old is not None:
+        aside = dest.with_name(f"{dest.name}.recipe-{old}")
+        shutil.rmtree(aside, ignore_errors=True)
+        dest.rename(aside)
+        log(f"sample project: the one built by an older recipe is kept at {aside}")
+    shutil.rmtree(dest, ignore_errors=True)
+    built.rename(dest)
