@@ -39,10 +39,21 @@ def main(argv=None) -> int:
         project = default_location()
         if not is_complete(project):
             project = build_sample_project()
-    from app._qt.main_window import MainWindow
-    from app.components import ProjectModel
+    import shutil
+    import tempfile
 
-    win = MainWindow(ProjectModel.open(project))
+    from app._qt.main_window import STATE_KEY, MainWindow
+    from app.components import ProjectModel
+    from core.project import Project
+
+    # a copy without the saved session: the screenshots show the default layout and first
+    # sample, not whatever the last user of this project left selected (nor touch their project)
+    copy = Path(tempfile.mkdtemp(prefix="latentmap-shots-")) / Path(project).name
+    shutil.copytree(project, copy)
+    p = Project.open(copy)
+    p.save_state(STATE_KEY, {})
+    p.close()
+    win = MainWindow(ProjectModel.open(copy))
     win._non_blocking_errors = True
     win.resize(1600, 1000)
     win.show()
@@ -65,9 +76,10 @@ def main(argv=None) -> int:
             _pump(app, 0.1)
         _pump(app, 0.5)
         paths.append(win.save_screenshot(out / "gallery.png"))
-    for p in paths:
-        print(p)
+    for path in paths:
+        print(path)
     win.close()
+    shutil.rmtree(copy.parent, ignore_errors=True)
     return 0
 
 
