@@ -138,8 +138,13 @@ class RunArrays:
                 from .store import ProjectError
 
                 raise ProjectError(f"no clustering named {name!r}")
-            have = {r[0] for r in c.execute("SELECT sample_id FROM cluster_assignments WHERE clustering=?",
-                                            (name,)).fetchall()}
+            asked = list(dict.fromkeys(str(s) for s in sample_ids))
+            have = set()
+            for i in range(0, len(asked), 900):          # only the asked ids, not the whole clustering
+                chunk = asked[i:i + 900]
+                have.update(r[0] for r in c.execute(
+                    f"SELECT sample_id FROM cluster_assignments WHERE clustering=? AND sample_id IN"
+                    f" ({','.join('?' * len(chunk))})", (name, *chunk)).fetchall())
             rows = {str(s): int(k) for s, k in zip(sample_ids, clusters) if str(s) not in have}
             c.executemany("INSERT INTO cluster_assignments VALUES (?,?,?)",
                           [(name, s, k) for s, k in rows.items()])
@@ -147,11 +152,16 @@ class RunArrays:
 
     def cluster_assignments(self, name: str, sample_ids=None) -> dict[str, int]:
         """sample id -> cluster of clustering ``name`` (only the asked ids when given)."""
-        rows = self.query("SELECT sample_id, cluster FROM cluster_assignments WHERE clustering=?", (name,))
-        out = {r[0]: int(r[1]) for r in rows}
-        if sample_ids is not None:
-            want = set(map(str, sample_ids))
-            out = {s: k for s, k in out.items() if s in want}
+        if sample_ids is None:
+            rows = self.query("SELECT sample_id, cluster FROM cluster_assignments WHERE clustering=?", (name,))
+            return {r[0]: int(r[1]) for r in rows}
+        asked = list(dict.fromkeys(map(str, sample_ids)))
+        out = {}
+        for i in range(0, len(asked), 900):              # only the asked rows (a few new cases of 100,000)
+            chunk = asked[i:i + 900]
+            out.update((r[0], int(r[1])) for r in self.query(
+                "SELECT sample_id, cluster FROM cluster_assignments WHERE clustering=? AND sample_id IN"
+                f" ({','.join('?' * len(chunk))})", (name, *chunk)))
         return out
 
     # ------------------------------------------------------------------ active run / clustering

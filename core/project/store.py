@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
-import pandas as pd
 
 from .accessors import RunArrays
 from .arrays import ArrayStore, atomic_save_npy, remove_orphan_temps
@@ -347,6 +346,7 @@ class Project(RunArrays):
 
     def samples(self, *, split=None, dataset=None, kind=None, modality=None, ids=None) -> pd.DataFrame:
         """Samples as a DataFrame (one row per sample, JSON columns decoded), in insertion order."""
+        import pandas as pd  # lazy: paths that read no table (query, app start-up) skip its import
         where, params = [], []
         for col, val in (("split", split), ("dataset", dataset), ("kind", kind), ("modality", modality)):
             if val is not None:
@@ -364,6 +364,36 @@ class Project(RunArrays):
         if ids is not None:
             df = df.set_index("id").loc[list(ids)].reset_index()
         return df
+
+    def sample_rows(self, ids=None) -> list[dict]:
+        """Samples as dicts (JSON columns decoded, ``dev`` a bool, NULL None), like
+        :meth:`samples` but read row by row without pandas: the ``ids`` given (in that order,
+        each once, unknown ones left out; only those rows are read) or every sample."""
+        if ids is None:
+            chunks = [None]
+        else:
+            wanted = list(dict.fromkeys(str(s) for s in ids))
+            chunks = [wanted[i:i + 900] for i in range(0, len(wanted), 900)]
+        found: dict[str, dict] = {}
+        rows: list[dict] = []
+        with self._lock:
+            for chunk in chunks:
+                if chunk is None:
+                    cur = self._conn.execute("SELECT * FROM samples ORDER BY rowid")
+                else:
+                    cur = self._conn.execute(f"SELECT * FROM samples WHERE id IN ({','.join('?' * len(chunk))})",
+                                             chunk)
+                names = [d[0] for d in cur.description]
+                for row in cur.fetchall():
+                    d = dict(zip(names, row))
+                    for col in ("shape", "geometry", "metadata"):
+                        d[col] = json.loads(d[col])
+                    d["dev"] = bool(d["dev"])
+                    if chunk is None:
+                        rows.append(d)
+                    else:
+                        found[d["id"]] = d
+        return rows if ids is None else [found[s] for s in wanted if s in found]
 
     def sample(self, sample_id: str) -> dict:
         df = self.samples(ids=[sample_id]) if self.has_sample(sample_id) else None
@@ -634,6 +664,7 @@ class Project(RunArrays):
             return bool(self.query(f"SELECT 1 FROM history WHERE undone=1{others} LIMIT 1", params))
 
     def history(self) -> pd.DataFrame:
+        import pandas as pd  # lazy: paths that read no table (query, app start-up) skip its import
         with self._lock:
             return pd.read_sql_query("SELECT * FROM history ORDER BY id", self._conn)
 
@@ -705,6 +736,7 @@ class Project(RunArrays):
             c.execute(f"UPDATE runs SET {', '.join(sets)} WHERE id=?", (*params, run_id))
 
     def runs(self) -> pd.DataFrame:
+        import pandas as pd  # lazy: paths that read no table (query, app start-up) skip its import
         with self._lock:
             df = pd.read_sql_query("SELECT * FROM runs ORDER BY id", self._conn)
         for col in ("params", "metrics"):
@@ -712,11 +744,17 @@ class Project(RunArrays):
         return df
 
     def run(self, run_id: int) -> dict:
-        df = self.runs()
-        df = df[df["id"] == int(run_id)]
-        if df.empty:
+        """One run's row (``params`` and ``metrics`` decoded; NULL is None), read on its own."""
+        with self._lock:
+            cur = self._conn.execute("SELECT * FROM runs WHERE id=?", (int(run_id),))
+            row = cur.fetchone()
+            names = [d[0] for d in cur.description]
+        if row is None:
             raise ProjectError(f"no run {run_id} in {self.path}")
-        return df.iloc[0].to_dict()
+        out = dict(zip(names, row))
+        for col in ("params", "metrics"):
+            out[col] = json.loads(out[col])
+        return out
 
     def run_dir(self, run_id: int) -> Path:
         d = self.path / "runs" / f"{int(run_id):04d}"
@@ -746,6 +784,7 @@ class Project(RunArrays):
             )
 
     def clusterings(self) -> pd.DataFrame:
+        import pandas as pd  # lazy: paths that read no table (query, app start-up) skip its import
         with self._lock:
             return pd.read_sql_query("SELECT * FROM clusterings ORDER BY created_at", self._conn)
 
@@ -799,6 +838,7 @@ class Project(RunArrays):
 
     def cluster_vectors(self, clustering: str) -> pd.DataFrame:
         """Rows (cluster, source, vector dict, n_dev, author, time)."""
+        import pandas as pd  # lazy: paths that read no table (query, app start-up) skip its import
         with self._lock:
             df = pd.read_sql_query(
                 "SELECT cluster, source, vector, n_dev, author, time FROM cluster_labels"

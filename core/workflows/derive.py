@@ -86,8 +86,7 @@ def add_structures(project, scan_ids, structures) -> tuple[list[str], list[tuple
     made, errors, records = [], [], []
     if not structures or not scan_ids:
         return made, errors
-    df = project.samples(ids=list(scan_ids))
-    for row in df.to_dict("records"):
+    for row in project.sample_rows(list(scan_ids)):
         if row["kind"] == "structure":
             continue
         if row.get("mask_file") is None:
@@ -125,8 +124,8 @@ def add_structures(project, scan_ids, structures) -> tuple[list[str], list[tuple
 # ---------------------------------------------------------------------------- points
 def missing_point_ids(project, ids=None) -> list[str]:
     """Shape samples (mask, mesh, structure) without a point cloud in ``points``."""
-    df = project.samples() if ids is None else project.samples(ids=list(ids))
-    shapes = df[df["kind"].isin(["mask", "mesh", "structure"])]["id"].astype(str).tolist()
+    shapes = [r["id"] for r in project.sample_rows(None if ids is None else list(ids))
+              if r["kind"] in ("mask", "mesh", "structure")]
     have = set()
     if project.arrays.exists("points"):
         from .place import npz_member

@@ -171,9 +171,17 @@ class Prediction:
 def cluster_predictions(project, clustering: str, *, threshold: float = THRESHOLD) -> dict[int, Prediction]:
     """Effective Prediction of every cluster of ``clustering`` (unmatched ones with their
     reason): the manual override when there is one, else the Algorithm-1 vector."""
-    clusters = sorted({int(k) for k in project.cluster_assignments(clustering).values()})
-    vec = project.cluster_vectors(clustering)
-    rows = {(int(r.cluster), r.source): r for r in vec.itertuples()}
+    import json
+    from types import SimpleNamespace
+
+    # read in SQL, not through a DataFrame of every assignment: a cold `latentmap query` imports
+    # no pandas, and a 100,000-sample clustering costs one DISTINCT
+    clusters = sorted(int(k) for (k,) in project.query(
+        "SELECT DISTINCT cluster FROM cluster_assignments WHERE clustering=?", (clustering,)))
+    rows = {(int(c), src): SimpleNamespace(cluster=int(c), source=src, vector=json.loads(vec), n_dev=n_dev)
+            for c, src, vec, n_dev in project.query(
+                "SELECT cluster, source, vector, n_dev FROM cluster_labels WHERE clustering=?"
+                " ORDER BY cluster, source", (clustering,))}
     alg1_run = any(src == "algorithm1" for _, src in rows)
     out: dict[int, Prediction] = {}
     for k in sorted(set(clusters) | {k for k, _ in rows}):

@@ -144,6 +144,7 @@ class Placer:
         self.clustering = clustering or self._default_clustering()
         self._cents = None
         self._per_cluster = None
+        self._pending: list[tuple] = []     # placed with store="later", not yet stored
 
     def _run_recorded(self) -> bool:
         return bool(self.project.query("SELECT 1 FROM runs WHERE id=?", (int(self.run_id),)))
@@ -184,7 +185,7 @@ class Placer:
 
             info = self.project.clustering_info(self.clustering)
             self._source = info["params"].get("source")
-            self._cents = centroids(self.project, self.clustering, self.ids, self.features)
+            self._cents = centroids(self.project, self.clustering, self.ids, self.features, row=self.row)
             self._per_cluster = cluster_predictions(self.project, self.clustering)
         return self._cents
 
@@ -218,8 +219,12 @@ class Placer:
         self._last_data = data
         return np.asarray(self.method.transform(data), dtype=np.float32)
 
-    def place(self, ids, k: int = 8, *, store: bool = True) -> list[Placement]:
-        """Embed (when new), assign, predict and find the k nearest known cases of ``ids``."""
+    def place(self, ids, k: int = 8, *, store: bool | str = True) -> list[Placement]:
+        """Embed (when new), assign, predict and find the k nearest known cases of ``ids``.
+
+        ``store``: True appends the new rows to the run's arrays and clustering before
+        returning; ``"later"`` keeps them until :meth:`store_placed` (``latentmap query`` prints
+        the answer first: rewriting a 100,000-row embedding is not needed for it); False never."""
         from ..cluster import l2_normalise
         from .clustering import nearest_cluster
 
@@ -268,9 +273,26 @@ class Placer:
                     for j in range(len(idx))]
             out.append(Placement(s, c, pred, nbrs, embedded_now=s in new))
         if store and new:
-            self._store(new, np.stack([feats[s] for s in new]), nn=[nn[ids.index(s)] for s in new],
-                        clusters={s: clusters[s] for s in new if clusters.get(s) is not None})
+            pending = (new, np.stack([feats[s] for s in new]), [nn[ids.index(s)] for s in new],
+                       {s: clusters[s] for s in new if clusters.get(s) is not None})
+            if store == "later":
+                self._pending.append(pending)
+            else:
+                self._store(pending[0], pending[1], nn=pending[2], clusters=pending[3])
         return out
+
+    def store_placed(self) -> int:
+        """Store what :meth:`place` with ``store="later"`` kept; returns the rows stored."""
+        n = 0
+        while self._pending:
+            new_ids, new_feats, nn, clusters = self._pending.pop(0)
+            keep = [i for i, s in enumerate(new_ids) if s not in self.row]   # placed twice before storing
+            if keep:
+                kept = [new_ids[i] for i in keep]
+                self._store(kept, new_feats[keep], nn=[nn[i] for i in keep],
+                            clusters={s: clusters[s] for s in kept if s in clusters})
+                n += len(kept)
+        return n
 
     def _store(self, new_ids, new_feats, *, nn, clusters) -> None:
         """Append the new rows to the embedding, its projections and the clustering."""
