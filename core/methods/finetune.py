@@ -32,13 +32,43 @@ from ..metrics.classification import apply_thresholds, best_f1_thresholds, per_c
 from .base import Method
 
 __all__ = ["ClusterFinetune", "LabelledImageTrainer", "images_to_tensor", "load_trunk_state",
-           "stratified_fraction", "bce_loss"]
+           "stratified_fraction", "bce_loss", "WeightEMA", "cosine_lr_factor"]
 
 
 # ----------------------------------------------------------------------------- pure pieces
 def bce_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Eq. 9: binary cross-entropy averaged over the C + 1 classes and the batch."""
     return F.binary_cross_entropy_with_logits(logits.float(), targets.float())
+
+
+def cosine_lr_factor(step: int, total_steps: int) -> float:
+    """FixMatch's learning-rate decay: ``cos(7 pi k / (16 K))`` at step k of K (1 -> 0.2)."""
+    return math.cos(7 * math.pi * min(step, total_steps) / (16 * max(1, total_steps)))
+
+
+class WeightEMA:
+    """Exponential moving average of a model's weights and buffers (FixMatch evaluates with it,
+    decay 0.999). The decay is ``min(decay, (1 + n) / (10 + n))`` after n updates, so that a short
+    run is not dominated by its initial weights; integer buffers are copied."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = float(decay)
+        self.module = copy.deepcopy(model).eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        src = model.state_dict()
+        for k, e in self.module.state_dict().items():
+            v = src[k].detach()
+            if e.is_floating_point():
+                e.lerp_(v.to(e.dtype), 1 - d)
+            else:
+                e.copy_(v)
+        self.updates += 1
 
 
 def images_to_tensor(x) -> torch.Tensor:
@@ -206,7 +236,36 @@ class LabelledImageTrainer(Method):
             if missing or unexpected:
                 raise ValueError(f"{self.init_checkpoint}: trunk weights do not fit a {backbone} trunk "
                                  f"(missing {missing[:4]}, unexpected {unexpected[:4]})")
-        self.optimizer_ = torch.optim.Adam(self.model_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        self.optimizer_ = self._make_optimizer()
+        decay = float(getattr(self, "ema_decay", 0.0) or 0.0)
+        self.ema_ = WeightEMA(self.model_, decay) if decay > 0 else None
+
+    def _make_optimizer(self):
+        """Adam (the ultrasound paper), or SGD with Nesterov momentum and weight decay on the
+        weights only, no decay on biases and batch-norm parameters (FixMatch, kekmodel)."""
+        kind = getattr(self, "optimizer", "adam")
+        if kind == "adam":
+            return torch.optim.Adam(self.model_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        if kind != "sgd":
+            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {kind!r}")
+        decay, no_decay = [], []
+        for name, p in self.model_.named_parameters():
+            (no_decay if (p.ndim <= 1 or name.endswith(".bias")) else decay).append(p)
+        groups = [{"params": decay, "weight_decay": self.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        return torch.optim.SGD(groups, lr=self.lr, momentum=float(getattr(self, "momentum", 0.9)), nesterov=True)
+
+    def _set_lr(self, total_steps: int) -> None:
+        """The learning rate of the coming step (schedule "cosine": FixMatch's decay over the run)."""
+        if getattr(self, "schedule", "constant") != "cosine":
+            return
+        lr = self.lr * cosine_lr_factor(self.global_step_, total_steps)
+        for g in self.optimizer_.param_groups:
+            g["lr"] = lr
+
+    def _eval_module(self) -> nn.Module:
+        """The network evaluated: the weight EMA while training with one, else the model."""
+        ema = getattr(self, "ema_", None)
+        return ema.module if ema is not None else self.model_
 
     def _split_indices(self, data: SampleSet):
         if data.y is None:
@@ -230,11 +289,13 @@ class LabelledImageTrainer(Method):
     # --------------------------------------------------------------- evaluation
     @torch.no_grad()
     def _outputs(self, x: torch.Tensor, batch_size: int = 256):
+        net = self._eval_module()
+        net.eval()
         self.model_.eval()
         feats, outs = [], {}
         for i in range(0, len(x), batch_size):
             with autocast(self.device_, getattr(self, "mixed_precision", "auto")):
-                f, o = self.model_(x[i:i + batch_size].to(self.device_))
+                f, o = net(x[i:i + batch_size].to(self.device_))
             feats.append(f.float().cpu())
             for k, v in o.items():
                 outs.setdefault(k, []).append(v.float().cpu())
@@ -283,7 +344,10 @@ class LabelledImageTrainer(Method):
             e = self.epoch_
             self._begin_epoch(e, spe)
             for s in range(self.step_, spe):
+                self._set_lr(self.epochs * spe)
                 losses, n = self._train_step(e, s)
+                if self.ema_ is not None:
+                    self.ema_.update(self.model_)
                 self.step_, self.global_step_ = s + 1, self.global_step_ + 1
                 rate, eta = meter.update(n)
                 metrics, end = {}, s == spe - 1
@@ -306,7 +370,7 @@ class LabelledImageTrainer(Method):
         score = metrics["val_f1"] if self.monitor == "f1" else -metrics["val_bce"]
         if score > self.best_score_ + 1e-9:
             self.best_score_, self.best_epoch_, self.bad_epochs_ = score, epoch, 0
-            self.best_model_ = {k: v.detach().cpu().clone() for k, v in self.model_.state_dict().items()}
+            self.best_model_ = {k: v.detach().cpu().clone() for k, v in self._eval_module().state_dict().items()}
         else:
             self.bad_epochs_ += 1
             if self.patience and self.bad_epochs_ >= self.patience:
@@ -317,6 +381,9 @@ class LabelledImageTrainer(Method):
     def _finish(self) -> None:
         if self.best_model_ is not None:
             self.model_.load_state_dict(self.best_model_)
+        elif getattr(self, "ema_", None) is not None:  # no validation: the final EMA weights
+            self.model_.load_state_dict(self.ema_.module.state_dict())
+        self.ema_ = None  # from here on the model is what is evaluated and saved
         if len(self.val_idx_):
             _, outs = self._outputs(self.x_[torch.from_numpy(self.val_idx_)])
             self.thresholds_ = best_f1_thresholds(self.y_[self.val_idx_], self._scores(outs).numpy())
@@ -374,6 +441,8 @@ class LabelledImageTrainer(Method):
             "labelled_ids_index": np.asarray(self.labelled_idx_),
             "history": list(self.history_),
             "extra": self._extra_state(),
+            "ema": ({"model": self.ema_.module.state_dict(), "updates": self.ema_.updates}
+                    if getattr(self, "ema_", None) is not None else None),
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
                     "python": random.getstate(),
                     "augment": self.aug_gen_.get_state() if getattr(self, "aug_gen_", None) else None,
@@ -399,6 +468,9 @@ class LabelledImageTrainer(Method):
             raise ValueError("resume: the labelled subset differs from the checkpoint's "
                              "(different data, label_fraction or seed)")
         self._load_extra_state(state.get("extra", {}))
+        if self.ema_ is not None and state.get("ema"):
+            self.ema_.module.load_state_dict(state["ema"]["model"])
+            self.ema_.updates = int(state["ema"]["updates"])
         rng = state.get("rng") or {}
         if rng.get("torch") is not None:
             torch.set_rng_state(rng["torch"])
@@ -424,7 +496,7 @@ class LabelledImageTrainer(Method):
                                       stem=cfg.get("stem"), sobel=bool(cfg.get("sobel", False)),
                                       input_size=cfg.get("input_size")).to(self.device_)
         self.model_.load_state_dict(state["model"])
-        self.optimizer_ = None
+        self.optimizer_, self.ema_ = None, None
         self.epoch_, self.step_, self.global_step_ = state["epoch"], state["step"], state["global_step"]
         self.best_model_, self.best_score_ = state.get("best_model"), state.get("best_score")
         self.best_epoch_, self.bad_epochs_ = state.get("best_epoch"), state.get("bad_epochs")
@@ -439,8 +511,9 @@ class ClusterFinetune(LabelledImageTrainer):
     """Multi-label head (BCE) on a clustering trunk, early stopping on validation F1."""
 
     name = "cluster-head"
-    param_choices = {"backbone": ("resnet18", "vgg16_bn"), "augment": ("weak", "none"),
-                     "monitor": ("f1", "loss"), "mixed_precision": ("auto", "bf16", "off")}
+    param_choices = {"backbone": ("resnet18", "convnet", "convnet_small", "vgg16_bn"), "augment": ("weak", "none"),
+                     "monitor": ("f1", "loss"), "mixed_precision": ("auto", "bf16", "off"),
+                     "optimizer": ("adam", "sgd"), "schedule": ("constant", "cosine")}
     param_help = {
         "init_checkpoint": "PICA / DeepCluster checkpoint whose trunk to start from ('' = random init)",
         "init_run": "or: the project run whose checkpoint to start from (0 = none)",
@@ -452,8 +525,12 @@ class ClusterFinetune(LabelledImageTrainer):
         "epochs": "maximum epochs (early stopping usually ends sooner)",
         "patience": "stop after this many epochs without validation improvement (0 = never)",
         "batch_size": "labelled images per step",
-        "lr": "Adam learning rate (the paper: 1e-4)",
-        "weight_decay": "Adam weight decay",
+        "lr": "learning rate (the paper: Adam, 1e-4)",
+        "weight_decay": "weight decay (SGD: on weights only, not on biases and batch-norm parameters)",
+        "optimizer": "adam (the ultrasound paper) or sgd (Nesterov momentum, as FixMatch)",
+        "momentum": "SGD momentum",
+        "schedule": "constant learning rate, or FixMatch's cosine decay to 0.2 x lr over the epochs",
+        "ema_decay": "evaluate and keep an exponential moving average of the weights (0 = off)",
         "label_fraction": "stratified fraction of the training labels used (seeded by seed)",
         "augment": "augmentation of the labelled images",
         "monitor": "validation figure for early stopping and model selection: weighted F1 or BCE",
@@ -463,9 +540,10 @@ class ClusterFinetune(LabelledImageTrainer):
 
     def __init__(self, *, init_checkpoint: str = "", init_run: int = 0, backbone: str = "resnet18",
                  small_input: bool = True, input_size: int = 0, epochs: int = 100, patience: int = 7,
-                 batch_size: int = 64, lr: float = 1e-4, weight_decay: float = 0.0, label_fraction: float = 1.0,
-                 augment: str = "weak", monitor: str = "f1", mixed_precision: str = "auto", seed: int = 0,
-                 device: str = "auto"):
+                 batch_size: int = 64, lr: float = 1e-4, weight_decay: float = 0.0, optimizer: str = "adam",
+                 momentum: float = 0.9, schedule: str = "constant", ema_decay: float = 0.0,
+                 label_fraction: float = 1.0, augment: str = "weak", monitor: str = "f1",
+                 mixed_precision: str = "auto", seed: int = 0, device: str = "auto"):
         self.init_checkpoint = init_checkpoint
         self.init_run = init_run
         self.backbone = backbone
@@ -477,6 +555,10 @@ class ClusterFinetune(LabelledImageTrainer):
         self.batch_size = batch_size
         self.lr = lr
         self.weight_decay = weight_decay
+        self.optimizer = optimizer
+        self.momentum = momentum
+        self.schedule = schedule
+        self.ema_decay = ema_decay
         self.label_fraction = label_fraction
         self.augment = augment
         self.monitor = monitor

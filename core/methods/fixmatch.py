@@ -127,8 +127,10 @@ class FixMatch(LabelledImageTrainer):
     """
 
     name = "fixmatch"
-    param_choices = {"variant": ("two-head", "one-head", "single"), "backbone": ("resnet18", "vgg16_bn"),
-                     "mixed_precision": ("auto", "bf16", "off"),
+    param_choices = {"variant": ("two-head", "one-head", "single"),
+                     "backbone": ("resnet18", "convnet", "convnet_small", "vgg16_bn"),
+                     "mixed_precision": ("auto", "bf16", "off"), "optimizer": ("sgd", "adam"),
+                     "schedule": ("cosine", "constant"), "weak_forward": ("joint", "no_grad"),
                      "mask_mode": ("paper", "per_label"), "augment": ("weak", "none"),
                      "monitor": ("f1", "loss")}
     param_help = {
@@ -150,8 +152,15 @@ class FixMatch(LabelledImageTrainer):
         "lambda_u": "weight of the unlabelled loss",
         "mask_mode": "one-head: paper (one mask per image) or per_label (the assumed reference formula)",
         "n_combinations": "two-head: most frequent label combinations kept as classes (0 = all seen)",
-        "lr": "Adam learning rate (the paper: 1e-4)",
-        "weight_decay": "Adam weight decay",
+        "lr": "learning rate (FixMatch: SGD 0.03; the ultrasound paper: Adam 1e-4)",
+        "weight_decay": "weight decay (FixMatch: 5e-4; SGD: weights only, not biases / batch norm)",
+        "optimizer": "sgd (Nesterov momentum, as FixMatch) or adam (the ultrasound paper)",
+        "momentum": "SGD momentum (FixMatch: 0.9)",
+        "schedule": "cosine: FixMatch's decay lr * cos(7 pi k / 16 K) over the run; constant",
+        "ema_decay": "evaluate and keep an exponential moving average of the weights (FixMatch: 0.999; 0 = off)",
+        "weak_forward": "joint: labelled, weak and strong views in one forward (batch-norm statistics over all, "
+                        "as FixMatch); no_grad: the pseudo-labelling view in its own forward without gradient "
+                        "(about a third less compute)",
         "label_fraction": "stratified fraction of the training labels used (seeded by seed)",
         "augment": "weak augmentation of labelled images and of the pseudo-labelling view",
         "monitor": "validation figure for model selection: weighted F1 or BCE",
@@ -163,9 +172,10 @@ class FixMatch(LabelledImageTrainer):
                  backbone: str = "resnet18", small_input: bool = True, input_size: int = 0, epochs: int = 10,
                  steps_per_epoch: int = 0, patience: int = 0, batch_size: int = 16, mu: int = 2,
                  threshold: float = 0.95, T: float = 1.0, lambda_u: float = 1.0, mask_mode: str = "paper",
-                 n_combinations: int = 0, lr: float = 1e-4, weight_decay: float = 0.0,
-                 label_fraction: float = 1.0, augment: str = "weak", monitor: str = "f1",
-                 mixed_precision: str = "auto", seed: int = 0, device: str = "auto"):
+                 n_combinations: int = 0, lr: float = 0.03, weight_decay: float = 5e-4, optimizer: str = "sgd",
+                 momentum: float = 0.9, schedule: str = "cosine", ema_decay: float = 0.999,
+                 weak_forward: str = "joint", label_fraction: float = 1.0, augment: str = "weak",
+                 monitor: str = "f1", mixed_precision: str = "auto", seed: int = 0, device: str = "auto"):
         self.variant = variant
         self.init_checkpoint = init_checkpoint
         self.init_run = init_run
@@ -185,6 +195,11 @@ class FixMatch(LabelledImageTrainer):
         self.n_combinations = n_combinations
         self.lr = lr
         self.weight_decay = weight_decay
+        self.optimizer = optimizer
+        self.momentum = momentum
+        self.schedule = schedule
+        self.ema_decay = ema_decay
+        self.weak_forward = weak_forward
         self.label_fraction = label_fraction
         self.augment = augment
         self.monitor = monitor
@@ -195,6 +210,8 @@ class FixMatch(LabelledImageTrainer):
     def _prepare(self, data) -> None:
         if self.variant not in self.param_choices["variant"]:
             raise ValueError(f"variant must be one of {self.param_choices['variant']}, got {self.variant!r}")
+        if self.weak_forward not in self.param_choices["weak_forward"]:
+            raise ValueError(f"weak_forward must be 'joint' or 'no_grad', got {self.weak_forward!r}")
         if len(self.labelled_idx_) < 2:
             raise ValueError(f"{len(self.labelled_idx_)} labelled training image(s): FixMatch needs at least 2")
         self.strong_ = _augmenter("strong", self.aug_gen_)
@@ -243,9 +260,17 @@ class FixMatch(LabelledImageTrainer):
         # every rank's batch interleaves both, as the global batch does); the heads' outputs are
         # gathered back into the global [labelled, weak, strong] layout the losses below see
         xl, (xw, xs) = dist.local_batch(xl), dist.local_batch(xw, xs)
-        with autocast(self.device_, self.mixed_precision):
-            # one forward over the three views: batch-norm statistics over all of them, as FixMatch
-            _, outs = self.model_(torch.cat([xl, xw, xs]))
+        if self.weak_forward == "no_grad":
+            # the pseudo-labelling view alone, without gradient (batch-norm statistics of its own)
+            with torch.no_grad(), autocast(self.device_, self.mixed_precision):
+                _, ow = self.model_(xw)
+            with autocast(self.device_, self.mixed_precision):
+                _, ols = self.model_(torch.cat([xl, xs]))
+            outs = {k: torch.cat([ols[k][:len(xl)], ow[k], ols[k][len(xl):]]) for k in ols}
+        else:
+            with autocast(self.device_, self.mixed_precision):
+                # one forward over the three views: batch-norm statistics over all of them, as FixMatch
+                _, outs = self.model_(torch.cat([xl, xw, xs]))
         outs = {k: dist.global_parts(v, (len(xl), len(xw), len(xs))) for k, v in outs.items()}
         split = lambda t: (t[:len(ix)], t[len(ix):len(ix) + len(iu)], t[len(ix) + len(iu):])  # noqa: E731
         kw = dict(T=self.T, threshold=self.threshold, lambda_u=self.lambda_u)
