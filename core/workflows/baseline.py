@@ -77,16 +77,40 @@ class PixelPCA:
         if len(x) > int(self.max_fit):
             x = x[np.random.default_rng(int(self.seed)).choice(len(x), int(self.max_fit), replace=False)]
         k = int(min(self.n_components, len(x) - 1, x.shape[1]))
-        self.pca_ = PCA(n_components=k, svd_solver="randomized" if k < min(x.shape) // 2 else "full",
-                        random_state=int(self.seed)).fit(x)
+        pca = PCA(n_components=k, svd_solver="randomized" if k < min(x.shape) // 2 else "full",
+                  random_state=int(self.seed)).fit(x)
+        # the fitted projection only (what sklearn's PCA.transform applies, no whitening): it is
+        # what the run's checkpoint keeps, so a new case is placed with exactly this map
+        self.mean_ = pca.mean_.astype(np.float32)
+        self.components_ = pca.components_.astype(np.float32)
         return self
 
     def transform(self, data) -> np.ndarray:
-        if getattr(self, "pca_", None) is None:
+        if getattr(self, "components_", None) is None:
             raise RuntimeError("PixelPCA.transform: fit first")
         x = self._rows(data)
-        out = np.concatenate([self.pca_.transform(x[i:i + 4096]) for i in range(0, len(x), 4096)])
+        if x.shape[1] != self.components_.shape[1]:
+            raise ValueError(f"PixelPCA: these samples give {x.shape[1]} values per sample after "
+                             f"downsampling, the fitted map expects {self.components_.shape[1]} "
+                             "(a different image or volume size than the project's first map)")
+        out = np.concatenate([(x[i:i + 4096] - self.mean_) @ self.components_.T
+                              for i in range(0, len(x), 4096)])
         return out.astype(np.float32)
+
+    def state_dict(self) -> dict:
+        import torch
+
+        return {"params": self.get_params(), "mean": torch.from_numpy(self.mean_),
+                "components": torch.from_numpy(self.components_)}
+
+    def load_state_dict(self, state: dict) -> "PixelPCA":
+        self.mean_ = state["mean"].numpy().astype(np.float32)
+        self.components_ = state["components"].numpy().astype(np.float32)
+        return self
+
+    @classmethod
+    def from_checkpoint(cls, path_or_state) -> "PixelPCA":
+        return _from_checkpoint(cls, path_or_state)
 
 
 class UntrainedPointNet:
@@ -125,12 +149,51 @@ class UntrainedPointNet:
             self.fit()
         return self.model_.transform(data)
 
+    def state_dict(self) -> dict:
+        # the encoder only: its seeded weights and the BatchNorm statistics ``fit`` set
+        return {"params": self.get_params(), "encoder": self.model_.encoder_.state_dict()}
+
+    def load_state_dict(self, state: dict) -> "UntrainedPointNet":
+        self.fit()
+        self.model_.encoder_.load_state_dict(state["encoder"])
+        self.model_.encoder_.eval()
+        return self
+
+    @classmethod
+    def from_checkpoint(cls, path_or_state) -> "UntrainedPointNet":
+        return _from_checkpoint(cls, path_or_state)
+
+
+def _from_checkpoint(cls, path_or_state):
+    """A baseline rebuilt from its run's checkpoint (``load_checkpoint``: tensors only)."""
+    from ..jobs.checkpoint import load_checkpoint
+
+    state = path_or_state if isinstance(path_or_state, dict) else load_checkpoint(path_or_state)
+    return cls(**dict(state.get("params", {}))).load_state_dict(state)
+
+
+BASELINES = {PixelPCA.name: PixelPCA, UntrainedPointNet.name: UntrainedPointNet}
+
+
+def refit_first_map(project, run: dict):
+    """A first map recorded before first maps kept a checkpoint: fit again on the samples of
+    its stored embedding (seeded: the same samples give the same map), keep the checkpoint."""
+    from ..jobs.checkpoint import relative_to_project, save_checkpoint
+    from .runs import load_method_data
+
+    method = BASELINES[run["method"]](**dict(run.get("params") or {}))
+    ids, _ = project.embedding(int(run["id"]))
+    method.fit(load_method_data(project, method, ids=[str(s) for s in ids]))
+    checkpoint = project.run_dir(int(run["id"])) / "checkpoint.pt"
+    save_checkpoint(checkpoint, method.state_dict())
+    project.update_run(int(run["id"]), checkpoint=relative_to_project(project.path, checkpoint))
+    return method
+
 
 def choose_baseline(project):
     """The baseline for what the project holds: the untrained PointNet when shapes have (or can
     get) point clouds, else PCA of volumes, else PCA of 2D images; None when nothing fits."""
-    df = project.samples()
-    kinds = set(df["kind"]) if len(df) else set()
+    kinds = {k for (k,) in project.query("SELECT DISTINCT kind FROM samples")}  # not every row
     if kinds & {"mask", "mesh", "structure"}:  # structures: one organ of a label map each
         return UntrainedPointNet()
     if "volume" in kinds:
@@ -172,6 +235,12 @@ def baseline_steps(project, *, method=None):
     previous_active = project.meta("active_run")
     previous_clustering = project.meta("active_clustering")
     run_id = project.create_run(method.name, method.get_params(), device=getattr(method, "device", "cpu"))
+    # a checkpoint like a trained run's, so new cases are placed on the first map too
+    from ..jobs.checkpoint import relative_to_project, save_checkpoint
+
+    checkpoint = project.run_dir(run_id) / "checkpoint.pt"
+    save_checkpoint(checkpoint, method.state_dict())
+    project.update_run(run_id, checkpoint=relative_to_project(project.path, checkpoint))
     yield Progress(step=2, global_step=2, total_steps=total, message=f"{method.name}: embedding, PCA, clusters")
     try:
         lines = apply_run(project, method, run_id, data=data)

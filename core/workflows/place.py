@@ -174,6 +174,9 @@ class Placer:
             return getattr(self._method, "input_kind", "")
         if self.run is None:
             return ""
+        params = self.run.get("params") or {}
+        if isinstance(params, dict) and params.get("input_kind"):  # e.g. the PCA first map's
+            return str(params["input_kind"])
         from .runs import method_class
 
         return getattr(method_class(self.run["method"]), "input_kind", "")

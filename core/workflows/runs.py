@@ -62,6 +62,10 @@ def method_class(name: str):
         return get_method(name)
     if name in FINETUNERS:
         return get_finetuner(name)
+    from .baseline import BASELINES
+
+    if name in BASELINES:  # the first map: PCA of pixels / the untrained PointNet
+        return BASELINES[name]
     raise ValueError(f"unknown method {name!r}")
 
 
@@ -72,6 +76,10 @@ def load_run_method(run: dict, project=None):
     cls = method_class(run["method"])
     if project is not None:
         from ..jobs.checkpoint import run_checkpoint_path
+        from .baseline import BASELINES, refit_first_map
+
+        if run["method"] in BASELINES and not run.get("checkpoint"):
+            return refit_first_map(project, run)
 
         return cls.from_checkpoint(run_checkpoint_path(project, run))
     if not run.get("checkpoint"):

@@ -54,6 +54,15 @@ def test_baselines_follow_sklearn_conventions_and_pointnet_spreads_shapes(tmp_pa
     assert pca.fit(SampleSet(ids=np.arange(40).astype(str), x=vols)) is pca
     z = pca.transform(vols)
     assert z.shape == (40, 8) and z.dtype == np.float32 and not embedding_health(z).collapsed
+    # the map is the fitted projection (float64 oracle of it), and it survives the run's
+    # checkpoint (tensors only) so new cases are placed with it
+    rows = pca._rows(vols).astype(np.float64)
+    ref = (rows - pca.mean_.astype(np.float64)) @ pca.components_.astype(np.float64).T
+    np.testing.assert_allclose(z, ref, atol=1e-4 * np.abs(ref).max())
+    from core.jobs.checkpoint import load_checkpoint, save_checkpoint
+    save_checkpoint(tmp_path / "pca.pt", pca.state_dict())
+    again = PixelPCA.from_checkpoint(load_checkpoint(tmp_path / "pca.pt"))
+    assert again.input_kind == "volume" and np.array_equal(again.transform(vols), z)
     # point clouds: surface points of the same masks, through the untrained PointNet
     from skimage.measure import marching_cubes
 
@@ -70,3 +79,7 @@ def test_baselines_follow_sklearn_conventions_and_pointnet_spreads_shapes(tmp_pa
     assert net.fit(data) is net
     f = net.transform(data)
     assert f.shape == (16, 64) and not embedding_health(f).collapsed
+    save_checkpoint(tmp_path / "net.pt", net.state_dict())
+    g = UntrainedPointNet.from_checkpoint(tmp_path / "net.pt").transform(data)
+    cos = (f * g).sum(1) / np.linalg.norm(f, axis=1) / np.linalg.norm(g, axis=1)
+    assert cos.min() > 0.9999   # the same encoder and BatchNorm statistics after the round trip

@@ -230,4 +230,12 @@ def test_structure_from_a_ct_label_map(tmp_path):
     ids, emb = project.embedding(int(runs["id"].iloc[0]))
     assert sorted(ids) == sorted(report.structure_ids + [f"{ct_id}/liver", f"{ct_id}/kidney_right"])
     assert np.isfinite(emb).all()
+    # ...and a new structure is placed on that first map (from its checkpoint, no training)
+    from core.workflows.place import place_samples
+    new = import_and_derive(project, [CT, CT_SEG], structures=["kidney_left"]).sample_ids
+    (placed,) = place_samples(project, new, k=3)
+    assert placed.id == f"{ct_id}/kidney_left" and len(placed.neighbours) == 3
+    assert {nb.id for nb in placed.neighbours} == set(ids)        # the three known organs
+    d = [nb.distance for nb in placed.neighbours]
+    assert d == sorted(d) and 0 < d[0]
     project.close()
