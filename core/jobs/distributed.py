@@ -13,9 +13,16 @@ batch (the equivalence tests check parameters after a few steps):
   forwards only its contiguous block of it (``local_rows``); augmentations are drawn for the
   whole global batch from the step's generator and sliced, so each sample sees the same
   augmentation at any world size;
-* losses that need the global batch (PICA's partition-uncertainty matrix and cluster-size
-  prior) see it through ``gather_rows`` (``torch.distributed.nn.functional.all_gather``, which
-  carries gradients back to the rank that produced each row);
+* losses see the global batch: each rank forwards its rows (``local_rows`` / ``local_batch``)
+  and gathers every rank's outputs back (``gather_rows`` / ``global_batch``, through
+  ``torch.distributed.nn.functional.all_gather``, which carries gradients back to the rank that
+  produced each row), then computes the one-process loss. PICA's partition-uncertainty matrix
+  and prior, SimCLR's negatives, FixMatch's labelled / unlabelled parts (``global_parts``: each
+  rank forwards its share of both), every mean over the batch;
+* DeepDiffusion's memory is whole on every rank and updated identically: each rank's LMR loss
+  (a sum over rows, kNN over the whole memory) covers its rows, and the encoder's and memory's
+  gradients are summed (``sync_gradients(reduce="sum")``); DeepCluster's features are extracted
+  in shards (``local_share``, ``gather_array``) and k-means runs on rank 0 (``on_main``);
 * batch statistics are global: ``sync_batchnorm`` swaps BatchNorm for ``torch.nn.SyncBatchNorm``
   on GPUs and for ``GlobalBatchNorm`` (same statistics through the same autograd all-gather) on
   CPUs, where PyTorch's SyncBatchNorm refuses to run;
@@ -24,9 +31,13 @@ batch (the equivalence tests check parameters after a few steps):
   step (two views, alternating heads), which the DDP wrapper's reducer does not support; the
   arithmetic is the same. ``wrap_ddp`` is there for single-forward training loops.
 
-Each rank's loss is written so that the global objective is the mean of the ranks' losses (a
-mean over the local rows, or the same global loss on every rank); the autograd collectives sum
-over ranks and ``sync_gradients`` divides by W, which gives exactly the one-process gradient.
+Each rank's loss is written so that the global objective is the mean of the ranks' losses (the
+same global loss on every rank, from the gathered outputs) or, with ``reduce="sum"``, their sum
+(DeepDiffusion); the autograd collectives sum over ranks and ``sync_gradients`` divides by W (or
+not), which gives exactly the one-process gradient. Layers that compute BatchNorm statistics
+themselves (PointNet's fused max-pooled layers) are unfused by ``sync_batchnorm``. Dropout masks
+are drawn per rank from independent streams (the same in distribution as one process's, not
+bitwise the same).
 """
 from __future__ import annotations
 
@@ -540,8 +551,16 @@ def prepare(module):
     BatchNorm and rank 0's weights on every rank."""
     if not active():
         return module
+    import torch
+
     module = sync_batchnorm(module)
     broadcast_module(module)
+    if rank() != 0:
+        # the global RNG only draws dropout masks during training (augmentations and orders
+        # have their own seeded generators): rank 0 keeps the run's stream, which its checkpoint
+        # records, the other ranks draw independent masks for their rows
+        torch.manual_seed(int(np.random.SeedSequence([torch.initial_seed() & 0xFFFFFFFF, rank()])
+                              .generate_state(1)[0]))
     return module
 
 
