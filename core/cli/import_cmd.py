@@ -31,6 +31,10 @@ def register(sub) -> None:
                    help="keep DICOM patient and study identifiers (PatientID, name, sex, age, birth "
                         "and study dates, UIDs, institution) in the sample metadata; by default only "
                         "what describes the image is kept (modality, spacing, manufacturer, ...)")
+    p.add_argument("--first-map", action="store_true",
+                   help="then make the project's first map when it has none: PCA of pixels/voxels, "
+                        "or the untrained PointNet for shapes (no training), so `latentmap query`, "
+                        "`cluster` and `match` work at once (the app makes it by itself)")
     p.set_defaults(func=run_import)
 
 
@@ -112,5 +116,20 @@ def _import_into(project, args) -> int:
     ir = report.import_report
     if cancelled:
         return 130
+    if getattr(args, "first_map", False):
+        _first_map(project)
     ok = ir.imported or ir.already or not ir.skipped
     return 0 if ok and not report.structure_errors else 1
+
+
+def _first_map(project) -> None:
+    from ..workflows.baseline import baseline_steps, has_baseline
+
+    if has_baseline(project):
+        print("first map: the project has one already")
+        return
+    last = None
+    for prog in baseline_steps(project):
+        last = prog.message
+    if last:
+        print(last)

@@ -51,7 +51,9 @@ def pick_embedded_run(project, run_id: int | None = None) -> int:
         return active
     runs = project.embedded_runs()
     if not runs:
-        raise ValueError(f"no stored embedding in {project.path}; run `latentmap train` or `latentmap embed` first")
+        raise ValueError(f"no stored embedding in {project.path}; make the first map without training "
+                         "(`latentmap import --first-map ...`, or open the project in the app) or run "
+                         "`latentmap train` first")
     return runs[-1]
 
 

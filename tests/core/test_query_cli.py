@@ -84,3 +84,26 @@ def test_query_errors_are_clear(adrenal_copy, capsys, tmp_path):
     Project.create(empty).close()
     rc, out, err = _query([info["masks"][151], "--project", empty], capsys)
     assert rc == 2 and "no stored embedding" in err
+
+
+def test_query_on_a_new_project_with_only_its_first_map(tmp_path, capsys):
+    """A CLI user's first minutes: import a CT's organs with --first-map (no training), then
+    query the MR's liver against them."""
+    from core.cli import main
+    from core.project import Project
+
+    ts = CT.parent
+    proj = tmp_path / "organs"
+    organs = ["liver", "spleen", "kidney_left", "kidney_right"]
+    rc = main(["import", str(need(CT)), str(need(CT_SEG)), "--project", str(proj), "--first-map",
+               *sum((["--structure", s] for s in organs), [])])
+    assert rc == 0 and "first map: run 1 (baseline-pointnet)" in capsys.readouterr().out
+    rc, out, err = _query([need(ts / "example_mr_sm.nii.gz"), need(ts / "example_seg_mr.nii.gz"),
+                           "--structure", "liver", "--k", "4", "--json", "--project", proj], capsys)
+    assert rc == 0, err
+    (case,) = json.loads(out)
+    assert case["id"].endswith("/liver") and len(case["neighbours"]) == 4
+    project = Project.open(proj)
+    _check([case], project, 4)
+    assert project.runs()["method"].tolist() == ["baseline-pointnet"]   # placed, not retrained
+    project.close()
