@@ -261,6 +261,22 @@ class TrainingPanel(QWidget):
     def _load_method(self) -> None:
         self.device_label.setText(_device_text())
         self._on_method_changed()
+        self.show_run_history(self.model.active_run)
+        self.model.run_changed.connect(self.show_run_history)
+
+    def show_run_history(self, run_id) -> None:
+        """While nothing trains, the charts show the active run's curves from its history.csv,
+        so a finished run's training can be inspected after reopening the project."""
+        if self.qjob is not None or run_id is None:
+            return
+        try:
+            run = self.model.project.run(int(run_id))
+        except Exception:  # noqa: BLE001 - a run that went away: keep the charts as they are
+            return
+        self._reset_curves(int(run_id))
+        what = ("its training curves" if self.charts.plots
+                else "no training curves recorded (a first map or an embedding, not a training)")
+        self.status_label.setText(f"run {int(run_id)} ({run['method']}, {run['status']}): {what}")
 
     # ------------------------------------------------------------------ layout
     def _build(self) -> None:

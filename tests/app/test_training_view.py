@@ -17,6 +17,9 @@ def window(qtbot, project_copy):
     win.resize(1600, 1000)
     win.show()
     qtbot.waitExposed(win)
+    # the method form loads after the first paint, and then shows the active run's curves:
+    # wait for it, so the records fed below are not cleared by it
+    qtbot.waitUntil(lambda: win.panels["Training"].form is not None, timeout=20000)
     yield win
     win.close()
 
@@ -90,3 +93,25 @@ def test_resumed_run_shows_history_from_before_the_cancel(qtbot, model, tmp_path
     qtbot.addWidget(panel)
     panel._reset_curves(run)
     assert panel.charts.series["loss: fit"] == ([1.0, 2.0], [5.0, 4.0])
+
+
+def test_idle_panel_shows_the_active_runs_curves(qtbot, model):
+    """A researcher reopening a project sees the finished run's training curves (history.csv),
+    and they follow the active run."""
+    from app._qt.training_panel import TrainingPanel
+
+    run = model.project.create_run("deepdiffusion", {})
+    path = model.project.run_dir(run) / "history.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("epoch,step,global_step,samples_per_s,loss/fit,metric/val_map_balanced\n"
+                    "0,1,1,10,5.0,\n0,2,2,10,4.0,0.61\n")
+    model.project.update_run(run, status="finished", finished=True)
+    panel = TrainingPanel(model)
+    qtbot.addWidget(panel)
+    panel._load_method()
+    before = model.active_run
+    assert before != run
+    model.active_run = run
+    assert panel.charts.series["loss: fit"] == ([1.0, 2.0], [5.0, 4.0])
+    assert panel.charts.series["val_map_balanced"] == ([2.0], [0.61])
+    assert f"run {run} (deepdiffusion, finished)" in panel.status_label.text()
