@@ -47,13 +47,27 @@ TS = DATA / "totalseg_example"
 LATENTMAP = [str(Path(sys.executable).parent / "latentmap")]
 
 
-def run_cli(args, *, quiet=True) -> float:
+def run_cli(args, *, quiet=True, detail: dict | None = None) -> float:
+    """Wall seconds of a fresh ``latentmap ARGS`` process, start to exit. ``detail`` gets
+    ``answer_s`` (start to the first line on stdout: ``query`` prints its whole answer at once,
+    before it stores the new rows) and ``cpu_s`` (the child's user+sys CPU seconds, much less
+    sensitive to other work on the machine than wall time)."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    out = subprocess.run(LATENTMAP + [str(a) for a in args], cwd=ROOT, capture_output=True, text=True,
-                         env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    proc = subprocess.Popen(LATENTMAP + [str(a) for a in args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    first = proc.stdout.readline()
+    answer = time.perf_counter() - t
+    rest, err = proc.communicate()
     dt = time.perf_counter() - t
-    if out.returncode != 0:
-        raise RuntimeError(f"latentmap {' '.join(map(str, args))} failed:\n{out.stderr[-2000:]}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise RuntimeError(f"latentmap {' '.join(map(str, args))} failed:\n{err[-2000:]}")
+    if detail is not None:
+        detail.update(answer_s=answer if first else dt, exit_s=dt,
+                      cpu_s=(after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime))
     return dt
 
 
@@ -187,19 +201,25 @@ def main(argv=None) -> int:
             for case, make, structures in (("64^3 mask", cases.mask, []),
                                            ("CT + label map, liver", cases.ct, ["liver"])):
                 warm = [warm_query(project, placer, make(), structures) for _ in range(args.repeats)]
-                cold = []
+                cold, cold_detail = [], []
                 for _ in range(args.cold_repeats):
                     files = make()
                     extra = sum((["--structure", s] for s in structures), [])
-                    cold.append(run_cli(["query", *files, "--project", path, *extra]))
+                    d = {"load_average": os.getloadavg()[0]}
+                    cold.append(run_cli(["query", *files, "--project", path, *extra], detail=d))
+                    cold_detail.append(d)
                 row = {"known": n_known, "case": case, "warm_s": statistics.median(warm),
                        "warm_all_s": warm, "cold_s": statistics.median(cold), "cold_all_s": cold,
+                       "cold_answer_s": statistics.median(d["answer_s"] for d in cold_detail),
+                       "cold_cpu_s": statistics.median(d["cpu_s"] for d in cold_detail),
+                       "cold_detail": cold_detail,
                        "run_load_s": load_s, "synthetic_rows": max(0, n_known - 1000) if label != "1,000" else 0,
                        "load_average": os.getloadavg()[0]}
                 results.append(row)
                 print(f"{label:>8} known ({n_known} rows{', 99,000 synthetic' if row['synthetic_rows'] else ''})"
                       f" | {case:<22} | warm {row['warm_s']:.2f} s (runs {', '.join(f'{x:.2f}' for x in warm)})"
-                      f" | cold {row['cold_s']:.2f} s (runs {', '.join(f'{x:.2f}' for x in cold)})"
+                      f" | cold {row['cold_s']:.2f} s (runs {', '.join(f'{x:.2f}' for x in cold)};"
+                      f" answer printed at {row['cold_answer_s']:.2f} s; CPU {row['cold_cpu_s']:.2f} s)"
                       f" | load avg {row['load_average']:.1f}", flush=True)
             project.close()
 
@@ -229,10 +249,14 @@ def main(argv=None) -> int:
     lines = [f"# bench/query.py\n", f"CPU: {cpu_model()}; load average at the end {os.getloadavg()[0]:.1f}\n",
              "100,000 known cases = 1,000 real embedded shapes + 99,000 SYNTHETIC embedding rows "
              "(resampled real rows + noise; kNN table only).\n",
-             "| known | case | warm (s) | cold (s) | goal warm/cold | load avg |", "|---|---|---|---|---|---|"]
+             "Cold: a fresh `latentmap query` process; *answer* = start to the printed answer (the new rows are "
+             "stored after it), *exit* = start to the process's end, *CPU* = the process's user+sys seconds "
+             "(little affected by other work on the machine; wall times are, see the load average).\n",
+             "| known | case | warm (s) | cold: answer (s) | cold: exit (s) | cold: CPU (s) | goal warm/cold | load avg |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in results:
-        lines.append(f"| {r['known']:,} | {r['case']} | {r['warm_s']:.2f} | {r['cold_s']:.2f} | 1 / 5 | "
-                     f"{r['load_average']:.1f} |")
+        lines.append(f"| {r['known']:,} | {r['case']} | {r['warm_s']:.2f} | {r['cold_answer_s']:.2f} | "
+                     f"{r['cold_s']:.2f} | {r['cold_cpu_s']:.2f} | 1 / 5 | {r['load_average']:.1f} |")
     lines += ["", "Baseline (same run): import + embed + match at 1,000 known cases", "",
               "| case | import (s) | embed (s) | match (s) | total (s) | ours warm / cold (s) |", "|---|---|---|---|---|---|"]
     for b in base_rows:

@@ -181,7 +181,10 @@ class MainWindow(QMainWindow):
         self._update_status()
         self.project_opened.emit(model)
         if not len(model.project.runs()):
-            QTimer.singleShot(0, lambda: self._guarded(self.start_first_map))
+            from app._qt.after_paint import after_first_paint
+
+            # after the window has shown (at start-up), from the event loop
+            after_first_paint(lambda: QTimer.singleShot(0, lambda: self._guarded(self.start_first_map)))
 
     def open_project(self, path) -> None:
         from core.project import Project
@@ -259,12 +262,17 @@ class MainWindow(QMainWindow):
         self._default_state = self.saveState()
 
     def views_ready(self) -> bool:
-        """The image and mesh views have been built (they are built lazily at start-up)."""
-        return all(getattr(v, "realised", True) or not v.isVisible()
-                   for v in (getattr(self, "image_view", None), getattr(self, "mesh_view", None)) if v is not None)
+        """The image and mesh views have been built and the samples table filled (at start-up
+        they are, after the first paint)."""
+        table = getattr(self, "samples_list", None)
+        return (table is None or table.table_model.filled) and all(
+            getattr(v, "realised", True) or not v.isVisible()
+            for v in (getattr(self, "image_view", None), getattr(self, "mesh_view", None)) if v is not None)
 
     def realise_views(self) -> None:
         """Build the lazily created heavy views now (scripted screenshots need them drawn)."""
+        if getattr(self, "samples_list", None) is not None:
+            self.samples_list.fill()
         for v in (getattr(self, "image_view", None), getattr(self, "mesh_view", None)):
             if v is not None and hasattr(v, "realise"):
                 v.realise()

@@ -183,7 +183,11 @@ class ScatterView(QtWidgets.QWidget):
         self._drawn = None                          # (data rect drawn, view span, widget size)
         self.last_drag = np.zeros((0, 2))           # the last lasso or box, in data coordinates
 
-        _kernels.warm()          # compiles (first run) or loads the fused raster kernels, off-thread
+        # compiles (first run) or loads the fused raster kernels, off-thread, once the window has
+        # painted: importing numba (and scipy) competes for the GIL with the start-up otherwise
+        from app._qt.after_paint import after_first_paint
+
+        after_first_paint(_kernels.warm)
         self._build_ui()
         self._connect_models()
         if model is not None:
