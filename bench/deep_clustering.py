@@ -8,28 +8,32 @@ uses fewer than asked is reported as COLLAPSED, without scores) and the weighted
 Algorithm 1 with 1 % and 10 % of the training labels as development set (cluster -> mean dev
 label vector; per-class thresholds tuned on the validation split; test F1).
 
-Semi-/supervised with 10 % of the training labels (same stratified subset for all): fine-tuning
-of the PICA-SD trunk, FixMatch One-Head and Two-Head from the PICA-SD trunk, and supervised
-training from scratch; test accuracy (argmax) and weighted F1, against MedMNIST v2's published
-fully supervised ResNet-18 test accuracy (quoted constants below; nothing is re-run for them).
+With ``--few-labels`` (off by default; issue 13 item 4 has its own ``bench/few_labels.py``):
+fine-tuning of the PICA trunk, FixMatch One-Head and Two-Head, and supervised training from
+scratch with 10 % of the training labels, against MedMNIST v2's published fully supervised
+ResNet-18 test accuracy (quoted constants below; nothing is re-run for them).
 
-Printed: CPU model, threads, every setting, per method time per epoch, epochs, wall and CPU time,
-peak RSS, and (``--probe-size``) the peak RSS of one PICA step with its default batch (256 x
-(1 + 3 copies)) at 128 x 128 in a separate process. Writes results.json, run.log-style output
-and per-dataset learning-curve PNGs (NMI, accuracy, used clusters, PUI and prior terms per
-epoch) under ``--out``.
+Printed: CPU model, threads, load average, every setting, progress from the first second
+(loading, network built, every ~20 s a step line, every epoch end, features for k-means), per
+method time per epoch, epochs, steps, wall and CPU time, peak RSS, and (``--probe-size``) the
+peak RSS of one default PICA step (batch 256) at 128 x 128 in a separate process. Every
+``--eval-every`` steps PICA's clusters of a fixed test subset are scored, for the learning
+curves. Writes results.json and per-dataset learning-curve PNGs (test-subset accuracy and NMI
+during training; per epoch the training-subset NMI, used clusters, PUI and prior terms) under
+``--out``.
 
-Every size and epoch count is a flag: ``--n-train 0 --n-test 0`` is the full OrganAMNIST
-(34,561 training, 17,778 test images); a 2-core CPU shared with other work cannot train that in
-an hour, so the defaults are seeded subsets (printed) and the goals are stated next to the
-figures, not claimed.
+Defaults: the full official splits (OrganAMNIST 34,561 train / 6,491 val / 17,778 test) and the
+methods' CPU-budget defaults (small ConvNet trunk, PICA's heads trained jointly, Adam lr 1e-3,
+one strong copy, bf16); the epoch counts are flags, sized for about an hour of one core.
 
-    .venv/bin/python bench/deep_clustering.py --n-train 800 --epochs 2
+    .venv/bin/python bench/deep_clustering.py                       # full data
+    .venv/bin/python bench/deep_clustering.py --n-train 800 --n-test 1000 --epochs 1   # a smoke run
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -153,6 +157,24 @@ def kmeans_baselines(data, k, seed, rows):
     rows[-1]["time_s"] = time.perf_counter() - t
 
 
+def summary_table(name, rows, goals):
+    """The run's table: every method next to k-means on raw pixels and the issue's goals."""
+    base = next((r for r in rows if r["method"] == "k-means raw pixels" and "acc" in r), None)
+    print(f"\n  {name} test split | acc | NMI | purity | acc - k-means raw | NMI - k-means raw | epochs | CPU s/epoch")
+    for r in rows:
+        if r.get("collapsed"):
+            print(f"  {r['method']:<30} COLLAPSED ({r['clusters_used']} of {r['clusters_asked']} clusters)")
+            continue
+        da = f"{r['acc'] - base['acc']:+.3f}" if base else "-"
+        dn = f"{r['nmi'] - base['nmi']:+.3f}" if base else "-"
+        ep = r.get("epochs", "-")
+        cpe = f"{r['cpu_s_per_epoch']:.0f}" if "cpu_s_per_epoch" in r else "-"
+        print(f"  {r['method']:<30} {r['acc']:.3f} | {r['nmi']:.3f} | {r['purity']:.3f} | {da} | {dn} | {ep} | {cpe}")
+    if goals:
+        print(f"  goals: acc >= {goals['acc']}, NMI >= {goals['nmi']}, both >= k-means raw + "
+              f"{goals['over_kmeans_raw']}; DeepCluster purity at 8K >= {goals['purity_8k']}", flush=True)
+
+
 def cpu_seconds() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
@@ -162,22 +184,77 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux: KiB
 
 
-def train_method(method, data, ckpt: Path):
+class ProgressPrinter:
+    """The benchmark's progress lines: every start-up message (loading, resizing, network built,
+    features for k-means) at once, a step line every ``every_s`` seconds, every epoch end; and,
+    every ``eval_every`` optimisation steps, the method's clustering of a fixed test subset
+    (accuracy / NMI against the labels, for the learning curves; ``None``: off)."""
+
+    def __init__(self, label, method, probe=None, every_s: float = 20.0, eval_every: int = 0):
+        self.label, self.method, self.probe = label, method, probe
+        self.every_s, self.eval_every = float(every_s), int(eval_every)
+        self.t0, self.c0 = time.perf_counter(), cpu_seconds()
+        self.last = -1e9
+        self.curve: list[dict] = []
+
+    def __call__(self, p):
+        now = time.perf_counter()
+        head = f"    [{self.label} {now - self.t0:6.0f} s, CPU {cpu_seconds() - self.c0:6.0f} s]"
+        if not p.losses:  # start-up / clustering progress
+            if now - self.last >= self.every_s or p.message.endswith(("loaded", "running")) or "loading" in p.message:
+                print(f"{head} {p.message}", flush=True)
+                self.last = now
+            return
+        if self.eval_every and self.probe is not None and p.global_step % self.eval_every == 0:
+            self.curve.append({"step": p.global_step, "epoch": p.epoch + p.step / max(1, p.steps_per_epoch or 1),
+                               "cpu_s": cpu_seconds() - self.c0, **self.probe(self.method)})
+        if p.epoch_end or now - self.last >= self.every_s or p.global_step == 1:
+            losses = " ".join(f"{k} {v:.3f}" for k, v in p.losses.items())
+            extra = f" | test subset acc {self.curve[-1]['acc']:.3f} NMI {self.curve[-1]['nmi']:.3f}" if self.curve else ""
+            print(f"{head} epoch {p.epoch + 1}/{p.n_epochs} step {p.step}/{p.steps_per_epoch} {losses}"
+                  f"{' | ' + p.message if p.epoch_end else ''}{extra}", flush=True)
+            self.last = now
+
+
+def test_probe(data, n: int, seed: int):
+    """A callable scoring a method's clusters on ``n`` fixed test images (acc, NMI, used)."""
+    from core.metrics.clustering import hungarian_accuracy, nmi
+
+    te = np.flatnonzero(data.split == "test")
+    idx = np.sort(np.random.default_rng([seed, 17]).permutation(te)[:n])
+    x, y = data.x[idx], data.class_index[idx]
+
+    def probe(method):
+        if hasattr(method, "_recalibrate") and getattr(method, "model_", None) is not None and hasattr(method, "head_sizes_"):
+            method._recalibrate(method._images(data.x[data.split == "train"][:method.bn_samples]))
+        a = np.asarray(method.predict_clusters(x))
+        return {"acc": float(hungarian_accuracy(y, a)), "nmi": float(nmi(y, a)), "used": int(len(np.unique(a)))}
+
+    return probe
+
+
+def train_method(method, data, ckpt: Path, label: str = "", probe=None, eval_every: int = 0):
     from core.jobs import Job
 
     t, c = time.perf_counter(), cpu_seconds()
     job = Job(method, data, checkpoint_path=ckpt)
+    printer = ProgressPrinter(label or type(method).__name__, method, probe=probe, eval_every=eval_every)
+    job.on_progress = printer
     job.run()
     total, cpu = time.perf_counter() - t, cpu_seconds() - c
     ends = [p for p in job.history if p.epoch_end]
     epochs = len(ends) or (job.history[-1].epoch + 1 if job.history else 0)
+    steps = [p for p in job.history if p.losses]
     return {"epochs": epochs, "time_s": total, "cpu_s": cpu, "s_per_epoch": total / max(1, epochs),
-            "steps": len(job.history), "last_losses": job.history[-1].losses if job.history else {},
-            "epoch_metrics": [dict(p.metrics) for p in ends], "last_message": ends[-1].message if ends else "", "status": str(job.status)}
+            "cpu_s_per_epoch": cpu / max(1, epochs), "steps": len(steps),
+            "last_losses": steps[-1].losses if steps else {}, "test_curve": printer.curve,
+            "epoch_metrics": [dict(p.metrics) for p in ends], "last_message": ends[-1].message if ends else "",
+            "status": str(job.status), "job_message": job.message}
 
 
-def plot_curves(name, curves: dict, out: Path) -> Path | None:
-    """One PNG per dataset: per-epoch NMI, accuracy, used clusters, PUI and prior terms."""
+def plot_curves(name, curves: dict, test_curves: dict, out: Path) -> Path | None:
+    """One PNG per dataset: test-subset accuracy and NMI during training (every few steps),
+    and per epoch the training-subset NMI, used clusters, PUI and prior terms."""
     try:
         import matplotlib
 
@@ -185,16 +262,23 @@ def plot_curves(name, curves: dict, out: Path) -> Path | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    panels = [("nmi", "NMI (train subset)"), ("acc", "Hungarian accuracy"), ("n_used_clusters", "clusters used"),
-              ("target_pui", "PUI loss (target head)"), ("target_prior", "prior loss (target head)")]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2))
+    panels = [("test:acc", "test subset: Hungarian accuracy"), ("test:nmi", "test subset: NMI"),
+              ("nmi", "train subset NMI (epoch end)"), ("n_used_clusters", "clusters used (epoch end)"),
+              ("target_pui", "PUI loss, target head (epoch mean)"), ("target_prior", "prior loss, target head")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.2))
     for ax, (key, title) in zip(axes, panels):
-        for label, rows in curves.items():
-            ep = [i + 1 for i, r in enumerate(rows) if key in r]
-            ys = [r[key] for r in rows if key in r]
-            if ys:
-                ax.plot(ep, ys, marker="o", label=label)
-        ax.set_title(title, fontsize=9)
+        if key.startswith("test:"):
+            k = key[5:]
+            for label, rows in test_curves.items():
+                if rows:
+                    ax.plot([r["epoch"] for r in rows], [r[k] for r in rows], marker=".", label=label)
+        else:
+            for label, rows in curves.items():
+                ep = [i + 1 for i, r in enumerate(rows) if key in r]
+                ys = [r[key] for r in rows if key in r]
+                if ys:
+                    ax.plot(ep, ys, marker="o", label=label)
+        ax.set_title(title, fontsize=8)
         ax.set_xlabel("epoch")
     axes[0].legend(fontsize=7)
     fig.suptitle(f"{name}: learning curves", fontsize=10)
@@ -206,8 +290,8 @@ def plot_curves(name, curves: dict, out: Path) -> Path | None:
 
 
 def memory_probe(size: int, threads: int) -> dict:
-    """Peak RSS of one default PICA step (batch 256, 3 strong copies, bf16) on random 128 x 128
-    images, in its own process so that nothing else counts."""
+    """Peak RSS of one default PICA step (batch 256 and the default strong copies, bf16) on random
+    128 x 128 images, in its own process so that nothing else counts."""
     code = f"""
 import resource, time, numpy as np, torch
 torch.set_num_threads({threads})
@@ -217,9 +301,9 @@ x = np.random.default_rng(0).integers(0, 256, (256, {size}, {size}), dtype=np.ui
 m = PICA(epochs=1, n_clusters=4, mixed_precision="bf16", device="cpu", eval_samples=0, bn_samples=0)
 t = time.perf_counter()
 g = m.steps(SampleSet(ids=np.arange(256), x=x))
-next(g)
+next(p for p in g if p.losses)  # the first optimisation step (start-up progress has no losses)
 print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, time.perf_counter() - t,
-      m.trunk_config_["stem"], m.batch_size, m.n_repeat)
+      m.trunk_config_["backbone"] + ":" + m.trunk_config_["stem"], m.batch_size, m.n_repeat)
 """
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     if r.returncode:
@@ -264,32 +348,46 @@ def run_dataset(name, args, out_dir: Path):
         print(f"  goals (issue 13): test acc >= {goals['acc']}, NMI >= {goals['nmi']} and >= k-means raw "
               f"+ {goals['over_kmeans_raw']} in both; purity at 8K >= {goals['purity_8k']}; "
               f"FixMatch 10 % labels >= {goals['fixmatch_acc']}", flush=True)
-    rows, train_rows, curves = [], [], {}
+    rows, train_rows, curves, test_curves = [], [], {}, {}
     kmeans_baselines(data, k, args.seed, rows)
     train = data.subset(np.flatnonzero(data.split == "train"))
-    common = dict(batch_size=args.batch_size, seed=args.seed, device=args.device, backbone=args.backbone,
+    probe = test_probe(data, args.probe_test, args.seed) if args.eval_every else None
+    common = dict(batch_size=args.batch_size, seed=args.seed, device=args.device,
                   input_size=args.input_size, mixed_precision=args.mixed_precision)
-    pica_kw = dict(epochs=args.epochs, n_clusters=k, n_repeat=args.n_repeat, eval_samples=args.eval_samples,
-                   lr=args.lr, **common)
+    pica_kw = dict(n_clusters=k, n_repeat=args.n_repeat, eval_samples=args.eval_samples,
+                   lr=args.lr, backbone=args.backbone, head_schedule=args.head_schedule, **common)
     ckpts = {}
-    for label, method in (
-            ("PICA", PICA(prior="entropy", **pica_kw)),
-            ("PICA + L_SD", PICA(prior="dirichlet", alpha=args.alpha, **pica_kw)),
-            ("DeepCluster", DeepCluster(epochs=args.dc_epochs, **{**common, "backbone": args.dc_backbone}))):
+    methods = []
+    if args.epochs:
+        methods.append(("PICA", PICA(prior="entropy", epochs=args.epochs, **pica_kw)))
+    if args.sd_epochs:
+        methods.append(("PICA + L_SD", PICA(prior="dirichlet", alpha=args.alpha, epochs=args.sd_epochs, **pica_kw)))
+    if args.dc_epochs:
+        methods.append(("DeepCluster", DeepCluster(epochs=args.dc_epochs, backbone=args.dc_backbone,
+                                                   lr=args.dc_lr, pca_dim=args.dc_pca, **common)))
+    for label, method in methods:
         ckpts[label] = out_dir / f"{name}-{label.replace(' ', '').replace('+', '-')}.pt"
-        info = train_method(method, train, ckpts[label])
+        print(f"  training {label}: " + json.dumps({k_: v for k_, v in method.get_params().items()
+                                                     if not isinstance(v, (list, dict))}), flush=True)
+        is_dc = label == "DeepCluster"
+        info = train_method(method, train, ckpts[label], label, probe=None if is_dc else probe,
+                            eval_every=0 if is_dc else args.eval_every)
         t = time.perf_counter()
         assign = np.asarray(method.predict_clusters(data), dtype=int)
-        k_asked = int(method.k_) if label == "DeepCluster" else k
+        k_asked = int(method.k_) if is_dc else k
         k_out = int(max(assign.max() + 1, k_asked))
-        shown = f"DeepCluster {k_asked} (8K)" if label == "DeepCluster" else label
+        shown = f"DeepCluster {k_asked} ({k_asked // k}K)" if is_dc else label
         cluster_report(shown, data, assign, k_out, args.seed, rows, k_asked=k_asked)
         rows[-1].update({"epochs": info["epochs"], "s_per_epoch": info["s_per_epoch"], "time_s": info["time_s"],
-                         "cpu_s": info["cpu_s"], "predict_s": time.perf_counter() - t})
+                         "cpu_s": info["cpu_s"], "cpu_s_per_epoch": info["cpu_s_per_epoch"], "steps": info["steps"],
+                         "predict_s": time.perf_counter() - t, "status": info["status"]})
         curves[label] = info["epoch_metrics"]
-        print(f"    {info['epochs']} epochs, {info['s_per_epoch']:.1f} s/epoch, wall {info['time_s']:.0f} s, "
-              f"CPU {info['cpu_s']:.0f} s; last epoch: {info['last_message']}", flush=True)
-        if label == "DeepCluster":
+        test_curves[label] = info["test_curve"]
+        print(f"    {info['epochs']} epochs ({info['steps']} steps), {info['s_per_epoch']:.0f} s/epoch wall, "
+              f"{info['cpu_s_per_epoch']:.0f} s/epoch CPU, wall {info['time_s']:.0f} s, CPU {info['cpu_s']:.0f} s, "
+              f"load average {os.getloadavg()[0]:.1f}; {info['status']}; last epoch: {info['last_message']}",
+              flush=True)
+        if is_dc:
             from sklearn.cluster import KMeans
 
             feats = method.transform(data)
@@ -297,15 +395,20 @@ def run_dataset(name, args, out_dir: Path):
             km = KMeans(k, n_init=3, random_state=args.seed).fit(feats[tr])
             cluster_report(f"DeepCluster feats k-means {k}", data, km.predict(feats), k, args.seed, rows)
         torch.manual_seed(args.seed)
-    png = plot_curves(name, curves, out_dir)
+    png = plot_curves(name, curves, test_curves, out_dir)
     if png:
         print(f"  learning curves: {png}")
+    summary_table(name, rows, goals)
+    if not args.few_labels:
+        print(f"  peak RSS so far {peak_rss_gib():.2f} GiB", flush=True)
+        return {"dataset": name, "sizes": n, "clustering": rows, "curves": curves, "test_curves": test_curves,
+                "goals": goals}
 
     print(f"  -- with {int(args.label_fraction * 100)} % of the training labels "
           f"(stratified, seed {args.seed}); validation: {n['val']} images", flush=True)
     ft_common = dict(label_fraction=args.label_fraction, seed=args.seed, device=args.device,
                      batch_size=args.ft_batch_size, mixed_precision=args.mixed_precision)
-    init = str(ckpts["PICA + L_SD"])
+    init = str(ckpts.get("PICA + L_SD") or ckpts["PICA"])
     fm = dict(init_checkpoint=init, epochs=args.ft_epochs, steps_per_epoch=args.fixmatch_steps, mu=args.mu,
               patience=args.patience, **ft_common)
     for label, method in (
@@ -324,6 +427,7 @@ def run_dataset(name, args, out_dir: Path):
         print(f"  MedMNIST v2 published, fully supervised {k_}: test acc {v:.3f} (100 % labels, quoted)")
     print(f"  peak RSS so far {peak_rss_gib():.2f} GiB", flush=True)
     return {"dataset": name, "sizes": n, "clustering": rows, "classification": train_rows, "curves": curves,
+            "test_curves": test_curves,
             "goals": goals, "medmnist_v2_published_acc": MEDMNIST_V2_RESNET18_ACC[name]}
 
 
@@ -331,28 +435,36 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--datasets", default="organamnist,breastmnist")
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
-    p.add_argument("--n-train", type=int, default=800, help="training images per dataset (0 = all)")
-    p.add_argument("--n-val", type=int, default=300, help="validation images (0 = all)")
-    p.add_argument("--n-test", type=int, default=1000, help="test images (0 = all)")
+    p.add_argument("--n-train", type=int, default=0, help="training images per dataset (0 = all)")
+    p.add_argument("--n-val", type=int, default=0, help="validation images (0 = all)")
+    p.add_argument("--n-test", type=int, default=0, help="test images (0 = all)")
     p.add_argument("--input-size", type=int, default=0, help="resize on load (0 = stored 28 px)")
-    p.add_argument("--epochs", type=int, default=2, help="PICA epochs")
-    p.add_argument("--dc-epochs", type=int, default=2, help="DeepCluster epochs")
-    p.add_argument("--dc-backbone", default="resnet18", help="DeepCluster trunk (DeepMCAT: vgg16_bn)")
+    p.add_argument("--epochs", type=int, default=3, help="PICA (entropy prior) epochs (0 = skip)")
+    p.add_argument("--sd-epochs", type=int, default=2, help="PICA + L_SD (Dirichlet prior) epochs (0 = skip)")
+    p.add_argument("--dc-epochs", type=int, default=2, help="DeepCluster epochs (0 = skip)")
+    p.add_argument("--dc-backbone", default="convnet_small", help="DeepCluster trunk (DeepMCAT: vgg16_bn)")
+    p.add_argument("--dc-lr", type=float, default=0.05, help="DeepCluster SGD learning rate (DeepMCAT: 0.05)")
+    p.add_argument("--dc-pca", type=int, default=0, help="DeepCluster PCA-whitening dims (0: l2 only, DeepMCAT)")
+    p.add_argument("--few-labels", action="store_true",
+                   help="also fine-tune / FixMatch with 10 %% labels (issue 13 item 4; bench/few_labels.py)")
     p.add_argument("--ft-epochs", type=int, default=4, help="maximum fine-tuning / FixMatch epochs")
     p.add_argument("--fixmatch-steps", type=int, default=10, help="FixMatch steps per epoch")
     p.add_argument("--patience", type=int, default=7)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-4, help="PICA Adam learning rate")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--lr", type=float, default=1e-3, help="PICA Adam learning rate")
+    p.add_argument("--head-schedule", default="joint", choices=("joint", "alternate"))
     p.add_argument("--ft-batch-size", type=int, default=16)
     p.add_argument("--mu", type=int, default=2)
     p.add_argument("--n-repeat", type=int, default=1, help="PICA strong copies per image")
     p.add_argument("--alpha", type=float, default=1.5, help="Dirichlet alpha of L_SD")
-    p.add_argument("--eval-samples", type=int, default=1000, help="PICA per-epoch scoring sample")
+    p.add_argument("--eval-samples", type=int, default=2000, help="PICA per-epoch scoring sample (train)")
+    p.add_argument("--eval-every", type=int, default=40, help="score a fixed test subset every N steps (0: off)")
+    p.add_argument("--probe-test", type=int, default=2000, help="test images in that subset")
     p.add_argument("--label-fraction", type=float, default=0.10)
-    p.add_argument("--backbone", default="resnet18")
+    p.add_argument("--backbone", default="convnet_small", help="PICA trunk")
     p.add_argument("--mixed-precision", default="bf16", choices=("auto", "bf16", "off"))
     p.add_argument("--device", default="auto")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--probe-size", type=int, default=128, help="memory probe image size (0 = skip)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=ROOT / ".cache" / "bench_deep_clustering")
@@ -368,6 +480,7 @@ def main(argv=None):
     print(f"CPU: {cpu_model()} ({args.threads} torch threads); device: {dev}"
           + (f" ({torch.cuda.get_device_name(0)})" if dev.type == "cuda" else ""), flush=True)
     print("settings: " + json.dumps({k: str(v) for k, v in vars(args).items()}), flush=True)
+    print(f"load average at start {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs shared)", flush=True)
     probe = None
     if args.probe_size:
         probe = memory_probe(args.probe_size, args.threads)
@@ -375,7 +488,8 @@ def main(argv=None):
     t0, c0 = time.perf_counter(), cpu_seconds()
     results = [run_dataset(name.strip(), args, args.out) for name in args.datasets.split(",") if name.strip()]
     total, cpu = time.perf_counter() - t0, cpu_seconds() - c0
-    print(f"\ntotal wall time {total / 60:.1f} min, CPU time {cpu / 60:.1f} min, peak RSS {peak_rss_gib():.2f} GiB")
+    print(f"\ntotal wall time {total / 60:.1f} min, CPU time {cpu / 60:.1f} min, peak RSS {peak_rss_gib():.2f} GiB, "
+          f"load average at end {os.getloadavg()[0]:.1f}")
     (args.out / "results.json").write_text(json.dumps({"settings": {k: str(v) for k, v in vars(args).items()},
                                                        "cpu": cpu_model(), "device": str(dev), "total_s": total,
                                                        "cpu_s": cpu, "peak_rss_gib": peak_rss_gib(),

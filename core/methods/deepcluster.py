@@ -3,7 +3,9 @@
 Pure pieces first (feature preprocessing, k-means with faiss-style empty-cluster splitting,
 the uniform pseudo-label sampler, NMI between epochs), then the ``DeepCluster`` method.
 
-DeepMCAT's changes to DeepCluster kept here: VGG-16-BN with adaptive average pooling, raw
+The default trunk is the small ``convnet_small`` (a CPU budget of a few epochs);
+``backbone="vgg16_bn"`` is DeepMCAT's. DeepMCAT's changes to DeepCluster kept here: VGG-16-BN
+with adaptive average pooling (when chosen), raw
 (not Sobel-filtered) images z-scored one by one, features only l2-normalised (PCA-whitening to
 256 dimensions is DeepCluster's default; here ``pca_dim`` > 0, off by default), 8 x
 over-clustering, SGD lr 0.05,
@@ -192,14 +194,15 @@ class DeepCluster(Method):
 
     name = "deepcluster"
     input_kind = "image2d"
-    param_choices = {"backbone": ("vgg16_bn", "resnet18"), "mixed_precision": ("auto", "bf16", "off")}
+    param_choices = {"backbone": ("convnet_small", "convnet", "vgg16_bn", "resnet18"),
+                     "mixed_precision": ("auto", "bf16", "off")}
     param_help = {
         "input_size": "resize images to this many pixels square on load (0: keep the stored size)",
         "small_input": "ResNet stem chosen for the input size (3x3 up to 40 px, 3x3 stride 2 up to 96, "
                        "then ImageNet's); off: ImageNet stem",
         "mixed_precision": "auto: bf16 on CUDA, float32 on CPU; bf16: bf16 on both; off: float32",
         "bn_samples": "images whose statistics set BatchNorm before each clustering (0: running averages)",
-        "backbone": "trunk network (DeepMCAT: VGG-16-BN)",
+        "backbone": "trunk network (DeepMCAT: vgg16_bn; default: the small convnet_small for a CPU budget)",
         "n_clusters": "k-means clusters (0: overcluster_factor x number of classes, else 80)",
         "overcluster_factor": "clusters per class when n_clusters is 0",
         "epochs": "clustering + training rounds",
@@ -218,7 +221,7 @@ class DeepCluster(Method):
         "device": "auto, cpu or cuda",
     }
 
-    def __init__(self, *, backbone: str = "vgg16_bn", input_size: int = 0, small_input: bool = True,
+    def __init__(self, *, backbone: str = "convnet_small", input_size: int = 0, small_input: bool = True,
                  n_clusters: int = 0,
                  overcluster_factor: int = 8,
                  epochs: int = 200, batch_size: int = 256, lr: float = 0.05, momentum: float = 0.9,
@@ -323,8 +326,17 @@ class DeepCluster(Method):
             precise_bn(self.model_, (self._normalise(to_unit_tensor(images[idx[i:i + bs]], self.device_))
                                      for i in range(0, len(idx) - bs + 1, bs)))
 
-    @torch.no_grad()
     def _features(self, x, batch_size: int = 512, resized: bool = True) -> np.ndarray:
+        gen = self._feature_steps(x, batch_size, resized)
+        while True:
+            try:
+                next(gen)
+            except StopIteration as stop:
+                return stop.value
+
+    def _feature_steps(self, x, batch_size: int = 512, resized: bool = True):
+        """Features of ``x`` in eval mode, as a generator yielding ``(done, total)`` after each
+        batch (progress during the clustering step) and returning the (N x d) array."""
         from ..device import autocast
         from .augment2d import to_unit_tensor
 
@@ -334,23 +346,35 @@ class DeepCluster(Method):
         was_training = model.training
         model.eval()
         out = []
-        for i in range(0, len(x), batch_size):
-            xb = self._normalise(to_unit_tensor(x[i:i + batch_size], dev))
-            with autocast(dev, self.mixed_precision):
-                out.append(model.features(xb).float().cpu())
-        model.train(was_training)
+        try:
+            for i in range(0, len(x), batch_size):
+                xb = self._normalise(to_unit_tensor(x[i:i + batch_size], dev))
+                with torch.no_grad(), autocast(dev, self.mixed_precision):
+                    out.append(model.features(xb).float().cpu())
+                yield min(len(x), i + batch_size), len(x)
+        finally:
+            model.train(was_training)
         return torch.cat(out).numpy() if out else np.zeros((0, model.feature_dim), np.float32)
 
     def _cluster(self, data, final: bool = False, images=None):
+        gen = self._cluster_steps(data, final, images)
+        while True:
+            try:
+                next(gen)
+            except StopIteration as stop:
+                return stop.value
+
+    def _cluster_steps(self, data, final: bool = False, images=None):
         """Step 1 of an epoch: k-means pseudo-labels, metrics, new top layer, uniform sample order.
-        ``final``: the clustering after the last epoch (assignments, centroids and metrics only)."""
+        ``final``: the clustering after the last epoch (assignments, centroids and metrics only).
+        A generator: yields ``(done, total)`` while extracting features, returns (losses, metrics)."""
         from ..metrics.clustering import nmi, purity, reference_labels
 
         images_ = self._images(data.x) if images is None else images
         self._recalibrate(images_)
         # torchrun: each rank extracts its block of the features, k-means runs on rank 0 over all
         # of them and every rank receives its result (core.jobs.distributed)
-        feats = dist.gather_array(self._features(images_[dist.local_share(len(images_))]))
+        feats = dist.gather_array((yield from self._feature_steps(images_[dist.local_share(len(images_))])))
         x, pca = fit_preprocessing(feats, int(self.pca_dim))
         kseed = int(np.random.SeedSequence([int(self.seed) & 0xFFFFFFFF, self.epoch_ + int(final), 1])
                     .generate_state(1)[0])
@@ -387,7 +411,11 @@ class DeepCluster(Method):
         n = len(data)
         if n < 2:
             raise ValueError(f"DeepCluster needs at least 2 images, got {n}")
-        images = self._images(data.x)  # resized once, on load
+        from .pica import load_images
+
+        # resized once, on load, reporting progress from the start
+        images = yield from load_images(data.x, int(self.input_size or 0), n_epochs=int(self.epochs),
+                                        what="DeepCluster")
         if resume is not None:
             self.load_state_dict(resume)
         else:
@@ -403,7 +431,7 @@ class DeepCluster(Method):
             while self.step_ < per_epoch:
                 s = self.step_
                 if s == 0:
-                    losses, metrics = self._cluster(data, images=images)
+                    losses, metrics = yield from self._clustering_progress(data, images, epoch, per_epoch)
                     n_seen = n
                     msg = f"k-means, {self.k_} clusters"
                 else:
@@ -433,7 +461,7 @@ class DeepCluster(Method):
                     if epoch + 1 == int(self.epochs):
                         # the run's final clustering is of the final network, so that
                         # predict_clusters and the logged scores describe what transform gives
-                        self._cluster(data, final=True, images=images)
+                        yield from self._clustering_progress(data, images, epoch, per_epoch, final=True)
                     metrics = dict(self.epoch_metrics_)
                     self.history_.append({"epoch": epoch, **losses, **metrics})
                     self.epoch_, self.step_ = epoch + 1, 0
@@ -442,6 +470,24 @@ class DeepCluster(Method):
                                eta_s=eta, epoch_end=last, message=msg)
                 if last:
                     break
+
+    def _clustering_progress(self, data, images, epoch: int, per_epoch: int, final: bool = False):
+        """``_cluster_steps`` with a start-up ``Progress`` (no losses) every few feature batches,
+        so the clustering step of a large set is not a silent minute."""
+        gen = self._cluster_steps(data, final=final, images=images)
+        meter, last_done = RateMeter(), 0
+        while True:
+            try:
+                done, total = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            rate, _ = meter.update(done - last_done)
+            last_done = done
+            if done == total or (done // 512) % 8 == 0:
+                yield Progress(epoch=epoch, step=self.step_, global_step=self.global_step_,
+                               n_epochs=int(self.epochs), steps_per_epoch=per_epoch, samples_per_s=rate,
+                               eta_s=(total - done) / max(rate or 0.0, 1e-9),
+                               message=f"features for k-means{' (final)' if final else ''}: {done}/{total}")
 
     # ------------------------------------------------------------------ inference
     def _check_fitted(self):

@@ -16,13 +16,18 @@ expose ``out_dim = 512``:
   fully connected classifier (as DeepMCAT). Its max-pools use ``ceil_mode=True`` so that the five
   halvings leave a 1 x 1 map for a 28 x 28 input rather than 0 x 0; for sizes divisible by 32
   (224) ceil and floor pooling are identical, so the network is the standard VGG-16-BN there.
+* ``convnet_2d`` — a small VGG-style trunk (two 3 x 3 conv-BN-ReLU per stage, widths 64-128-256
+  as ``convnet`` or 32-64-128 as ``convnet_small``, out_dim the last width) for a CPU budget:
+  at 28 px with bf16, ``convnet_small`` trains ~30x faster per image than ResNet-18 on one core.
+  PICA's and DeepCluster's default trunk.
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-__all__ = ["BasicBlock", "ResNet2d", "VGG2d", "Sobel2d", "resnet18_2d", "vgg16_bn_2d", "build_backbone",
+__all__ = ["BasicBlock", "ResNet2d", "VGG2d", "ConvNet2d", "Sobel2d", "resnet18_2d", "vgg16_bn_2d", "convnet_2d",
+           "build_backbone",
            "stem_for_size", "bn_warm_start", "precise_bn", "STEMS"]
 
 #: ResNet stems: 3x3 stride 1 (28-40 px), 3x3 stride 2 (41-96 px), 7x7 stride 2 + max-pool (larger)
@@ -225,6 +230,50 @@ class VGG2d(nn.Module):
         return torch.flatten(self.pool(self.features(x)), 1)
 
 
+class ConvNet2d(nn.Module):
+    """A small VGG-style trunk for 28-32 px inputs on a CPU budget: ``widths`` stages of
+    ``depth`` x (3x3 conv, BN, ReLU), 2 x 2 max-pool between stages, global average pooling.
+    ~1/20 of ResNet-18's compute at 28 px. The stem (first conv) follows the ResNet stems:
+    stride 1 ("small"), stride 2 ("strided") or stride 2 + max-pool ("imagenet"), so larger
+    inputs reach the first stage at 16-32 px too."""
+
+    def __init__(self, widths=(64, 128, 256), depth: int = 2, in_channels: int = 1, stem: str = "small",
+                 sobel: bool = False):
+        super().__init__()
+        if stem not in STEMS:
+            raise ValueError(f"unknown stem {stem!r}: use one of {', '.join(STEMS)}")
+        self.sobel = Sobel2d() if sobel else None
+        self.stem_name = stem
+        c = 2 if sobel else in_channels
+        layers: list[nn.Module] = []
+        for i, w in enumerate(widths):
+            if i > 0:
+                layers.append(nn.MaxPool2d(2, 2, ceil_mode=True))
+            for j in range(int(depth)):
+                stride = 2 if (i == 0 and j == 0 and stem != "small") else 1
+                layers += [nn.Conv2d(c, w, 3, stride, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
+                if i == 0 and j == 0 and stem == "imagenet":
+                    layers.append(nn.MaxPool2d(3, 2, 1))
+                c = w
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.in_channels = in_channels
+        self.small_input = stem == "small"
+        self.out_dim = int(widths[-1])
+        _init_weights(self)
+
+    def forward(self, x):
+        if self.sobel is not None:
+            x = self.sobel(x)
+        return torch.flatten(self.pool(self.features(x)), 1)
+
+
+def convnet_2d(in_channels: int = 1, stem: str = "small", sobel: bool = False, widths=(64, 128, 256),
+               depth: int = 2) -> nn.Module:
+    """Small VGG-style trunk, (B, C, H, W) -> (B, widths[-1])."""
+    return ConvNet2d(widths, depth, in_channels=in_channels, stem=stem, sobel=sobel)
+
+
 def resnet18_2d(in_channels: int = 1, small_input: bool = True, stem: str | None = None,
                 sobel: bool = False) -> nn.Module:
     """ResNet-18 trunk, (B, C, H, W) -> (B, 512). See the module docstring for the stems."""
@@ -247,7 +296,13 @@ def build_backbone(name: str, in_channels: int = 1, small_input: bool = True, *,
     if name in ("resnet18", "resnet18_2d"):
         stem = stem or (stem_for_size(input_size) if small_input else "imagenet")
         return bn_warm_start(resnet18_2d(in_channels, stem=stem, sobel=sobel))
+    if name in ("convnet", "convnet_2d"):
+        stem = stem or (stem_for_size(input_size) if small_input else "imagenet")
+        return bn_warm_start(convnet_2d(in_channels, stem=stem, sobel=sobel))
+    if name == "convnet_small":  # half the widths (32, 64, 128): ~1/4 of convnet's compute (PICA/DeepCluster default)
+        stem = stem or (stem_for_size(input_size) if small_input else "imagenet")
+        return bn_warm_start(convnet_2d(in_channels, stem=stem, sobel=sobel, widths=(32, 64, 128)))
     if name in ("vgg16_bn", "vgg16", "vgg16_bn_2d"):
         # small_input / stem do not apply: ceil-mode pooling fits any size
         return bn_warm_start(vgg16_bn_2d(in_channels, sobel=sobel))
-    raise ValueError(f"unknown backbone {name!r}: use 'resnet18' or 'vgg16_bn'")
+    raise ValueError(f"unknown backbone {name!r}: use 'resnet18', 'convnet', 'convnet_small' or 'vgg16_bn'")

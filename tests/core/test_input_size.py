@@ -34,6 +34,12 @@ def test_stem_follows_input_size():
         assert net.stem_name == stem
         assert net(torch.rand(2, 1, size, size)).shape == (2, 512)
     assert build_backbone("resnet18", 1, small_input=False, input_size=28).stem_name == "imagenet"
+    # the small ConvNet trunks (PICA / DeepCluster defaults) follow the same stems
+    for name, dim in (("convnet", 256), ("convnet_small", 128)):
+        for size, stem in ((28, "small"), (64, "strided"), (128, "imagenet")):
+            net = build_backbone(name, 1, input_size=size)
+            assert net.stem_name == stem and net.out_dim == dim
+            assert net(torch.rand(2, 1, size, size)).shape == (2, dim)
     sob = build_backbone("resnet18", 1, sobel=True)
     assert sob.stem[0].in_channels == 2 and "sobel.weight" not in sob.state_dict()
 

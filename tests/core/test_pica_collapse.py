@@ -55,7 +55,7 @@ def test_defaults_use_every_cluster(name, input_size, prior):
     assert len(np.unique(assign)) == k
     if input_size:
         assert m.trunk_config_["input_size"] == input_size and m.trunk_config_["stem"] == "strided"
-        assert m.transform(data).shape == (len(data), 512)
+        assert m.transform(data).shape == (len(data), m.model_.trunk.out_dim)
 
 
 def test_collapsed_clustering_reports_no_accuracy(shared_data):

@@ -19,8 +19,9 @@ def organ():
 
 
 def _small(**kw):
+    # PICA's own schedule (one head per pass); the joint default is tested below
     params = dict(batch_size=16, n_repeat=1, n_clusters=4, n_overclusters=8, eval_samples=0, seed=3,
-                  device="cpu")
+                  device="cpu", head_schedule="alternate")
     params.update(kw)
     return PICA(**params)
 
@@ -29,7 +30,7 @@ def test_steps_lower_both_heads_losses(organ):
     torch.set_num_threads(2)
     data = organ.subset(np.arange(16))
     m = _small(epochs=3)
-    hist = list(m.steps(data))
+    hist = [p for p in m.steps(data) if p.losses]  # optimisation steps (start-up progress has no losses)
     assert len(hist) == 6 and hist[-1].epoch_end and hist[-1].global_step == 6
     # one batch per head: step 1 of each epoch trains the over-clustering head, step 2 the target
     assert [p.message.startswith(f"head {h}") for p, h in zip(hist, ["over", "target"] * 3)] == [True] * 6
@@ -41,15 +42,34 @@ def test_steps_lower_both_heads_losses(organ):
     assert {"nmi", "acc", "ari", "purity"} <= set(hist[1].metrics) and not hist[0].metrics
     assert 0.0 <= hist[-1].metrics["nmi"] <= 1.0
     emb = m.transform(data)
-    assert emb.shape == (16, 512) and np.isfinite(emb).all()
+    assert emb.shape == (16, m.model_.trunk.out_dim) and np.isfinite(emb).all()
     clusters = m.predict_clusters(data)
     assert clusters.shape == (16,) and clusters.max() < 4
     assert m.predict_proba(data).shape == (16, 4)
 
 
+def test_joint_schedule_trains_both_heads_on_every_batch(organ):
+    """The default schedule: one step per batch, its loss the sum of both heads' PICA losses."""
+    torch.set_num_threads(2)
+    data = organ.subset(np.arange(16))
+    m = _small(epochs=3, batch_size=8, head_schedule="joint")
+    assert PICA().head_schedule == "joint"
+    hist = [p for p in m.steps(data) if p.losses]
+    assert len(hist) == 6 and [p.epoch_end for p in hist] == [False, True] * 3  # 2 batches per epoch
+    assert all(p.message.startswith("head joint") for p in hist)
+    ends = [p.metrics for p in hist if p.epoch_end]
+    assert all({"over_pui", "over_prior", "target_pui", "target_prior"} <= set(e) for e in ends)
+    # the step's loss is over + target (each pui + lam * prior), its pui / prior terms the target's
+    for p in hist:
+        assert p.losses["loss"] > p.losses["pui"] + 2.0 * p.losses["entropy"]
+    assert hist[-1].losses["loss"] < hist[0].losses["loss"]
+    with pytest.raises(ValueError, match="head_schedule"):
+        list(_small(epochs=1, head_schedule="both").steps(data))
+
+
 def test_dirichlet_prior_trains(organ):
     m = _small(epochs=1, prior="dirichlet", alpha=1.5, backbone="vgg16_bn")
-    hist = list(m.steps(organ.subset(np.arange(16))))
+    hist = [p for p in m.steps(organ.subset(np.arange(16))) if p.losses]
     assert "dirichlet" in hist[0].losses and np.isfinite(hist[-1].losses["loss"])
 
 
@@ -57,7 +77,7 @@ def test_resume_is_exact_and_cancel_stops_within_a_step(organ, tmp_path):
     data = organ.subset(np.arange(8))
     kw = dict(epochs=2, batch_size=8, backbone="vgg16_bn")  # 1 batch x 2 heads = 2 steps per epoch
     ref = _small(**kw)
-    ref_hist = list(ref.steps(data))
+    ref_hist = [p for p in ref.steps(data) if p.losses]
     assert len(ref_hist) == 4
 
     ckpt = tmp_path / "pica.pt"
@@ -67,7 +87,9 @@ def test_resume_is_exact_and_cancel_stops_within_a_step(organ, tmp_path):
     job.on_progress = lambda p: job.cancel() if p.global_step == 3 else None
     job.start()
     assert job.wait(600)
-    assert job.status == CANCELLED and len(job.history) == 3  # stopped right after the step asked
+    steps = [p for p in job.history if p.losses]
+    assert job.status == CANCELLED and len(steps) == 3  # stopped right after the step asked
+    assert job.history[-1] is steps[-1]
     state = load_checkpoint(ckpt)
     assert (state["epoch"], state["step"], state["global_step"]) == (1, 1, 3)
 
@@ -75,9 +97,12 @@ def test_resume_is_exact_and_cancel_stops_within_a_step(organ, tmp_path):
     job2 = Job(resumed, data, checkpoint_path=ckpt, resume=ckpt)
     job2.run()
     assert job2.status == FINISHED
-    assert [p.global_step for p in job2.history] == [4]
-    assert job2.history[0].losses["loss"] == pytest.approx(ref_hist[3].losses["loss"], rel=1e-5, abs=1e-6)
+    steps2 = [p for p in job2.history if p.losses]
+    assert [p.global_step for p in steps2] == [4]
+    assert steps2[0].losses["loss"] == pytest.approx(ref_hist[3].losses["loss"], rel=1e-5, abs=1e-6)
     for (k, va), vb in zip(resumed.model_.state_dict().items(), ref.model_.state_dict().values()):
         torch.testing.assert_close(va, vb, rtol=1e-4, atol=1e-5, msg=k)
     rebuilt = PICA.from_checkpoint(ckpt)
+    # the resumed run reported before its first step (loading, network built), without losses
+    assert not job2.history[0].losses and job2.history[0].message.startswith("PICA: loading 8 images")
     np.testing.assert_allclose(rebuilt.transform(data), resumed.transform(data), rtol=1e-5, atol=1e-5)
