@@ -271,7 +271,11 @@ def test_sample_project_built_on_first_use_and_opened(qtbot, qapp, tmp_path, mon
     assert ensure_sample_project(qapp) == path  # built once
     model = ProjectModel.open(path, author="tester")
     assert model.active_clustering and model.embedding() is not None
-    assert model.project.runs().iloc[-1]["status"] == "finished"
+    runs = model.project.runs()
+    assert (runs["status"] == "finished").all()
+    # the trained run is the active one, its baseline first map is there to compare with
+    assert list(runs["method"]) == ["deepdiffusion", "baseline-pointnet"]
+    assert model.active_run == int(runs["id"].iloc[0])
     assert len(model.project.dev_ids()) >= 4 and not model.project.can_undo()
     win = MainWindow(model)
     qtbot.addWidget(win)
