@@ -81,10 +81,14 @@ def _data(kind: str, steps: int, batch: int):
         return SampleSet(ids=np.array([f"organ/{i}" for i in range(len(x))]), x=x, y=onehot,
                          label_names=[str(c) for c in range(11)], split=split)
     d = np.load(DATA / "vesselmnist3d" / "vesselmnist3d.npz")
-    parts = [("train", n), ("val", 8), ("test", 4)]
-    x = np.concatenate([d[f"{s}_images"][:k] for s, k in parts])
-    y = np.concatenate([d[f"{s}_labels"][:k].ravel().astype(int) for s, k in parts])
-    split = np.concatenate([[s] * k for s, k in parts])
+    xs, ys, split = [], [], []
+    for s, k in (("train", n), ("val", 8), ("test", 4)):   # a quarter aneurysms in every split
+        lab = d[f"{s}_labels"].ravel()
+        pick = np.concatenate([np.flatnonzero(lab == 0)[:k - k // 4], np.flatnonzero(lab == 1)[:k // 4]])
+        xs.append(d[f"{s}_images"][pick])
+        ys.append(lab[pick].astype(int))
+        split += [s] * len(pick)
+    x, y, split = np.concatenate(xs), np.concatenate(ys), np.array(split)
     if kind == "points":
         from core.preprocess.shapes import mask_to_points
 
