@@ -128,8 +128,10 @@ def plot(rows: list, out: Path, tag: str = "") -> Path | None:
         ep = [c["epoch"] for c in r["curve"]]
         acc = [c["test_acc"] for c in r["curve"]]
         cpu = [c["cpu_s"] / 60 for c in r["curve"]]
-        axes[0].plot(ep, acc, marker="o", label=r["method"])
-        axes[1].plot(cpu, acc, marker="o", label=r["method"])
+        name = r["method"] + ("" if r["init"] == "scratch" else " (PICA trunk)")
+        ls = "-" if r["init"] == "scratch" else "--"
+        axes[0].plot(ep, acc, marker="o", ls=ls, label=name)
+        axes[1].plot(cpu, acc, marker="o", ls=ls, label=name)
     for ax, xl in zip(axes, ("epoch", "training CPU minutes (one thread)")):
         ax.axhline(GOAL_ACC, color="k", ls="--", lw=0.8)
         ax.axhline(RESNET18_FULL_LABELS_ACC, color="gray", ls=":", lw=0.8)
@@ -193,6 +195,7 @@ def main(argv=None):
     ap.add_argument("--pica-epochs", type=int, default=1, help="PICA pre-training epochs (0: skip part d)")
     ap.add_argument("--only", default="", help="comma list of: sup, fm1, fm2, pica, ft, fm1-pica, fm2-pica")
     ap.add_argument("--tag", default="", help="suffix of the results files")
+    ap.add_argument("--replot", action="store_true", help="only redraw the PNG from results<tag>.json")
     ap.add_argument("--curve-test", type=int, default=2000, help="test images of the per-epoch curve")
     ap.add_argument("--pica-repeat", type=int, default=1, help="PICA strong copies per image")
     ap.add_argument("--pica-n-train", type=int, default=8000, help="training images PICA sees (0 = all)")
@@ -205,6 +208,10 @@ def main(argv=None):
     from core.methods.finetune import ClusterFinetune
     from core.methods.fixmatch import FixMatch
 
+    if args.replot:
+        res = json.loads((args.out / f"results{args.tag}.json").read_text())
+        print(plot(res["classification"], args.out, args.tag))
+        return
     only = set(filter(None, args.only.split(",")))
     want = lambda k: not only or k in only  # noqa: E731
     args.out.mkdir(parents=True, exist_ok=True)
