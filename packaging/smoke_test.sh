@@ -8,8 +8,8 @@
 #      the first window;
 #   4. `latentmap import` of real data from ../shared/data (the bundled sample cohort when
 #      that folder is absent) and `latentmap train deepdiffusion --set epochs=1` on it;
-#   5. `latentmap bundle-check`: the native libraries the steps above do not reach (NIfTI,
-#      VTK/PLY meshes, parquet, torch autograd, numba, DICOM), after strip_bundle.py;
+#   5. `latentmap bundle-check` (run first, right after unpacking): the native libraries the
+#      other steps do not reach (NIfTI, VTK/PLY meshes, parquet, torch autograd, numba, DICOM);
 #   6. nothing was written into the install folder; bundle size reported.
 # Usage: packaging/smoke_test.sh DEB [OUT_DIR]  (OUT_DIR keeps the screenshots and the log)
 set -euo pipefail
@@ -57,7 +57,11 @@ sys.exit(0 if std > 10 and colours > 200 and im.shape[0] > 300 else 1)
 EOF
 }
 
-say "1/5 first start (builds the sample project in \$HOME/.local/share/latentmap), headless"
+# first, as it is quick: a library missing from the bundle or broken by strip_bundle.py fails here
+say "0/4 latentmap bundle-check (NIfTI, VTK/PLY meshes, parquet, torch autograd, numba, DICOM)"
+user "$bin" bundle-check || fail "bundle-check"
+
+say "1/4 first start (builds the sample project in \$HOME/.local/share/latentmap), headless"
 t0=$(date +%s.%N)
 xvfb "$bin" app --screenshot "$out/first-start.png" --quit-after 25 > "$work/first.log" 2>&1 \
   || { cat "$work/first.log"; fail "first start"; }
@@ -68,7 +72,7 @@ check_png "$out/first-start.png" || fail "first-start screenshot is blank"
 say "first start incl. building the sample project: $(secs "$t0" "$t1") s (process wall time; load average $(load))"
 
 # `app --sample`, as `make run` starts it: a later start with no project shows the empty window
-say "2/5 second start of \`latentmap app --sample\` (cold process, sample ready): time to first window"
+say "2/4 second start of \`latentmap app --sample\` (cold process, sample ready): time to first window"
 t0=$(date +%s.%N)
 user env LATENTMAP_PRINT_FIRST_WINDOW=1 xvfb-run -a -s "-screen 0 1600x1000x24" \
   "$bin" app --sample --screenshot "$out/installed-app.png" --quit-after 20 > "$work/second.log" 2>&1 \
@@ -79,7 +83,7 @@ t_win=$(sed -n 's/^latentmap: first window at //p' "$work/second.log" | head -1)
 check_png "$out/installed-app.png" || fail "screenshot is blank"
 say "cold start to first window: $(secs "$t0" "$t_win") s (includes xvfb-run start-up; load average $(load))"
 
-say "3/5 latentmap import"
+say "3/4 latentmap import"
 src=$shared/vesselmnist3d/vesselmnist3d.npz
 if [ ! -f "$src" ]; then
   say "$src absent: importing the bundled sample cohort instead"
@@ -89,7 +93,7 @@ t0=$(date +%s)
 user "$bin" import "$src" --project "$home/cohort" 2>&1 | tail -8 || fail "import"
 say "import: $(( $(date +%s) - t0 )) s (load average $(load))"
 
-say "4/5 latentmap train deepdiffusion --set epochs=1"
+say "4/4 latentmap train deepdiffusion --set epochs=1"
 t0=$(date +%s)
 user "$bin" train deepdiffusion --project "$home/cohort" --set epochs=1 > "$work/train.log" 2>&1 \
   || { tail -30 "$work/train.log"; fail "train"; }
@@ -97,9 +101,6 @@ tail -5 "$work/train.log" | tr '\r' '\n' | tail -5
 grep -qi "cannot cache\|no locator\|numba kernels unavailable" "$work/train.log" && fail "numba kernels not used or not cached"
 say "train 1 epoch: $(( $(date +%s) - t0 )) s (load average $(load))"
 user "$bin" info "$home/cohort" | head -20 || fail "info"
-
-say "5/5 latentmap bundle-check (NIfTI, VTK/PLY meshes, parquet, torch autograd, numba, DICOM)"
-user "$bin" bundle-check || fail "bundle-check"
 
 written=$(find "$work/root" -newer "$stamp" | head -5)
 [ -z "$written" ] || fail "the app wrote into its install folder: $written"
