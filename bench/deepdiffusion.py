@@ -129,6 +129,12 @@ def evaluate(features: np.ndarray, labels: np.ndarray, names) -> dict:
             "t1_mean_pr_auc": t.value("mean pr_auc")}
 
 
+def embedding_health(features):
+    from core.metrics.collapse import embedding_health as health
+
+    return health(np.asarray(features, dtype=np.float64))
+
+
 def retrieval_only(features: np.ndarray, labels: np.ndarray, names) -> dict:
     from core.metrics import retrieval_map
 
@@ -154,8 +160,8 @@ def config_params(name: str, args) -> dict:
     from core.methods.deepdiffusion import DeepDiffusion
 
     if name == "reference":
-        return {**DeepDiffusion.REFERENCE, "batch_size": args.ref_batch_size, "k": args.ref_k,
-                "lam": args.ref_lam}
+        ref = {k: v for k, v in DeepDiffusion.REFERENCE.items() if k != "epochs"}  # --epochs sets it
+        return {**ref, "batch_size": args.ref_batch_size, "k": args.ref_k, "lam": args.ref_lam}
     params = dict(EXTRA.get(name, {})) if name != "default" else {}
     if name not in EXTRA and name != "default":
         raise SystemExit(f"unknown configuration {name!r}: default, reference or one given by --config")
@@ -239,17 +245,31 @@ def run_dataset(name: str, args) -> tuple[list[dict], list[dict], list[dict]]:
                   f"{epoch_times[-1]:.1f} s, {p.samples_per_s:.1f} samples/s | {p.message}", flush=True)
             if ep % args.curve_every == 0 or ep == args.epochs:
                 t = time.perf_counter()
-                r = retrieval_only(dd.transform(test.x), y_test, names)
-                curve.append({"dataset": name, "config": cfg, "epoch": ep, "map": r["map"],
-                              "map_balanced": r["map_balanced"], "fit_rel_logn": p.metrics["fit_rel_logn"],
-                              "memory_mean_cosine": p.metrics["memory_mean_cosine"],
-                              "memory_effective_rank": p.metrics["memory_effective_rank"],
-                              "train_s": time.perf_counter() - t_start - eval_s})
+                train_x = np.ascontiguousarray(data.by_split("train").x)
+                if dd.precise_bn and ep != args.epochs:  # as the method does at the end of training
+                    for _ in dd._recompute_bn(train_x):
+                        pass
+                evals = [(cfg, dd.transform(test.x))]
+                if args.also_precise_bn and not dd.precise_bn:
+                    # the same weights with BatchNorm statistics recomputed over the training
+                    # shapes; the training trajectory does not depend on the running statistics
+                    for _ in dd._recompute_bn(train_x):
+                        pass
+                    evals.append((f"{cfg}+precise_bn", dd.transform(test.x)))
+                for c_name, feats in evals:
+                    r = retrieval_only(feats, y_test, names)
+                    cos = float(embedding_health(feats).mean_cosine)
+                    curve.append({"dataset": name, "config": c_name, "epoch": ep, "map": r["map"],
+                                  "map_balanced": r["map_balanced"], "test_mean_cosine": cos,
+                                  "fit_rel_logn": p.metrics["fit_rel_logn"],
+                                  "memory_mean_cosine": p.metrics["memory_mean_cosine"],
+                                  "memory_effective_rank": p.metrics["memory_effective_rank"],
+                                  "train_s": time.perf_counter() - t_start - eval_s})
+                    print(f"[{name}] DeepDiffusion {c_name} epoch {ep}: test mAP {r['map']:.4f}, balanced "
+                          f"{r['map_balanced']:.4f}, test features' mean cosine {cos:.3f}", flush=True)
+                    # results so far, in case the run is stopped before the end
+                    write_partial(args, name, c_name, curve)
                 eval_s += time.perf_counter() - t
-                print(f"[{name}] {label} epoch {ep}: test mAP {r['map']:.4f}, balanced "
-                      f"{r['map_balanced']:.4f}", flush=True)
-                # results so far, in case the run is stopped before the end
-                write_partial(args, name, cfg, curve)
             t_epoch = time.perf_counter()
         n_train = len(train_idx)
         bs = int(dd.batch_size)
@@ -260,6 +280,8 @@ def run_dataset(name: str, args) -> tuple[list[dict], list[dict], list[dict]]:
                        "loss_first": first_loss["loss"], "loss_last": last.losses["loss"],
                        "total_s": time.perf_counter() - t_start})
         note = ", ".join(f"{k} {v}" for k, v in config_params(cfg, args).items())
+        if args.also_precise_bn and not dd.precise_bn:  # the last curve point recomputed them
+            label += " + precise BN"
         add(f"{label} ({args.epochs} ep)", dd.transform(test.x), f"{n_train} train shapes; {note}")
     return rows, curve, speeds
 
@@ -349,6 +371,9 @@ def main(argv=None) -> int:
     ap.add_argument("--mixed-precision", default="auto", choices=("auto", "bf16", "off"),
                     help="bf16 runs the encoder in bfloat16 on the CPU too (AMX)")
     ap.add_argument("--loss-sizes", default="", help="LMR loss step timing at these N (e.g. 1335,10000,100000)")
+    ap.add_argument("--also-precise-bn", action="store_true",
+                    help="also evaluate each curve point with BatchNorm statistics recomputed over the "
+                         "training shapes (configurations without precise_bn)")
     ap.add_argument("--skip-training", action="store_true")
     ap.add_argument("--skip-baselines", action="store_true")
     ap.add_argument("--threads", type=int, default=0,

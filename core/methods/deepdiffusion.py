@@ -88,7 +88,7 @@ class _ReferenceLMR(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, f, memory, source_idx, k, low_precision=False):
+    def forward(ctx, f, memory, source_idx, k, low_precision=False, weight_grad=True):
         z_b = f @ memory.T                                              # B x N logits
         nf, nf_ok, _ = _norm_clipped(f)
         nm, nm_ok, norms = _norm_clipped(memory)
@@ -105,6 +105,7 @@ class _ReferenceLMR(torch.autograd.Function):
         smooth = (w * d).sum()
         lse = torch.logsumexp(z_b, dim=1)
         fit = (lse - z_b.gather(1, source_idx[:, None]).squeeze(1)).sum()
+        ctx.weight_grad = bool(weight_grad)
         if want_grad:
             g_a, ctx.grad_rows, ctx.m_op, ctx.lease = grads  # work buffers, not checked for
             # in-place use: backward writes the batch rows of grad_rows each time, reads the rest
@@ -123,7 +124,7 @@ class _ReferenceLMR(torch.autograd.Function):
         soft[torch.arange(b, device=f.device), source_idx] -= 1.0
         g_zb += g_fit * soft
         # the weights (1 + cos) / 2 carry gradient too (into the logits and both norms)
-        g_w = g_smooth * d                                              # zero where invalid
+        g_w = g_smooth * d if ctx.weight_grad else torch.zeros_like(d)  # zero where invalid
         nm_sel = nm[idx]
         z_sel = z_b.gather(1, idx)
         t = g_w / (2.0 * nf[:, None] * nm_sel)                          # d sim / d z
@@ -136,16 +137,18 @@ class _ReferenceLMR(torch.autograd.Function):
         grad_f += (g_nf / nf)[:, None] * f
         g_q += (g_nm_sel / nm_sel).reshape(-1, 1) * memory.index_select(0, idx.reshape(-1))
         grad_m.index_add_(0, idx.reshape(-1), g_q)
-        return grad_f, grad_m, None, None, None
+        return grad_f, grad_m, None, None, None, None
 
 
-def _paper_lmr(f, memory, source_idx, k):
+def _paper_lmr(f, memory, source_idx, k, weight_grad=True):
     """The inner-ear paper's formula: kNN and weights by w = f_b m_n^T, unclipped softmax,
     Jensen-Shannon divergence 0.5 KL(a||m) + 0.5 KL(b||m), m = (a + b) / 2, sums over the batch."""
     z_b = f @ memory.T
     idx, valid = _neighbours(z_b, k)
     b, kk = idx.shape
     w = z_b.gather(1, idx) * valid
+    if not weight_grad:
+        w = w.detach()
     a = torch.softmax(z_b, dim=1)[:, None, :]
     bn = torch.softmax((memory.index_select(0, idx.reshape(-1)) @ memory.T).view(b, kk, -1), dim=-1)
     m = 0.5 * (a + bn)
@@ -157,7 +160,8 @@ def _paper_lmr(f, memory, source_idx, k):
 
 
 def lmr_loss(h, memory, source_idx, k: int, lam: float, variant: str = "reference",
-             precision: str = "float32", *, temperature: float = 1.0, normalize_memory: bool = False):
+             precision: str = "float32", *, temperature: float = 1.0, normalize_memory: bool = False,
+             weight_gradient: bool = True):
     """Latent manifold ranking loss. Returns ``(loss, loss_fitting, loss_smoothness)``.
 
     ``h``: B x D encoder output before l2 normalisation; ``memory``: N x D intrinsic features;
@@ -183,6 +187,10 @@ def lmr_loss(h, memory, source_idx, k: int, lam: float, variant: str = "referenc
     stored rows) and every logit f m^T and m_n M^T is divided by tau. This is done by scaling f
     and M by tau^-1/2 before the loss, so the (1 + cos) / 2 kNN weights are unchanged and the
     same kernels run.
+
+    ``weight_gradient`` (default True: both references) lets the gradient flow through the kNN
+    weights of the smoothness term. Minimising sum w d through w lowers w, i.e. pushes each
+    feature away from its nearest memory rows; False treats the weights as fixed affinities.
     """
     if precision not in ("float32", "bfloat16"):
         raise ValueError(f"lmr_loss: precision must be float32 or bfloat16, got {precision!r}")
@@ -206,9 +214,10 @@ def lmr_loss(h, memory, source_idx, k: int, lam: float, variant: str = "referenc
             scale = float(temperature) ** -0.5
             f, mem = f * scale, mem * scale
         if variant == "reference":
-            fit, smooth = _ReferenceLMR.apply(f, mem, src, int(k), precision == "bfloat16")
+            fit, smooth = _ReferenceLMR.apply(f, mem, src, int(k), precision == "bfloat16",
+                                              bool(weight_gradient))
         else:
-            fit, smooth = _paper_lmr(f, mem, src, int(k))
+            fit, smooth = _paper_lmr(f, mem, src, int(k), bool(weight_gradient))
     return fit + lam * smooth, fit, smooth
 
 
@@ -243,7 +252,9 @@ class DeepDiffusion(Method):
     ``mixed_precision`` ("auto" = bf16 autocast on CUDA only; "bf16" = on the CPU too, where AMX
     makes an epoch ~1.4x faster; "off"). Under bf16 the LMR loss's memory products use
     bf16 operands too (``lmr_loss(precision="bfloat16")``); everything else in it is float32.
-    ``temperature``, ``normalize_memory``, ``memory_lr``, ``memory_init``: see below.
+    ``temperature``, ``normalize_memory``, ``memory_lr``, ``memory_init``, ``memory_update``,
+    ``memory_momentum``, ``lr_schedule``, ``warmup_epochs``, ``lam_warmup``, ``train_points``,
+    ``precise_bn``, ``weight_gradient``: see below and ``param_help``.
 
     The memory (one row per training sample) is initialised from a first forward pass over all
     training samples (l2-normalised, reported as progress) and then trained by Adam with the
@@ -251,9 +262,9 @@ class DeepDiffusion(Method):
     >= 2). Learned state: ``encoder_``, ``memory_``, ``train_ids_``.
 
     **Defaults**: the reference's (``DeepDiffusion.REFERENCE``; the loss variants match every
-    reference vector at ``temperature=1, normalize_memory=False``): each alternative below was
-    measured and retrieved worse in short runs (ModelNet10, 1,000 training shapes, 256 points,
-    class-balanced test mAP; ``bench/deepdiffusion.py``, README).
+    reference vector at ``temperature=1, normalize_memory=False, weight_gradient=True``): each
+    alternative below was measured and retrieved worse in short runs (ModelNet10, 1,000
+    training shapes, 256 points, class-balanced test mAP; ``bench/deepdiffusion.py``, README).
 
     * ``memory_init`` ("eval" as the reference, or "batch"). The reference fills the memory in
       eval mode, where BatchNorm still has its initial running statistics (mean 0, variance 1):
@@ -266,15 +277,34 @@ class DeepDiffusion(Method):
       learning curve is lower: 0.427 / 0.419 / 0.441 after 2 / 4 / 6 epochs against the
       reference's 0.487 / 0.516 / 0.553 (0.573 after 10). The sample project uses "batch"
       (4 epochs: retrieval equal, 0.530 vs 0.527, and a space that is not collapsed).
-    Options measured and *not* made the default: ``normalize_memory=True`` with
-    ``temperature=0.1`` (cosine logits over a temperature, as instance-discrimination methods use
-    them; with the reference's unit f and m the logits lie in [-1, 1] and the softmax over N rows
-    is nearly uniform, the fitting term 0.97-1.0 x log N for epochs). It moves the fitting term
-    at first (0.79 x log N after 10 steps on 320 ModelNet10 shapes) but the smoothness term then
-    dominates and retrieval drops: class-balanced test mAP 0.319 after 2 epochs on 1,000
-    ModelNet10 shapes (batch 8) against 0.487 for the reference settings and 0.532 for the
-    untrained encoder. ``memory_lr`` (Adam moves every memory element ~lr per step whatever its
-    gradient): 1e-3 with lr 1e-3 was worse than 1e-4 in the same short runs.
+    Options measured and *not* made the default (same subset; ``DeepDiffusion.INSTANCE`` names
+    the instance-discrimination set):
+
+    * ``normalize_memory=True`` with ``temperature=0.1`` (cosine logits over a temperature, as
+      instance-discrimination methods use them; with the reference's unit f and m the logits lie
+      in [-1, 1], the softmax over N rows is nearly uniform and the fitting term stays at
+      0.99-1.00 x log N for 10 epochs). With the smoothness term on (lam 0.6) the sharp rankings
+      make it dominate and pull every feature together: memory mean cosine 0.37 -> 0.67 and the
+      encoder's features 0.20 -> 0.62 in 3 epochs, test mAP 0.30 after 2 epochs (0.319 last
+      session, whose memory was also trained by Adam at 1e-4). The same with the kNN weights
+      held constant (``weight_gradient=False``) collapses as fast (memory cosine 0.49 after one
+      epoch), so it is the ranking term's pull, not the weights' gradient.
+    * ``memory_update="momentum"`` (NPID: m <- normalise(0.5 m + 0.5 f), no gradient into the
+      memory), ``lam=0``, batch 32, Adam 1e-3 with one warm-up epoch and cosine decay
+      (``INSTANCE``): no collapse (memory cosine 0.31-0.41) and the fitting term falls to 0.59 x
+      log N in 6 epochs, but retrieval does not rise: 0.465 / 0.510 / 0.512 after 2 / 4 / 6
+      epochs (a 6-epoch schedule), 0.500 after 5 epochs of a 30-epoch schedule.
+      ``train_points`` (a fresh random 256 of 1,024 stored points per step): no change
+      (0.499 after 3 epochs, fitting term 0.80 x log N as without it).
+    * ``lr=1e-3`` with the reference's loss: the encoder's features collapse (mean cosine
+      0.63), test mAP 0.28 after 2 epochs.
+    * ``precise_bn=True`` (BatchNorm statistics recomputed over the training shapes before
+      embedding): untrained encoder 0.511 -> 0.532, but after the reference's training neutral
+      to worse (0.532 vs 0.530 after 5 epochs, 0.573 vs 0.563 after 10).
+    * ``memory_lr`` (Adam moves every memory element ~lr per step whatever its gradient):
+      1e-3 with lr 1e-3 was worse than 1e-4 in the same short runs.
+    ``lr_schedule``, ``warmup_epochs`` and ``lam_warmup`` exist for these runs; the reference
+    uses none of them.
     * every epoch reports the fitting term relative to log N, the memory's and the epoch's
       features' mean pairwise cosine and effective rank, and the val mAP when labels exist; the
       progress message starts with "WARNING" when the space has collapsed (mean cosine > 0.98 or
@@ -285,7 +315,8 @@ class DeepDiffusion(Method):
     name = "deepdiffusion"
     input_kind = "points"
     param_choices = {"loss_variant": ("reference", "paper"), "mixed_precision": ("auto", "bf16", "off"),
-                     "memory_init": ("batch", "eval")}
+                     "memory_init": ("batch", "eval"), "memory_update": ("gradient", "momentum"),
+                     "lr_schedule": ("constant", "cosine")}
     param_help = {
         "epochs": "passes over the training shapes",
         "batch_size": "shapes per step (paper: 8)",
@@ -304,18 +335,43 @@ class DeepDiffusion(Method):
         "memory_lr": "Adam learning rate of the memory (0: the same as lr, as the reference)",
         "memory_init": "batch: memory from a first pass with batch statistics; eval: the "
                        "reference's eval-mode pass (initial BatchNorm statistics)",
+        "memory_update": "gradient: the memory is trained by Adam (reference); momentum: "
+                         "m <- normalise(mu m + (1 - mu) f) from the batch's features (NPID)",
+        "memory_momentum": "mu of the momentum memory update (NPID: 0.5)",
+        "lr_schedule": "constant (reference) or cosine (decay to 0 over the run)",
+        "warmup_epochs": "linear learning-rate warm-up over this many epochs (0: none)",
+        "lam_warmup": "ramp the smoothness weight from 0 to lam over this many epochs (0: none)",
+        "train_points": "points per shape in a training step, a fresh random subset each step "
+                        "(0: all points)",
+        "weight_gradient": "the smoothness term's kNN weights carry gradient (reference: on; it "
+                           "pushes features away from their nearest memory rows)",
+        "precise_bn": "recompute BatchNorm's running statistics over the training shapes at the "
+                      "end of training (and before each val evaluation)",
     }
 
     #: the settings of takahikof/DeepDiffusion (with its PointNet's inner-ear sizes kept):
     #: ``DeepDiffusion(**DeepDiffusion.REFERENCE)`` trains as the public code does
-    REFERENCE = {"lr": 1e-4, "temperature": 1.0, "normalize_memory": False, "memory_lr": 0.0,
-                 "memory_init": "eval", "loss_variant": "reference"}
+    REFERENCE = {"lr": 1e-4, "temperature": 1.0,
+                 "normalize_memory": False, "memory_lr": 0.0, "memory_init": "eval",
+                 "loss_variant": "reference", "memory_update": "gradient", "lr_schedule": "constant",
+                 "warmup_epochs": 0.0, "lam_warmup": 0.0, "train_points": 0, "precise_bn": False,
+                 "weight_gradient": True}
+
+    #: instance discrimination as NPID does it (cosine logits over temperature 0.1, memory updated
+    #: by momentum from the encoder's features, no smoothness term, Adam 1e-3 with warm-up and
+    #: cosine decay): measured, not the default (README, issue 12)
+    INSTANCE = {"batch_size": 32, "lr": 1e-3, "lam": 0.0, "temperature": 0.1, "normalize_memory": True,
+                "memory_init": "batch", "memory_update": "momentum", "memory_momentum": 0.5,
+                "lr_schedule": "cosine", "warmup_epochs": 1.0, "precise_bn": True}
 
     def __init__(self, *, epochs: int = 300, batch_size: int = 8, lr: float = 1e-4, lam: float = 0.6,
                  k: int = 10, out_dim: int = 254, augment: bool = True, seed: int = 0,
                  device: str = "auto", eval_every: int = 10, loss_variant: str = "reference",
                  mixed_precision: str = "auto", temperature: float = 1.0, normalize_memory: bool = False,
-                 memory_lr: float = 0.0, memory_init: str = "eval"):
+                 memory_lr: float = 0.0, memory_init: str = "eval", memory_update: str = "gradient",
+                 memory_momentum: float = 0.5, lr_schedule: str = "constant", warmup_epochs: float = 0.0,
+                 lam_warmup: float = 0.0, train_points: int = 0, precise_bn: bool = False,
+                 weight_gradient: bool = True):
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -332,6 +388,14 @@ class DeepDiffusion(Method):
         self.normalize_memory = normalize_memory
         self.memory_lr = memory_lr
         self.memory_init = memory_init
+        self.memory_update = memory_update
+        self.memory_momentum = memory_momentum
+        self.lr_schedule = lr_schedule
+        self.warmup_epochs = warmup_epochs
+        self.lam_warmup = lam_warmup
+        self.train_points = train_points
+        self.precise_bn = precise_bn
+        self.weight_gradient = weight_gradient
 
     # ---------------------------------------------------------------- pieces
     def _check_params(self):
@@ -344,6 +408,14 @@ class DeepDiffusion(Method):
             raise ValueError(f"DeepDiffusion: memory_init must be batch or eval, got {self.memory_init!r}")
         if not float(self.temperature) > 0:
             raise ValueError(f"DeepDiffusion: temperature must be > 0, got {self.temperature!r}")
+        for name in ("memory_update", "lr_schedule"):
+            if getattr(self, name) not in self.param_choices[name]:
+                raise ValueError(f"DeepDiffusion: {name} must be one of {self.param_choices[name]}, "
+                                 f"got {getattr(self, name)!r}")
+        if not 0.0 <= float(self.memory_momentum) < 1.0:
+            raise ValueError(f"DeepDiffusion: memory_momentum must be in [0, 1), got {self.memory_momentum!r}")
+        if float(self.warmup_epochs) < 0 or float(self.lam_warmup) < 0 or int(self.train_points) < 0:
+            raise ValueError("DeepDiffusion: warmup_epochs, lam_warmup and train_points must be >= 0")
         if float(self.memory_lr) < 0 or not float(self.lr) > 0:
             raise ValueError(f"DeepDiffusion: lr must be > 0 and memory_lr >= 0, got {self.lr!r}, "
                              f"{self.memory_lr!r}")
@@ -414,6 +486,46 @@ class DeepDiffusion(Method):
             out.append(self._features(points[lo:lo + batch], batch))
             yield min(lo + batch, len(points)), len(points)
         return torch.cat(out)
+
+    def _train_batch(self, train_t, idx, epoch: int, step: int):
+        """The step's point clouds: all stored points, or a fresh random subset of
+        ``train_points`` of them per shape (seeded by epoch and step)."""
+        x = train_t[idx]
+        tp = int(self.train_points)
+        if 0 < tp < x.shape[1]:
+            keys = torch.rand(x.shape[0], x.shape[1], generator=self._generator(epoch, step, 2))
+            sub = keys.argsort(dim=1)[:, :tp]
+            x = x.gather(1, sub[:, :, None].expand(-1, -1, 3))
+        return x.to(self.device_)
+
+    def _lam_at(self, global_step: int, spe: int) -> float:
+        """lam, ramped linearly from 0 over ``lam_warmup`` epochs."""
+        ramp = float(self.lam_warmup) * spe
+        return float(self.lam) * (min(1.0, global_step / ramp) if ramp > 0 else 1.0)
+
+    def _set_lr(self, global_step: int, spe: int, n_epochs: int) -> None:
+        """Learning rates of this step: linear warm-up over ``warmup_epochs``, then constant or
+        cosine decay to 0 at the end of the run (from the step count, so a resumed run repeats)."""
+        warm = float(self.warmup_epochs) * spe
+        total = max(1, n_epochs * spe)
+        factor = min(1.0, (global_step + 1) / warm) if warm > 0 else 1.0
+        if self.lr_schedule == "cosine":
+            factor *= 0.5 * (1.0 + np.cos(np.pi * min(global_step, total) / total))
+        base = (float(self.lr), float(self.memory_lr) or float(self.lr))
+        for group, lr in zip(self.optimizer_.param_groups, base):
+            group["lr"] = lr * factor
+
+    @torch.no_grad()
+    def _momentum_update(self, idx, h) -> None:
+        """NPID's memory update: m_i <- normalise(mu m_i + (1 - mu) f_i) for the batch's rows."""
+        mu = float(self.memory_momentum)
+        m = self.memory_.data
+        m[idx] = torch.nn.functional.normalize(mu * m[idx] + (1.0 - mu) * l2_normalise(h), dim=1)
+
+    def _recompute_bn(self, train_x):
+        """Step generator: BatchNorm's running statistics set to their average over one
+        train-mode pass over the training shapes (no gradient; the weights do not change)."""
+        yield from self._batch_features(train_x)
 
     def _make_optimizer(self):
         mem_lr = float(self.memory_lr) or float(self.lr)
@@ -526,7 +638,7 @@ class DeepDiffusion(Method):
                 perm = torch.randperm(n_train, generator=self._generator(epoch))
                 for step in range(self.step_, spe):
                     idx = perm[step * bs:(step + 1) * bs]
-                    x = train_t[idx].to(self.device_)
+                    x = self._train_batch(train_t, idx, epoch, step)
                     if self.augment:
                         x = augment_points_torch(x, generator=self._generator(epoch, step, 1), p=0.8)
                     # torchrun: this rank's rows of the global batch (the memory is whole on every rank)
@@ -534,17 +646,23 @@ class DeepDiffusion(Method):
                     self.encoder_.train()
                     with autocast(self.device_, self.mixed_precision):
                         h = self.encoder_(x)
-                    loss, fit, smooth = lmr_loss(h.float(), self.memory_, idx_r.to(self.device_), int(self.k),
-                                                 float(self.lam), variant=self.loss_variant,
+                    momentum = self.memory_update == "momentum"  # then the memory takes no gradient
+                    loss, fit, smooth = lmr_loss(h.float(), self.memory_.detach() if momentum else self.memory_,
+                                                 idx_r.to(self.device_), int(self.k),
+                                                 self._lam_at(self.global_step_, spe), variant=self.loss_variant,
                                                  precision=loss_precision,
                                                  temperature=float(self.temperature),
-                                                 normalize_memory=bool(self.normalize_memory))
+                                                 normalize_memory=bool(self.normalize_memory),
+                                                 weight_gradient=bool(self.weight_gradient))
                     self.optimizer_.zero_grad(set_to_none=True)
                     loss.backward()
                     dist.sync_gradients(self.optimizer_, reduce="sum")  # the loss sums over rows
+                    self._set_lr(self.global_step_, spe, n_epochs)
                     self.optimizer_.step()
                     loss, fit, smooth = dist.sum_over_ranks(loss, fit, smooth)  # the global batch's
                     h = dist.global_batch(h.detach())
+                    if momentum:
+                        self._momentum_update(idx.to(self.device_), h.detach().float())
                     if not torch.isfinite(loss):
                         raise FloatingPointError(f"DeepDiffusion: loss became {loss.item()} at epoch {epoch}, "
                                                  f"step {step}; lower lr")
@@ -560,8 +678,12 @@ class DeepDiffusion(Method):
                     if last:
                         feats = l2_normalise(torch.cat(epoch_f)).cpu().numpy()
                         metrics = {"fit_rel_logn": fit_sum / fit_n, **self._memory_health(feats)}
-                        if val_x is not None and ((epoch + 1) % int(self.eval_every) == 0
-                                                  or epoch + 1 == n_epochs):
+                        due = val_x is not None and ((epoch + 1) % int(self.eval_every) == 0
+                                                     or epoch + 1 == n_epochs)
+                        if self.precise_bn and (due or epoch + 1 == n_epochs):
+                            for _ in self._recompute_bn(train_x):  # ~1/3 of an epoch, no gradient
+                                pass
+                        if due:
                             metrics.update(self._evaluate(val_x, val_y))
                         message = self._health_message(metrics, f"epoch {epoch + 1}", fit_first)
                     rate, eta = meter.update(len(idx))

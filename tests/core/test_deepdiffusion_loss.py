@@ -224,14 +224,15 @@ def test_kernel_exp_is_accurate_to_two_ulp():
     assert rel.max() <= 2 * 2.0 ** -24
 
 
-def _autograd_cosine(h, memory, src, k, lam, tau):
+def _autograd_cosine(h, memory, src, k, lam, tau, weight_gradient=True, normalise=True):
     """The default's loss written out: cosine logits over a temperature, l2-normalised memory
-    rows, the reference's (1 + cos) / 2 kNN weights, clipped rankings and symmetric KL."""
+    rows, the reference's (1 + cos) / 2 kNN weights, clipped rankings and symmetric KL
+    (``normalise=False``: logits f m^T with the raw memory rows, as the reference)."""
     x = h + 1e-8
     f = x / x.norm(dim=1, keepdim=True)
-    m = memory / memory.norm(dim=1, keepdim=True)
+    m = memory / memory.norm(dim=1, keepdim=True) if normalise else memory
     cos = f @ m.T
-    s = (1 + cos) / 2
+    s = (1 + cos / m.norm(dim=1)) / 2
     kth = torch.topk(s, min(k, s.shape[1]), dim=1).values[:, -1:]
     bi, ni = (s >= kth).nonzero(as_tuple=True)
     a = torch.softmax(cos[bi] / tau, 1).clamp(1e-6, 1)
@@ -239,7 +240,8 @@ def _autograd_cosine(h, memory, src, k, lam, tau):
     a, b = a / a.sum(1, keepdim=True), b / b.sum(1, keepdim=True)
     d = (a * (a.log() - b.log())).sum(1) + (b * (b.log() - a.log())).sum(1)
     fit = (torch.logsumexp(cos / tau, 1) - cos[torch.arange(len(src)), src] / tau).sum()
-    return fit + lam * (s[bi, ni] * d).sum()
+    w = s[bi, ni] if weight_gradient else s[bi, ni].detach()
+    return fit + lam * (w * d).sum()
 
 
 @pytest.mark.parametrize("tau", [0.1, 0.5])
@@ -251,3 +253,24 @@ def test_temperature_and_normalised_memory_match_the_formula(tau):
     assert_same_loss_and_grads(
         lambda hh, mm: lmr_loss(hh, mm, src, 4, 0.6, temperature=tau, normalize_memory=True)[0],
         lambda hh, mm: _autograd_cosine(hh, mm, src, 4, 0.6, tau), h0, memory0)
+
+
+@pytest.mark.parametrize("tau, normalise", [(1.0, False), (0.1, True)])
+def test_weights_without_gradient_match_the_formula(tau, normalise):
+    # weight_gradient=False: the kNN weights (1 + cos) / 2 are constants of the step (float64 oracle)
+    g = torch.Generator().manual_seed(11)
+    memory0 = torch.randn(30, 6, generator=g, dtype=torch.float64) * 1.5  # unnormalised rows
+    h0 = torch.randn(6, 6, generator=g, dtype=torch.float64)
+    src = torch.randperm(30, generator=g)[:6]
+    assert_same_loss_and_grads(
+        lambda hh, mm: lmr_loss(hh, mm, src, 4, 0.6, temperature=tau, normalize_memory=normalise,
+                                weight_gradient=False)[0],
+        lambda hh, mm: _autograd_cosine(hh, mm, src, 4, 0.6, tau, weight_gradient=False, normalise=normalise),
+        h0, memory0)
+    # and it differs from the reference's gradient (which flows through the weights)
+    hh = h0.clone().requires_grad_()
+    lmr_loss(hh, memory0, src, 4, 0.6, temperature=tau, normalize_memory=normalise)[0].backward()
+    hw = h0.clone().requires_grad_()
+    lmr_loss(hw, memory0, src, 4, 0.6, temperature=tau, normalize_memory=normalise,
+             weight_gradient=False)[0].backward()
+    assert not torch.allclose(hh.grad, hw.grad)

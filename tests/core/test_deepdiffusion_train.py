@@ -129,22 +129,108 @@ def test_memory_initialisation_batch_statistics_vs_reference(vessel_points):
     assert new.metrics["memory_mean_cosine"] < 0.9 and not new.message.startswith("WARNING")
 
 
+#: the reference's training settings (logits, memory update, schedule), with the tests' sizes
+REF = dict(DeepDiffusion.REFERENCE)
+#: the instance-discrimination settings (momentum memory, cosine logits), the tests' batch
+INST = {k: v for k, v in DeepDiffusion.INSTANCE.items() if k != "batch_size"}
+
+
 def test_collapse_warning_fires_at_a_broken_learning_rate(vessel_points):
-    # lr 10 wrecks the run within a few steps: the fitting term ends far above its uniform
-    # value log N, and with cosine logits (temperature 0.1) the encoder's features collapse; the
-    # epoch-end messages warn
-    m = _method(epochs=3, batch_size=4, lr=10.0, memory_lr=10.0, eval_every=0, memory_init="batch")
+    # lr 10 wrecks the run within a few steps. Instance discrimination (cosine logits over a
+    # temperature, momentum memory): the fitting term jumps above log N and the encoder's
+    # features collapse
+    m = _method(**{**INST, "lr": 10.0}, epochs=3, batch_size=4, eval_every=0)
+    msgs = [p.message for p in _steps(m.steps(vessel_points)) if p.epoch_end]
+    assert len(msgs) == 3
+    assert any(s.startswith("WARNING") and "embedding collapsed" in s for s in msgs), msgs
+    assert any(s.startswith("WARNING") and "diverging" in s for s in msgs), msgs
+    # the reference's logits and gradient-trained memory: the fitting term ends far above log N
+    m = _method(**{**REF, "lr": 10.0, "memory_lr": 10.0, "memory_init": "batch"}, epochs=3, batch_size=4,
+                eval_every=0)
     ends = [p for p in _steps(m.steps(vessel_points)) if p.epoch_end]
-    assert len(ends) == 3
     msgs = [p.message for p in ends]
     assert ends[-1].message.startswith("WARNING") and "diverging" in ends[-1].message, msgs
-    m = _method(epochs=3, batch_size=4, lr=10.0, memory_lr=10.0, eval_every=0, temperature=0.1,
-                normalize_memory=True, memory_init="batch")
+    # cosine logits with a gradient-trained memory (the previous temperature path) collapse too
+    m = _method(**{**REF, "lr": 10.0, "memory_lr": 10.0, "temperature": 0.1, "normalize_memory": True,
+                   "memory_init": "batch"}, epochs=3, batch_size=4, eval_every=0)
     msgs = [p.message for p in _steps(m.steps(vessel_points)) if p.epoch_end]
     assert any(s.startswith("WARNING") and "embedding collapsed" in s for s in msgs), msgs
     # a collapsed memory (the reference's start) is reported as such at every epoch end until it
     # spreads: two steps at the reference's lr leave it collapsed
-    ref = _method(epochs=1, batch_size=6, memory_init="eval", lr=1e-4, eval_every=0)
+    ref = _method(**REF, epochs=1, batch_size=6, eval_every=0)
     end = [p for p in _steps(ref.steps(vessel_points)) if p.epoch_end][-1]
     assert end.message.startswith("WARNING") and "collapsed" in end.message, end.message
     assert end.metrics["memory_mean_cosine"] > 0.98
+
+
+def test_reference_configuration_is_the_public_codes(vessel_points):
+    # DeepDiffusion(**REFERENCE): Adam trains the memory by gradient (every row moves, not only
+    # the batch's), constant lr, unit logits
+    m = DeepDiffusion(**{**DeepDiffusion.REFERENCE, "epochs": 1, "batch_size": 4, "k": 3, "out_dim": 16,
+                         "device": "cpu", "eval_every": 0})
+    assert (m.temperature, m.normalize_memory, m.memory_update, m.memory_init, m.lr_schedule,
+            m.precise_bn, m.lr) == (1.0, False, "gradient", "eval", "constant", False, 1e-4)
+    # the defaults are the reference's (nothing measured beat it; README, issue 12)
+    d = DeepDiffusion()
+    assert {k: getattr(d, k) for k in DeepDiffusion.REFERENCE} == DeepDiffusion.REFERENCE
+    gen = m.steps(vessel_points)
+    first = next(_steps(gen))
+    before = m.memory_.detach().clone()
+    next(_steps(gen))
+    gen.close()
+    moved = (m.memory_.detach() != before).any(1)
+    assert int(moved.sum()) > 4  # rows outside the batch of 4 moved too
+    assert m.optimizer_.param_groups[0]["lr"] == 1e-4 and first.losses["smooth"] >= 0
+
+
+def test_momentum_memory_update_and_schedule(vessel_points):
+    # instance discrimination: after a step only the batch's rows change, to normalise(0.5 m +
+    # 0.5 f), in float64 from the step's features; the learning rate follows warm-up then cosine
+    m = _method(**INST, epochs=2, batch_size=4, augment=False, eval_every=0)
+    assert (m.memory_update, m.lr_schedule, m.temperature, m.normalize_memory) == ("momentum", "cosine", 0.1, True)
+    gen = m.steps(vessel_points)
+    next(_steps(gen))  # step 1 (global step 0 -> 1)
+    before = m.memory_.detach().double().clone()
+    perm = torch.randperm(12, generator=m._generator(0))
+    idx = perm[4:8]  # step 2's batch
+    x = m._train_batch(torch.from_numpy(np.ascontiguousarray(vessel_points.x[vessel_points.split == "train"])),
+                       idx, 0, 1)
+    state = {k: v.clone() for k, v in m.encoder_.state_dict().items()}
+    m.encoder_.train()
+    with torch.no_grad():
+        h = m.encoder_(x).double()
+    m.encoder_.load_state_dict(state)  # (the forward above moved BatchNorm's running statistics)
+    next(_steps(gen))
+    gen.close()
+    after = m.memory_.detach().double()
+    f = h / h.norm(dim=1, keepdim=True)
+    want = 0.5 * before[idx] + 0.5 * f
+    want = want / want.norm(dim=1, keepdim=True)
+    np.testing.assert_allclose(after[idx].numpy(), want.numpy(), atol=1e-5)
+    rest = np.setdiff1d(np.arange(12), idx.numpy())
+    assert torch.equal(after[rest], before[rest])
+    # schedule: spe = 3 steps per epoch, 6 steps; warm-up over 3 steps, cosine over 6
+    lrs = []
+    for g in range(6):
+        m._set_lr(g, 3, 2)
+        lrs.append(m.optimizer_.param_groups[0]["lr"])
+    want = [1e-3 * min(1.0, (g + 1) / 3) * 0.5 * (1 + np.cos(np.pi * g / 6)) for g in range(6)]
+    np.testing.assert_allclose(lrs, want, rtol=1e-12)
+    assert m._lam_at(0, 3) == 0.0 == m.lam
+    ramp = _method(lam=0.6, lam_warmup=2.0)
+    assert [ramp._lam_at(g, 3) for g in (0, 3, 6, 9)] == pytest.approx([0.0, 0.3, 0.6, 0.6])
+
+
+def test_precise_batchnorm_statistics_at_the_end(vessel_points):
+    # precise_bn: the running statistics after training are the average over one train-mode
+    # pass over the training shapes (not the momentum trace of the last steps)
+    m = _method(epochs=1, batch_size=4, eval_every=0, precise_bn=True)
+    list(m.steps(vessel_points))
+    bn = m.encoder_.head[1]
+    got = bn.running_mean.clone()
+    for _ in m._recompute_bn(np.ascontiguousarray(vessel_points.x[vessel_points.split == "train"])):
+        pass
+    torch.testing.assert_close(bn.running_mean, got)
+    off = _method(epochs=1, batch_size=4, eval_every=0, precise_bn=False)
+    list(off.steps(vessel_points))
+    assert not torch.allclose(off.encoder_.head[1].running_mean, got)
