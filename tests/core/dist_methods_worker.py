@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 
@@ -101,7 +102,8 @@ def main(argv=None) -> int:
     for case in json.loads(cases):
         run = case.get("run") or {}
         cls = (get_method if case.get("table", "methods") == "methods" else get_finetuner)(case["method"])
-        method = cls(**case["params"])
+        # DeepDiffusion: from the reference's settings, whatever the defaults are
+        method = cls(**{**getattr(cls, "REFERENCE", {}), **case["params"]})
         if case["data"] not in cache:
             cache[case["data"]] = _data(case["data"])
 
@@ -111,13 +113,14 @@ def main(argv=None) -> int:
 
         job = dist.RankJob(method, cache[case["data"]], checkpoint_path=run.get("checkpoint"),
                            resume=run.get("resume"), on_progress=on_progress)
+        t0 = time.perf_counter()
         job.run()
         if dist.is_main():
             base = Path(out_dir) / case["name"]
             np.savez(f"{base}.npz", **_arrays(method.state_dict()))
             steps = [p for p in job.history if p.losses]
             Path(f"{base}.json").write_text(json.dumps({
-                "status": job.status, "message": job.message,
+                "status": job.status, "message": job.message, "seconds": time.perf_counter() - t0,
                 "steps": [p.global_step for p in steps], "losses": [p.losses for p in steps]}))
     dist.shutdown()
     return 0

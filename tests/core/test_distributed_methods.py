@@ -22,14 +22,17 @@ from tests.core.test_distributed import _check, _env, _torchrun
 
 pytestmark = pytest.mark.slow
 
+#: the 3D methods: 2 steps of 4 volumes
 VOL = {"batch_size": 4, "widen_factor": 0.125, "epochs": 1, "seed": 0, "device": "cpu", "lr": 3e-3,
        "max_samples": 8}
 #: (name, registry table, method, data, params): a few steps each; batches that split unevenly
-#: over 2 ranks where the method allows it (fine-tuning's last batch, DeepDiffusion's batch of 5)
+#: over 2 ranks where the method allows it (fine-tuning's last batch, DeepDiffusion's batch of 5).
+#: DeepDiffusion runs from its REFERENCE settings (constant rate, no BatchNorm recomputation)
+#: updated with these
 CASES = [
     ("deepdiffusion", "methods", "deepdiffusion", "points",
      {"epochs": 1, "batch_size": 5, "lr": 1e-3, "k": 3, "out_dim": 16, "seed": 0, "device": "cpu",
-      "eval_every": 0, "memory_init": "batch"}),
+      "eval_every": 0, "memory_init": "batch", "lam": 0.6}),
     ("deepcluster", "methods", "deepcluster", "organ",
      {"epochs": 1, "batch_size": 8, "n_clusters": 4, "dropout": 0.0, "lr": 0.01, "seed": 0, "device": "cpu",
       "backbone": "resnet18", "bn_samples": 8}),
@@ -101,7 +104,9 @@ def test_two_processes_equal_one_process(runs, name):
         np.testing.assert_allclose([lb[k] for k in lb], [la[k] for k in la], rtol=1e-6, atol=1e-9)
     ref, got = _load(one / f"{name}.npz"), _load(two / f"{name}.npz")
     assert ref.keys() == got.keys() and ref
-    worst = max((float(np.abs(ref[k] - got[k]).max()) if ref[k].size else 0.0, k) for k in ref)
+    # per array, relative to its scale where that exceeds 1 (Adam's second moments reach 1e6)
+    worst = max((float(np.abs(ref[k] - got[k]).max() / max(1.0, np.abs(ref[k]).max())) if ref[k].size
+                 else 0.0, k) for k in ref)
     # residual-ssl: its residual maps (the pretext targets) are computed in float32 (numpy
     # percentiles and median filter of the float32 reconstructions), where the autoencoder's
     # float64 differences of ~1e-10 after its Adam step show; every other method to 1e-6
