@@ -52,8 +52,9 @@ def main(argv=None) -> int:
         state = {k: v.detach().double().numpy() for k, v in method.model_.state_dict().items()
                  if v.is_floating_point()}
         np.savez(out, **state)
-        json.dump({"status": job.status, "steps": [p.global_step for p in job.history],
-                   "losses": [p.losses for p in job.history]}, open(out + ".json", "w"))
+        steps = [p for p in job.history if p.losses]  # optimisation steps (not loading progress)
+        json.dump({"status": job.status, "steps": [p.global_step for p in steps],
+                   "losses": [p.losses for p in steps]}, open(out + ".json", "w"))
     dist.shutdown()
     return 0
 

@@ -21,7 +21,7 @@ from tests.conftest import DATA, ROOT, need
 TIMEOUT = 600
 #: PICA with one global batch of 12 per head: 2 steps an epoch (one per head), 2 epochs
 PICA = {"batch_size": 12, "epochs": 2, "n_repeat": 2, "lr": 0.01, "eval_samples": 4, "device": "cpu",
-        "n_clusters": 4, "n_overclusters": 8}
+        "n_clusters": 4, "n_overclusters": 8, "head_schedule": "alternate"}
 
 
 def _env():
@@ -163,7 +163,7 @@ def test_cli_nproc_2_on_a_postgresql_project(tmp_path):
             assert runs["status"].tolist() == ["finished"]
             assert (tmp_path / "proj" / "runs" / "0001" / "checkpoint.pt").exists()
             ids, emb = p.arrays.load("embeddings/run-0001")
-            assert emb.shape == (24, 512) and len(ids) == 24
+            assert emb.shape[0] == 24 and len(ids) == 24   # width: the default trunk's
 
 
 def test_every_registered_method_and_finetuner_trains_data_parallel():
