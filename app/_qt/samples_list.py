@@ -204,6 +204,7 @@ class SamplesList(QWidget):
     def _reload(self) -> None:
         self.table_model.reload()
         self._on_selection(self.selection.ids)
+        self._update_count()   # e.g. "181 / 181" once a new case is imported, not the old count
 
     def _on_filter(self, text: str) -> None:
         # filtering hides rows; it must not deselect the hidden samples everywhere else

@@ -45,6 +45,8 @@ def test_import_places_a_new_mask_with_neighbours_and_prediction(qtbot, adrenal_
     qtbot.waitUntil(lambda: bool(model.placed_ids), timeout=10_000)
     (sid,) = model.placed_ids
     assert len(model.samples) == n_before + 1 and sid in model.samples.index
+    win.samples_list.fill()
+    assert win.samples_list.count_label.text() == f"{n_before + 1} / {n_before + 1}"
     # the new case is the current sample in every view
     assert win.selection.current == sid
     nv = win.neighbours_view
