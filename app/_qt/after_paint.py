@@ -51,7 +51,16 @@ class FirstPaintWatcher(QObject):
         window.destroyed.connect(lambda *_: _release(key))
 
     def eventFilter(self, obj, ev) -> bool:
-        if ev.type() == QEvent.Paint:
+        # painted; or closed before it ever painted (a window closed early, or never shown,
+        # must not hold back the deferred work of every window made after it)
+        if ev.type() in (QEvent.Paint, QEvent.Close):
             obj.removeEventFilter(self)
             _release(self._key)
         return False
+
+
+def reset() -> None:
+    """Forget windows still waiting and drop their queued work (tests: one test's window must
+    not defer the next test's panels)."""
+    _waiting.clear()
+    _pending.clear()

@@ -129,3 +129,14 @@ def nonblank(img: np.ndarray, min_std: float = 3.0) -> bool:
     """An image that is not one flat colour (grey levels vary by more than ``min_std``)."""
     a = np.asarray(img)[..., :3].astype(np.float32)
     return float(a.std()) > min_std
+
+
+@pytest.fixture(autouse=True)
+def _no_window_waits_from_another_test():
+    """A main window one test left unpainted would defer the next test's panel set-up forever
+    (``app._qt.after_paint`` keeps module state): start and end each test with none."""
+    from app._qt import after_paint
+
+    after_paint.reset()
+    yield
+    after_paint.reset()
