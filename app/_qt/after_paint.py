@@ -51,9 +51,9 @@ class FirstPaintWatcher(QObject):
         window.destroyed.connect(lambda *_: _release(key))
 
     def eventFilter(self, obj, ev) -> bool:
-        # painted; or closed before it ever painted (a window closed early, or never shown,
-        # must not hold back the deferred work of every window made after it)
-        if ev.type() in (QEvent.Paint, QEvent.Close):
+        # only a paint releases: work queued for a window closed before it painted must not
+        # run on its half-destroyed views (napari/VTK set-up there crashes)
+        if ev.type() == QEvent.Paint:
             obj.removeEventFilter(self)
             _release(self._key)
         return False
