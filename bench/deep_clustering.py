@@ -8,10 +8,8 @@ uses fewer than asked is reported as COLLAPSED, without scores) and the weighted
 Algorithm 1 with 1 % and 10 % of the training labels as development set (cluster -> mean dev
 label vector; per-class thresholds tuned on the validation split; test F1).
 
-With ``--few-labels`` (off by default; issue 13 item 4 has its own ``bench/few_labels.py``):
-fine-tuning of the PICA trunk, FixMatch One-Head and Two-Head, and supervised training from
-scratch with 10 % of the training labels, against MedMNIST v2's published fully supervised
-ResNet-18 test accuracy (quoted constants below; nothing is re-run for them).
+Few labels (fine-tuning, FixMatch One-Head and Two-Head, supervised from scratch; issue 13
+item 4) are ``bench/few_labels.py``.
 
 Printed: CPU model, threads, load average, every setting, progress from the first second
 (loading, network built, every ~20 s a step line, every epoch end, features for k-means), per
@@ -47,14 +45,7 @@ from _machine import cpu_model  # noqa: E402  (bench/ is on sys.path when run as
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-GOALS = {"organamnist": {"acc": 0.70, "nmi": 0.65, "purity_8k": 0.90, "over_kmeans_raw": 0.15,
-                         "fixmatch_acc": 0.90}}
-# MedMNIST v2 (Yang et al., Scientific Data 2023), Table 4, test ACC of ResNet-18 trained on the
-# full training split: (28) = 28x28 input, (224) = upsampled. Quoted, not reproduced here.
-MEDMNIST_V2_RESNET18_ACC = {
-    "organamnist": {"ResNet-18 (28)": 0.935, "ResNet-18 (224)": 0.951},
-    "breastmnist": {"ResNet-18 (28)": 0.863, "ResNet-18 (224)": 0.833},
-}
+GOALS = {"organamnist": {"acc": 0.70, "nmi": 0.65, "purity_8k": 0.90, "over_kmeans_raw": 0.15}}
 ORGANAMNIST_NAMES = ["bladder", "femur-left", "femur-right", "heart", "kidney-left", "kidney-right",
                      "liver", "lung-left", "lung-right", "pancreas", "spleen"]
 BREASTMNIST_NAMES = ["malignant", "normal-benign"]
@@ -313,28 +304,10 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, time.perf_coun
             "batch_size": int(bs), "n_repeat": int(rep)}
 
 
-def classifier_report(name, model, data, info, rows):
-    from core.metrics.classification import apply_thresholds, per_class_scores, single_label_accuracy
-
-    te = data.subset(np.flatnonzero(data.split == "test"))
-    prob = model.predict_proba(te)
-    f1 = per_class_scores(te.y, apply_thresholds(prob, model.thresholds_)).loc["weighted avg", "f1"]
-    row = {"method": name, "test_acc": single_label_accuracy(te.y, prob), "test_f1": float(f1), **info,
-           "labelled": int(len(model.labelled_idx_)), "best_epoch": int(model.best_epoch_)}
-    rows.append(row)
-    print(f"  {name:<28} test acc {row['test_acc']:.3f}  weighted F1 {row['test_f1']:.3f}  "
-          f"({row['labelled']} labels, {info['epochs']} epochs, {info['s_per_epoch']:.1f} s/epoch, "
-          f"best epoch {row['best_epoch']})", flush=True)
-
-
-
-
 def run_dataset(name, args, out_dir: Path):
     import torch
 
     from core.methods.deepcluster import DeepCluster
-    from core.methods.finetune import ClusterFinetune
-    from core.methods.fixmatch import FixMatch
     from core.methods.pica import PICA
 
     data = load_medmnist(name, args.data, args.n_train, args.n_val, args.n_test, args.seed)
@@ -346,9 +319,8 @@ def run_dataset(name, args, out_dir: Path):
     goals = GOALS.get(name)
     if goals:
         print(f"  goals (issue 13): test acc >= {goals['acc']}, NMI >= {goals['nmi']} and >= k-means raw "
-              f"+ {goals['over_kmeans_raw']} in both; purity at 8K >= {goals['purity_8k']}; "
-              f"FixMatch 10 % labels >= {goals['fixmatch_acc']}", flush=True)
-    rows, train_rows, curves, test_curves = [], [], {}, {}
+              f"+ {goals['over_kmeans_raw']} in both; purity at 8K >= {goals['purity_8k']}", flush=True)
+    rows, curves, test_curves = [], {}, {}
     kmeans_baselines(data, k, args.seed, rows)
     train = data.subset(np.flatnonzero(data.split == "train"))
     probe = test_probe(data, args.probe_test, args.seed) if args.eval_every else None
@@ -399,36 +371,9 @@ def run_dataset(name, args, out_dir: Path):
     if png:
         print(f"  learning curves: {png}")
     summary_table(name, rows, goals)
-    if not args.few_labels:
-        print(f"  peak RSS so far {peak_rss_gib():.2f} GiB", flush=True)
-        return {"dataset": name, "sizes": n, "clustering": rows, "curves": curves, "test_curves": test_curves,
-                "goals": goals}
-
-    print(f"  -- with {int(args.label_fraction * 100)} % of the training labels "
-          f"(stratified, seed {args.seed}); validation: {n['val']} images", flush=True)
-    ft_common = dict(label_fraction=args.label_fraction, seed=args.seed, device=args.device,
-                     batch_size=args.ft_batch_size, mixed_precision=args.mixed_precision)
-    init = str(ckpts.get("PICA + L_SD") or ckpts["PICA"])
-    fm = dict(init_checkpoint=init, epochs=args.ft_epochs, steps_per_epoch=args.fixmatch_steps, mu=args.mu,
-              patience=args.patience, **ft_common)
-    for label, method in (
-            ("fine-tune (PICA+L_SD trunk)", ClusterFinetune(init_checkpoint=init, epochs=args.ft_epochs,
-                                                            patience=args.patience, **ft_common)),
-            ("FixMatch 1-head (PICA+L_SD)", FixMatch(variant="one-head", **fm)),
-            ("FixMatch 2-head (PICA+L_SD)", FixMatch(variant="two-head", **fm)),
-            ("supervised from scratch", ClusterFinetune(backbone=args.backbone, epochs=args.ft_epochs,
-                                                        input_size=args.input_size, patience=args.patience,
-                                                        **ft_common))):
-        slug = "".join(c if c.isalnum() else "-" for c in label).strip("-")
-        info = train_method(method, data, out_dir / f"{name}-{slug}.pt")
-        classifier_report(label, method, data, info, train_rows)
-        train_rows[-1].update({"time_s": info["time_s"], "cpu_s": info["cpu_s"]})
-    for k_, v in MEDMNIST_V2_RESNET18_ACC[name].items():
-        print(f"  MedMNIST v2 published, fully supervised {k_}: test acc {v:.3f} (100 % labels, quoted)")
     print(f"  peak RSS so far {peak_rss_gib():.2f} GiB", flush=True)
-    return {"dataset": name, "sizes": n, "clustering": rows, "classification": train_rows, "curves": curves,
-            "test_curves": test_curves,
-            "goals": goals, "medmnist_v2_published_acc": MEDMNIST_V2_RESNET18_ACC[name]}
+    return {"dataset": name, "sizes": n, "clustering": rows, "curves": curves, "test_curves": test_curves,
+            "goals": goals}
 
 
 def main(argv=None):
@@ -445,22 +390,14 @@ def main(argv=None):
     p.add_argument("--dc-backbone", default="convnet_small", help="DeepCluster trunk (DeepMCAT: vgg16_bn)")
     p.add_argument("--dc-lr", type=float, default=0.05, help="DeepCluster SGD learning rate (DeepMCAT: 0.05)")
     p.add_argument("--dc-pca", type=int, default=0, help="DeepCluster PCA-whitening dims (0: l2 only, DeepMCAT)")
-    p.add_argument("--few-labels", action="store_true",
-                   help="also fine-tune / FixMatch with 10 %% labels (issue 13 item 4; bench/few_labels.py)")
-    p.add_argument("--ft-epochs", type=int, default=4, help="maximum fine-tuning / FixMatch epochs")
-    p.add_argument("--fixmatch-steps", type=int, default=10, help="FixMatch steps per epoch")
-    p.add_argument("--patience", type=int, default=7)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=1e-3, help="PICA Adam learning rate")
     p.add_argument("--head-schedule", default="joint", choices=("joint", "alternate"))
-    p.add_argument("--ft-batch-size", type=int, default=16)
-    p.add_argument("--mu", type=int, default=2)
     p.add_argument("--n-repeat", type=int, default=1, help="PICA strong copies per image")
     p.add_argument("--alpha", type=float, default=1.5, help="Dirichlet alpha of L_SD")
     p.add_argument("--eval-samples", type=int, default=2000, help="PICA per-epoch scoring sample (train)")
     p.add_argument("--eval-every", type=int, default=40, help="score a fixed test subset every N steps (0: off)")
     p.add_argument("--probe-test", type=int, default=2000, help="test images in that subset")
-    p.add_argument("--label-fraction", type=float, default=0.10)
     p.add_argument("--backbone", default="convnet_small", help="PICA trunk")
     p.add_argument("--mixed-precision", default="bf16", choices=("auto", "bf16", "off"))
     p.add_argument("--device", default="auto")
