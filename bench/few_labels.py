@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
 import time
 from pathlib import Path
@@ -33,39 +32,22 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _machine import cpu_model  # noqa: E402
-from deep_clustering import ORGANAMNIST_NAMES, cluster_report  # noqa: E402  (read-only reuse)
+from deep_clustering import ORGANAMNIST_NAMES, cluster_report, cpu_seconds, load_medmnist  # noqa: E402  (read-only reuse)
 
 GOAL_ACC = 0.90
 #: MedMNIST v2 (Yang et al. 2023), Table: OrganAMNIST, ResNet-18 (28), 100 % of the labels
 RESNET18_FULL_LABELS_ACC = 0.935
 
 
-def cpu_seconds() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
 def load_organamnist(data_dir: Path, n_train: int, val_fraction: float, n_test: int, seed: int):
-    """Official splits (seeded subsets where n_* > 0; the validation split cut to val_fraction)."""
-    from core.dataset import SampleSet
-
+    """Official splits (seeded subsets where n_* > 0; the validation split cut to val_fraction):
+    ``deep_clustering.load_medmnist``'s sets, so both benchmarks score the same images."""
     path = data_dir / "organamnist" / "organamnist.npz"
     if not path.exists():
         raise SystemExit(f"{path}: not found (OrganAMNIST npz of MedMNIST v2 expected)")
-    d = np.load(path, allow_pickle=False)
-    rng = np.random.default_rng(seed)
-    parts = []
-    for split, n in (("train", n_train), ("val", 0), ("test", n_test)):
-        x, y = d[f"{split}_images"], d[f"{split}_labels"].reshape(-1).astype(int)
-        if split == "val":
-            n = max(1, int(round(val_fraction * len(x))))
-        idx = np.sort(rng.permutation(len(x))[:n]) if n and n < len(x) else np.arange(len(x))
-        parts.append((x[idx], y[idx], np.array([split] * len(idx)), idx))
-    x = np.concatenate([p[0] for p in parts])
-    y = np.concatenate([p[1] for p in parts])
-    split = np.concatenate([p[2] for p in parts])
-    ids = np.array([f"organamnist-{s}-{i}" for p in parts for s, i in zip(p[2], p[3])])
-    return SampleSet(ids=ids, x=x, y=y, label_names=ORGANAMNIST_NAMES, split=split)
+    with np.load(path, allow_pickle=False) as d:
+        n_val = max(1, int(round(val_fraction * len(d["val_labels"]))))
+    return load_medmnist("organamnist", data_dir, n_train, n_val, n_test, seed)
 
 
 def train_with_curve(label: str, method, data, test_x, test_y) -> dict:
