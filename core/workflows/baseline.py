@@ -178,16 +178,22 @@ BASELINES = {PixelPCA.name: PixelPCA, UntrainedPointNet.name: UntrainedPointNet}
 def refit_first_map(project, run: dict):
     """A first map recorded before first maps kept a checkpoint: fit again on the samples of
     its stored embedding (seeded: the same samples give the same map), keep the checkpoint."""
-    from ..jobs.checkpoint import relative_to_project, save_checkpoint
     from .runs import load_method_data
 
     method = BASELINES[run["method"]](**dict(run.get("params") or {}))
     ids, _ = project.embedding(int(run["id"]))
     method.fit(load_method_data(project, method, ids=[str(s) for s in ids]))
-    checkpoint = project.run_dir(int(run["id"])) / "checkpoint.pt"
-    save_checkpoint(checkpoint, method.state_dict())
-    project.update_run(int(run["id"]), checkpoint=relative_to_project(project.path, checkpoint))
+    _keep_checkpoint(project, int(run["id"]), method)
     return method
+
+
+def _keep_checkpoint(project, run_id: int, method) -> None:
+    """The first map's state as its run's checkpoint (tensors only), like a trained run's."""
+    from ..jobs.checkpoint import relative_to_project, save_checkpoint
+
+    checkpoint = project.run_dir(run_id) / "checkpoint.pt"
+    save_checkpoint(checkpoint, method.state_dict())
+    project.update_run(run_id, checkpoint=relative_to_project(project.path, checkpoint))
 
 
 def choose_baseline(project):
@@ -235,12 +241,7 @@ def baseline_steps(project, *, method=None):
     previous_active = project.meta("active_run")
     previous_clustering = project.meta("active_clustering")
     run_id = project.create_run(method.name, method.get_params(), device=getattr(method, "device", "cpu"))
-    # a checkpoint like a trained run's, so new cases are placed on the first map too
-    from ..jobs.checkpoint import relative_to_project, save_checkpoint
-
-    checkpoint = project.run_dir(run_id) / "checkpoint.pt"
-    save_checkpoint(checkpoint, method.state_dict())
-    project.update_run(run_id, checkpoint=relative_to_project(project.path, checkpoint))
+    _keep_checkpoint(project, run_id, method)  # so new cases are placed on the first map too
     yield Progress(step=2, global_step=2, total_steps=total, message=f"{method.name}: embedding, PCA, clusters")
     try:
         lines = apply_run(project, method, run_id, data=data)
