@@ -228,7 +228,9 @@ def history_series(path) -> list[tuple[str, float, float]]:
     for col in df.columns:
         if col.startswith("loss/"):
             key = f"loss: {col[5:]}"
-        elif col.startswith("metric/"):
+        elif col.startswith("metric/") and not col.endswith("collapsed"):
+            # (the *_collapsed flags are booleans in the live progress, which gets no chart;
+            # the history stores them as 0/1 and must not chart them either)
             key = col[7:]
         else:
             continue
