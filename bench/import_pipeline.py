@@ -63,6 +63,7 @@ def main(argv=None) -> int:
         print(f"data not found: {args.data}")
         return 1
 
+    from core.jobs.steps import run_to_end
     from core.preprocess.shapes import compute_points, mask_to_points
     from core.project import Project
 
@@ -91,9 +92,9 @@ def main(argv=None) -> int:
                 proj = Project.create(Path(tmp) / f"p{r}")
                 report = timed(lambda: import_source(proj, args.data), t_import)
                 ids = proj.samples(split="train")["id"].tolist()[:n]
-                failures = timed(lambda: _drain(compute_points(proj, ids=ids)), t_project)
+                failures = timed(lambda: run_to_end(compute_points(proj, ids=ids)), t_project)
                 assert not failures, failures
-                timed(lambda: _drain(compute_points(proj, ids=ids, save_meshes=False)), t_nosave)
+                timed(lambda: run_to_end(compute_points(proj, ids=ids, save_meshes=False)), t_nosave)
                 proj.close()
 
     rate = lambda count, ts: count / min(ts)  # noqa: E731
@@ -119,13 +120,6 @@ def main(argv=None) -> int:
           f" (sampling noise alone is about the mean point spacing)")
     return 0
 
-
-def _drain(gen):
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ from typing import Callable
 
 import numpy as np
 
+from .jobs.steps import run_to_end
+
 RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "sample"
 COHORT = RESOURCES / "adrenalmnist3d_64.npz"
 DEFAULT_EPOCHS = 4
@@ -51,14 +53,7 @@ def build_sample_project(dest: Path | None = None, *, epochs: int = DEFAULT_EPOC
     Built in a temporary folder and renamed at the end, so an interrupted build never leaves
     a half project that would be opened next time.
     """
-    gen = sample_project_steps(dest, epochs=epochs, log=log)
-    try:
-        while True:
-            p = next(gen)
-            if on_progress:
-                on_progress(p)
-    except StopIteration as stop:
-        return stop.value
+    return run_to_end(sample_project_steps(dest, epochs=epochs, log=log), on_progress)
 
 
 def sample_project_steps(dest: Path | None = None, *, epochs: int = DEFAULT_EPOCHS,

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from ..jobs import Progress, RateMeter
 from ..jobs import distributed as dist
+from ..jobs.steps import run_to_end
 from .base import Method
 
 __all__ = ["preprocess_features", "fit_preprocessing", "apply_preprocessing", "kmeans_faiss_style",
@@ -174,14 +175,6 @@ def nmi_between(prev, cur, average_method: str = "arithmetic") -> float:
 
 
 # --------------------------------------------------------------------------- the method
-
-def _run_to_end(gen):
-    """Drive a step generator to its end; its return value."""
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
 
 class DeepCluster(Method):
     """Alternate k-means on the network's features and classification of the pseudo-labels.
@@ -336,7 +329,7 @@ class DeepCluster(Method):
                                      for i in range(0, len(idx) - bs + 1, bs)))
 
     def _features(self, x, batch_size: int = 512, resized: bool = True) -> np.ndarray:
-        return _run_to_end(self._feature_steps(x, batch_size, resized))
+        return run_to_end(self._feature_steps(x, batch_size, resized))
 
     def _feature_steps(self, x, batch_size: int = 512, resized: bool = True):
         """Features of ``x`` in eval mode, as a generator yielding ``(done, total)`` after each
@@ -361,7 +354,7 @@ class DeepCluster(Method):
         return torch.cat(out).numpy() if out else np.zeros((0, model.feature_dim), np.float32)
 
     def _cluster(self, data, final: bool = False, images=None):
-        return _run_to_end(self._cluster_steps(data, final, images))
+        return run_to_end(self._cluster_steps(data, final, images))
 
     def _cluster_steps(self, data, final: bool = False, images=None):
         """Step 1 of an epoch: k-means pseudo-labels, metrics, new top layer, uniform sample order.

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..jobs.steps import run_to_end
 from ..project import SampleRecord
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -265,11 +266,4 @@ def import_and_derive_steps(project, sources, *, dataset: str | None = None, mod
 
 def import_and_derive(project, sources, *, progress=None, **kw) -> DeriveReport:
     """:func:`import_and_derive_steps` run to the end (``progress(p)`` per step)."""
-    gen = import_and_derive_steps(project, sources, **kw)
-    try:
-        while True:
-            p = next(gen)
-            if progress is not None:
-                progress(p)
-    except StopIteration as stop:
-        return stop.value
+    return run_to_end(import_and_derive_steps(project, sources, **kw), progress)

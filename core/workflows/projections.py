@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..jobs.steps import run_to_end
+
 
 def store_pca(project, run_id: int, ids, features, *, fit_mask=None) -> str:
     """PCA fitted on ``fit_mask`` rows (the training split; all rows when None/empty)."""
@@ -46,12 +48,7 @@ def umap_steps(project, run_id: int, split: str = "all"):
 
 def store_umap(project, run_id: int, split: str = "all") -> str:
     """``umap_steps`` run to the end; returns a summary line."""
-    gen = umap_steps(project, run_id, split)
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        key = stop.value
+    key = run_to_end(umap_steps(project, run_id, split))
     n = len(project.arrays.load(key)[0])
     return f"projection: {key} ({n} samples)"
 

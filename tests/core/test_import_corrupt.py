@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from core.io import ReadError, import_source, import_steps
+from core.jobs.steps import run_to_end
 from core.io.importer import ImportReport
 from core.io.meshes import read_mesh
 from core.io.volumes import read_volume
@@ -110,12 +111,7 @@ def test_empty_mask_fails_in_the_points_step(tmp_path):
     project = Project.create(tmp_path / "p")
     report = import_source(project, tmp_path / "vesselmnist3d.npz")
     assert report.shape_ids(project) == [f"vesselmnist3d/train/0000{i}" for i in range(3)]
-    gen = shapes.compute_points(project, ids=report.shape_ids(project), n_points=1024, seed=0)
-    try:
-        while True:
-            next(gen)
-    except StopIteration as stop:
-        failures = stop.value
+    failures = run_to_end(shapes.compute_points(project, ids=report.shape_ids(project), n_points=1024, seed=0))
     assert [f[0] for f in failures] == ["vesselmnist3d/train/00001"]
     assert "empty" in failures[0][1] and "vesselmnist3d/train/00001" in failures[0][1]
     ids, pts = project.arrays.load("points")

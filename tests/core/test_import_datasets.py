@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from core.io import import_source
+from core.jobs.steps import run_to_end
 from core.project import Project
 from tests.conftest import DATA, need
 
@@ -162,13 +163,9 @@ def test_empty_modelnet_grid_is_a_per_sample_points_failure(shared_project):
 
     project, _ = shared_project
     ids = ["modelnet10/train/00005", "modelnet10/train/00006", "modelnet10/test/00000"]
-    gen = compute_points(project, ids=ids, n_points=64, seed=0, save_meshes=False)
     messages = []
-    try:
-        while True:
-            messages.append(next(gen).message)
-    except StopIteration as stop:
-        failures = stop.value
+    failures = run_to_end(compute_points(project, ids=ids, n_points=64, seed=0, save_meshes=False),
+                          lambda p: messages.append(p.message))
     assert [f[0] for f in failures] == ["modelnet10/train/00006"]
     assert "empty" in failures[0][1] and "no foreground voxel" in failures[0][1]
     assert any(m.startswith("modelnet10/train/00006 skipped: ") for m in messages)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from core.jobs import Progress
+from core.jobs.steps import run_to_end
 from core.preprocess.shapes import _array_spacing, compute_points
 from core.project import Project, SampleRecord
 from tests.conftest import DATA, need
@@ -13,11 +14,7 @@ from tests.conftest import DATA, need
 def _run(gen):
     """Drain a generator; return (yielded items, return value)."""
     out = []
-    while True:
-        try:
-            out.append(next(gen))
-        except StopIteration as stop:
-            return out, stop.value
+    return out, run_to_end(gen, out.append)
 
 
 @pytest.fixture()

@@ -11,6 +11,7 @@ import shutil
 import numpy as np
 import pytest
 
+from core.jobs.steps import run_to_end
 from tests.conftest import DATA, need
 
 SRC = DATA / "adrenalmnist3d" / "adrenalmnist3d_64.npz"
@@ -60,12 +61,7 @@ def build(path, tmp):
         method = get_method("deepdiffusion")(epochs=3, batch_size=8, out_dim=32, k=3, device="cpu",
                                              eval_every=0, seed=0)
         data = load_method_data(project, method)
-        gen = train_steps(project, method, data, name="deepdiffusion")
-        try:
-            while True:
-                next(gen)
-        except StopIteration as stop:
-            job = stop.value
+        job = run_to_end(train_steps(project, method, data, name="deepdiffusion"))
         apply_run(project, method, job.run_id, data=data, n_clusters=3)
     finally:
         torch.set_num_threads(n_threads)
