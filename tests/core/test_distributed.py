@@ -100,10 +100,17 @@ def test_pica_two_processes_equal_one_process(one_process):
 def test_pica_two_nodes_on_localhost_equal_one_process(one_process):
     tmp, ref = one_process
     out = tmp / "nodes.npz"
-    endpoint = f"127.0.0.1:{_free_port()}"
+    port = _free_port()
+    # The rendezvous store is hosted here, not by one of the two agents: an agent that hosts it
+    # exits once its worker is done, and the other agent's next poll of the store then fails
+    # (RendezvousConnectionError, exit 1; pytorch/pytorch#69197) although training finished.
+    # A store that outlives both nodes is how a cluster runs it (a head node or etcd).
+    import torch.distributed as tdist
+
+    store = tdist.TCPStore("127.0.0.1", port, is_master=True, wait_for_workers=False)  # noqa: F841
     cmd = _torchrun("--nnodes", "2", "--nproc-per-node", "1", "--rdzv-backend", "c10d",
-                    "--rdzv-endpoint", endpoint, "--rdzv-id", "latentmap-test",
-                    *_worker_args("pica", out, PICA))
+                    "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "latentmap-test",
+                    "--rdzv-conf", "is_host=false", *_worker_args("pica", out, PICA))
     procs = [subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True) for _ in range(2)]
     try:
