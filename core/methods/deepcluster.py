@@ -175,7 +175,6 @@ def nmi_between(prev, cur, average_method: str = "arithmetic") -> float:
 
 
 # --------------------------------------------------------------------------- the method
-
 class DeepCluster(Method):
     """Alternate k-means on the network's features and classification of the pseudo-labels.
 

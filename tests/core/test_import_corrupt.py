@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from core.io import ReadError, import_source, import_steps
-from core.jobs.steps import run_to_end
 from core.io.importer import ImportReport
 from core.io.meshes import read_mesh
 from core.io.volumes import read_volume
+from core.jobs.steps import run_to_end
 from core.project import Project
 from tests.conftest import DATA, need
 
