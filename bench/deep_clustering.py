@@ -181,8 +181,12 @@ class ProgressPrinter:
     every ``eval_every`` optimisation steps, the method's clustering of a fixed test subset
     (accuracy / NMI against the labels, for the learning curves; ``None``: off)."""
 
-    def __init__(self, label, method, probe=None, every_s: float = 20.0, eval_every: int = 0):
+    def __init__(self, label, method, probe=None, every_s: float = 20.0, eval_every: int = 0,
+                 budget_s: float = 0.0, job=None):
         self.label, self.method, self.probe = label, method, probe
+        # a wall-clock budget (GPU leases are short): cancel the job, which stops within one step,
+        # and the benchmark scores what was reached
+        self.budget_s, self.job = float(budget_s), job
         self.every_s, self.eval_every = float(every_s), int(eval_every)
         self.t0, self.c0 = time.perf_counter(), cpu_seconds()
         self.last = -1e9
@@ -190,6 +194,9 @@ class ProgressPrinter:
 
     def __call__(self, p):
         now = time.perf_counter()
+        if self.budget_s and self.job is not None and now - self.t0 > self.budget_s and not self.job.cancel_requested:
+            print(f"    [{self.label}] wall-clock budget {self.budget_s:.0f} s reached: stopping here", flush=True)
+            self.job.cancel()
         head = f"    [{self.label} {now - self.t0:6.0f} s, CPU {cpu_seconds() - self.c0:6.0f} s]"
         if not p.losses:  # start-up / clustering progress
             if now - self.last >= self.every_s or p.message.endswith(("loaded", "running")) or "loading" in p.message:
@@ -224,12 +231,13 @@ def test_probe(data, n: int, seed: int):
     return probe
 
 
-def train_method(method, data, ckpt: Path, label: str = "", probe=None, eval_every: int = 0):
+def train_method(method, data, ckpt: Path, label: str = "", probe=None, eval_every: int = 0, budget_s: float = 0.0):
     from core.jobs import Job
 
     t, c = time.perf_counter(), cpu_seconds()
     job = Job(method, data, checkpoint_path=ckpt)
-    printer = ProgressPrinter(label or type(method).__name__, method, probe=probe, eval_every=eval_every)
+    printer = ProgressPrinter(label or type(method).__name__, method, probe=probe, eval_every=eval_every,
+                              budget_s=budget_s, job=job)
     job.on_progress = printer
     job.run()
     total, cpu = time.perf_counter() - t, cpu_seconds() - c
@@ -343,9 +351,13 @@ def run_dataset(name, args, out_dir: Path):
                                                      if not isinstance(v, (list, dict))}), flush=True)
         is_dc = label == "DeepCluster"
         info = train_method(method, train, ckpts[label], label, probe=None if is_dc else probe,
-                            eval_every=0 if is_dc else args.eval_every)
+                            eval_every=0 if is_dc else args.eval_every, budget_s=args.budget_s)
         t = time.perf_counter()
-        assign = np.asarray(method.predict_clusters(data), dtype=int)
+        try:
+            assign = np.asarray(method.predict_clusters(data), dtype=int)
+        except RuntimeError as e:  # stopped by --budget-s before the method had anything to score
+            print(f"  {label}: not scored ({e}); {info['status']} after {info['time_s']:.0f} s", flush=True)
+            continue
         k_asked = int(method.k_) if is_dc else k
         k_out = int(max(assign.max() + 1, k_asked))
         shown = f"DeepCluster {k_asked} ({k_asked // k}K)" if is_dc else label
@@ -403,6 +415,8 @@ def main(argv=None):
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--probe-size", type=int, default=128, help="memory probe image size (0 = skip)")
+    p.add_argument("--budget-s", type=float, default=0.0,
+                   help="wall-clock seconds per method: stop training there and score it (0: none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=ROOT / ".cache" / "bench_deep_clustering")
     args = p.parse_args(argv)
