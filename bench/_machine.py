@@ -17,3 +17,15 @@ def cpu_model() -> str:
     except OSError:
         pass
     return f"{name or platform.processor() or platform.machine()} ({os.cpu_count()} logical CPUs)"
+
+
+def hardware(device: str = "auto") -> str:
+    """``cpu_model()``, and the GPU's name when ``device`` resolves to CUDA (tables run on a GPU
+    must say so: their speed and, through non-deterministic kernels, their figures differ)."""
+    import torch
+
+    cpu = cpu_model()
+    if device in ("auto", "cuda") or str(device).startswith("cuda"):
+        if torch.cuda.is_available():
+            return f"{cpu}; GPU {torch.cuda.get_device_name(0)}"
+    return cpu

@@ -335,7 +335,8 @@ def run_dataset(name, args, out_dir: Path):
     common = dict(batch_size=args.batch_size, seed=args.seed, device=args.device,
                   input_size=args.input_size, mixed_precision=args.mixed_precision)
     pica_kw = dict(n_clusters=k, n_repeat=args.n_repeat, eval_samples=args.eval_samples,
-                   lr=args.lr, backbone=args.backbone, head_schedule=args.head_schedule, **common)
+                   lr=args.lr, backbone=args.backbone, head_schedule=args.head_schedule, **common,
+                   **json.loads(args.pica_params))
     ckpts = {}
     methods = []
     if args.epochs:
@@ -411,6 +412,7 @@ def main(argv=None):
     p.add_argument("--eval-every", type=int, default=40, help="score a fixed test subset every N steps (0: off)")
     p.add_argument("--probe-test", type=int, default=2000, help="test images in that subset")
     p.add_argument("--backbone", default="convnet_small", help="PICA trunk")
+    p.add_argument("--pica-params", default="{}", help='more PICA hyperparameters as JSON, e.g. {"sobel": true}')
     p.add_argument("--mixed-precision", default="bf16", choices=("auto", "bf16", "off"))
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=1)

@@ -35,7 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import core  # noqa: E402,F401  (sets THP_MEM_ALLOC_ENABLE before torch loads)
-from _machine import cpu_model  # noqa: E402  (bench/ is on sys.path when run as a script)
+from _machine import cpu_model, hardware  # noqa: E402  (bench/ is on sys.path when run as a script)
 SHARED = Path(os.environ.get("LATENTMAP_SHARED", ROOT.parent / "shared"))
 CACHE = ROOT / ".cache" / "bench_deepdiffusion"
 
@@ -291,7 +291,7 @@ def write_partial(args, name, cfg, curve):
 
     rows = [r for r in curve if r["dataset"] == name and r["config"] == cfg]
     write_table(Path(args.out), f"curve_{name}_{cfg}", {f"{cfg} / {r['epoch']}": r for r in rows}, digits=4,
-                title=f"{name}, {cfg}: test mAP against epochs, {args.n_points} points ({cpu_model()})")
+                title=f"{name}, {cfg}: test mAP against epochs, {args.n_points} points ({hardware(args.device)})")
 
 
 def reference_style_loss(h, memory, src, k, lam):
@@ -391,7 +391,7 @@ def main(argv=None) -> int:
         name, _, js = spec.partition("=")
         EXTRA[name] = json.loads(js)
 
-    cpu = cpu_model()
+    cpu = hardware(args.device)  # the CPU model, and the GPU when one is used
     print(f"CPU {cpu}; torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"cuda {torch.cuda.is_available()}, load {os.getloadavg()[0]:.1f}", flush=True)
     out = Path(args.out)
