@@ -5,5 +5,9 @@ import os as _os
 # allocate and fault in about twice as fast. torch reads this once, before its first
 # allocation, so it has no effect when torch was imported and used before the engine.
 _os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+# numba's OpenMP pool as large as the thread budget the user gave (its idle workers spin and
+# take CPU from other work; see core.methods._lmr_kernels)
+if "OMP_NUM_THREADS" in _os.environ:
+    _os.environ.setdefault("NUMBA_NUM_THREADS", _os.environ["OMP_NUM_THREADS"])
 
 __version__ = "0.1.0"
