@@ -25,7 +25,6 @@ def hardware(device: str = "auto") -> str:
     import torch
 
     cpu = cpu_model()
-    if device in ("auto", "cuda") or str(device).startswith("cuda"):
-        if torch.cuda.is_available():
-            return f"{cpu}; GPU {torch.cuda.get_device_name(0)}"
+    if (device == "auto" or str(device).startswith("cuda")) and torch.cuda.is_available():
+        return f"{cpu}; GPU {torch.cuda.get_device_name(0)}"
     return cpu

@@ -356,7 +356,10 @@ def run_dataset(name, args, out_dir: Path):
         t = time.perf_counter()
         try:
             assign = np.asarray(method.predict_clusters(data), dtype=int)
-        except RuntimeError as e:  # stopped by --budget-s before the method had anything to score
+        except RuntimeError as e:
+            if info["status"] != "cancelled":
+                raise
+            # stopped by --budget-s before the method had anything to score
             print(f"  {label}: not scored ({e}); {info['status']} after {info['time_s']:.0f} s", flush=True)
             continue
         k_asked = int(method.k_) if is_dc else k

@@ -35,7 +35,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import core  # noqa: E402,F401  (sets THP_MEM_ALLOC_ENABLE before torch loads)
-from _machine import cpu_model, hardware  # noqa: E402  (bench/ is on sys.path when run as a script)
+from _machine import hardware  # noqa: E402  (bench/ is on sys.path when run as a script)
 SHARED = Path(os.environ.get("LATENTMAP_SHARED", ROOT.parent / "shared"))
 CACHE = ROOT / ".cache" / "bench_deepdiffusion"
 

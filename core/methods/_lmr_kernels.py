@@ -13,28 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..projection import ensure_numba_cache
+from ..projection import prepare_numba
 
-ensure_numba_cache()
-
-
-def _size_numba_pool() -> None:
-    """numba starts NUMBA_NUM_THREADS OpenMP workers (one per CPU) at the first parallel call, and
-    they spin-wait between calls. ``set_num_threads(1)`` keeps them out of the work but not out of
-    the CPU: a one-thread DeepDiffusion epoch used 166 % CPU for the same wall time as 99 %, and
-    two one-thread trainings side by side on a 2-core CPU ran at 5 samples/s each instead of ~70
-    (batch 16, k 80). So the pool is sized to torch's thread count, unless the user set it or numba
-    was already loaded by someone else."""
-    import os
-    import sys
-
-    if "numba" not in sys.modules and "NUMBA_NUM_THREADS" not in os.environ:
-        import torch
-
-        os.environ["NUMBA_NUM_THREADS"] = str(max(1, torch.get_num_threads()))
-
-
-_size_numba_pool()
+prepare_numba()
 
 import numba  # noqa: E402
 from llvmlite import ir  # noqa: E402

@@ -15,9 +15,9 @@ _state = {"accumulate": None, "compose": None, "failed": None}
 
 
 def _compile():
-    from core.projection import ensure_numba_cache
+    from core.projection import prepare_numba
 
-    ensure_numba_cache()
+    prepare_numba()
     import numba
 
     @numba.njit(cache=True, nogil=True)
