@@ -76,8 +76,9 @@ def run_training(args, *, table: str) -> int:
             name=name, apply=False)
     finally:
         bar.close()
+    # every rank leaves the group together; rank 0 alone then embeds, projects and clusters
+    distributed.shutdown()
     if not main_rank:
-        distributed.shutdown()  # rank 0 alone embeds, projects and clusters after training
         return 0 if job.status in (FINISHED, CANCELLED) else 1
     report_job(job)
     if job.status != FINISHED:

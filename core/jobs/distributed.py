@@ -120,10 +120,17 @@ def init(device: str = "auto", *, timeout_s: float = 600.0) -> Context:
 
 
 def shutdown() -> None:
+    """Leave the process group; every rank calls it once its collective work is done.
+
+    The ranks first meet at a barrier, so that no rank closes its connections while another is
+    still running (a rank that tore Gloo down while rank 0 was still writing its results was
+    seen to abort at exit: "terminate called without an active exception")."""
     global _CTX
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        if dist.get_world_size() > 1:
+            dist.barrier()
         dist.destroy_process_group()
     _CTX = None
 

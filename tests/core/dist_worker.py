@@ -48,6 +48,8 @@ def main(argv=None) -> int:
     job = dist.RankJob(method, data, checkpoint_path=run.get("checkpoint"),
                        resume=run.get("resume"), on_progress=on_progress)
     job.run()
+    # phase markers on stderr: a crash report then says how far each rank got
+    print(f"rank {dist.rank()}: {job.status} after {len(job.history)} reports", file=sys.stderr, flush=True)
     if dist.is_main():
         state = {k: v.detach().double().numpy() for k, v in method.model_.state_dict().items()
                  if v.is_floating_point()}
@@ -55,7 +57,9 @@ def main(argv=None) -> int:
         steps = [p for p in job.history if p.losses]  # optimisation steps (not loading progress)
         json.dump({"status": job.status, "steps": [p.global_step for p in steps],
                    "losses": [p.losses for p in steps]}, open(out + ".json", "w"))
+    rank = dist.rank()
     dist.shutdown()
+    print(f"rank {rank}: left the process group", file=sys.stderr, flush=True)
     return 0
 
 

@@ -49,7 +49,9 @@ def _torchrun(*launcher_args):
 def _check(proc_or_procs):
     procs = proc_or_procs if isinstance(proc_or_procs, list) else [proc_or_procs]
     for p in procs:
-        assert p.returncode == 0, ((p.stdout or "") + (p.stderr or ""))[-3000:]
+        out = (p.stdout or "") + (p.stderr or "")
+        # the head too: a rank's own message comes before the launcher's long traceback
+        assert p.returncode == 0, out if len(out) < 6000 else out[:2500] + "\n[...]\n" + out[-3500:]
 
 
 def _run(cmd):
