@@ -345,7 +345,8 @@ def run_dataset(name, args, out_dir: Path):
         methods.append(("PICA + L_SD", PICA(prior="dirichlet", alpha=args.alpha, epochs=args.sd_epochs, **pica_kw)))
     if args.dc_epochs:
         methods.append(("DeepCluster", DeepCluster(epochs=args.dc_epochs, backbone=args.dc_backbone,
-                                                   lr=args.dc_lr, pca_dim=args.dc_pca, **common)))
+                                                   lr=args.dc_lr, **common,
+                                                   **({} if args.dc_pca is None else {"pca_dim": args.dc_pca}))))
     for label, method in methods:
         ckpts[label] = out_dir / f"{name}-{label.replace(' ', '').replace('+', '-')}.pt"
         print(f"  training {label}: " + json.dumps({k_: v for k_, v in method.get_params().items()
@@ -405,7 +406,8 @@ def main(argv=None):
     p.add_argument("--dc-epochs", type=int, default=2, help="DeepCluster epochs (0 = skip)")
     p.add_argument("--dc-backbone", default="convnet_small", help="DeepCluster trunk (DeepMCAT: vgg16_bn)")
     p.add_argument("--dc-lr", type=float, default=0.05, help="DeepCluster SGD learning rate (DeepMCAT: 0.05)")
-    p.add_argument("--dc-pca", type=int, default=0, help="DeepCluster PCA-whitening dims (0: l2 only, DeepMCAT)")
+    p.add_argument("--dc-pca", type=int, default=None,
+                   help="DeepCluster PCA-whitening dims (default: the method's, 64; 0: l2 only, DeepMCAT)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=1e-3, help="PICA Adam learning rate")
     p.add_argument("--head-schedule", default="joint", choices=("joint", "alternate"))

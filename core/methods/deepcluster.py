@@ -6,15 +6,20 @@ the uniform pseudo-label sampler, NMI between epochs), then the ``DeepCluster`` 
 The default trunk is the small ``convnet_small`` (a CPU budget of a few epochs);
 ``backbone="vgg16_bn"`` is DeepMCAT's. DeepMCAT's changes to DeepCluster kept here: VGG-16-BN
 with adaptive average pooling (when chosen), raw
-(not Sobel-filtered) images z-scored one by one, features only l2-normalised (PCA-whitening to
-256 dimensions is DeepCluster's default; here ``pca_dim`` > 0, off by default), 8 x
-over-clustering, SGD lr 0.05,
+(not Sobel-filtered) images z-scored one by one, 8 x over-clustering, SGD lr 0.05,
 momentum 0.9, weight decay 1e-5, augmentation during training (DeepMCAT also augments the images
 it clusters; here clustering sees them unaugmented, so epochs' assignments stay comparable
 and ``nmi_prev`` measures the network's drift, not augmentation noise). k-means is our own Lloyd
 iteration (faiss is not installed) with faiss's ``Clustering::train`` rules: random initial
 centroids drawn from the data, a fixed number of iterations, and empty clusters refilled by
 splitting a big one.
+
+One change from DeepMCAT in the defaults: the features are PCA-whitened to ``pca_dim=64``
+dimensions before k-means, as DeepCluster itself does (to 256 from AlexNet's 4,096), instead of
+DeepMCAT's l2 normalisation alone (``pca_dim=0``, still selectable). On 8,000 OrganAMNIST images,
+12 epochs, two seeds (``bench/results/deepcluster_pca_8k/``), whitening to 64 gives purity at
+8 x K 0.648 / 0.622 against 0.556 / 0.574 without it (128 dimensions: 0.621), and k-means with
+K = 11 on the features reaches accuracy 0.489 / 0.450 against 0.398 / 0.413.
 """
 from __future__ import annotations
 
@@ -39,12 +44,16 @@ def fit_preprocessing(features: np.ndarray, pca_dim: int = 0, eps: float = 1e-12
     the same map to other samples with ``apply_preprocessing``."""
     x = np.asarray(features, dtype=np.float32)
     pca = None
-    if pca_dim and pca_dim > 0:
+    if pca_dim and pca_dim > 0 and len(x) > 1:
         mean = x.mean(0)
         xc = x - mean
         cov = (xc.T.astype(np.float64) @ xc) / max(len(x), 1)
         evals, evecs = np.linalg.eigh(cov)
-        order = np.argsort(evals)[::-1][:int(pca_dim)]
+        # whitening a (numerically) empty direction would blow its rounding noise up to unit
+        # variance, and n points whitened in ~n dimensions form a regular simplex (all distances
+        # equal, nothing left to cluster): at most n / 4 directions, and only ones with variance
+        keep = min(int(pca_dim), len(x) // 4, int((evals > 1e-9 * max(float(evals.max()), 1e-30)).sum()))
+        order = np.argsort(evals)[::-1][:max(keep, 1)]
         proj = (evecs[:, order] / np.sqrt(np.maximum(evals[order], 1e-12))).astype(np.float32)
         pca = (mean.astype(np.float32), proj)
         x = xc @ proj
@@ -214,7 +223,7 @@ class DeepCluster(Method):
         "hidden_dim": "width of the classifier between trunk and top layer",
         "mlp_depth": "linear layers in the classifier (0: cluster the trunk's features)",
         "dropout": "dropout in the classifier",
-        "pca_dim": "PCA-whitening dimensions before k-means (0: off, DeepMCAT)",
+        "pca_dim": "PCA-whitening dimensions before k-means (0: l2 only, DeepMCAT; DeepCluster: 256)",
         "kmeans_iter": "k-means iterations",
         "augment": "strong augmentation of training batches",
         "zscore": "z-score each image on its own before the network (DeepMCAT)",
@@ -227,7 +236,7 @@ class DeepCluster(Method):
                  overcluster_factor: int = 8,
                  epochs: int = 200, batch_size: int = 256, lr: float = 0.05, momentum: float = 0.9,
                  weight_decay: float = 1e-5, hidden_dim: int = 512, mlp_depth: int = 2, dropout: float = 0.5,
-                 pca_dim: int = 0, kmeans_iter: int = 20, augment: bool = True, zscore: bool = True,
+                 pca_dim: int = 64, kmeans_iter: int = 20, augment: bool = True, zscore: bool = True,
                  bn_samples: int = 2048, mixed_precision: str = "auto", seed: int = 0, device: str = "auto"):
         self.backbone = backbone
         self.bn_samples = bn_samples

@@ -305,6 +305,11 @@ class DeepDiffusion(Method):
     * ``precise_bn=True`` (BatchNorm statistics recomputed over the training shapes before
       embedding): untrained encoder 0.511 -> 0.532, but after the reference's training neutral
       to worse (0.532 vs 0.530 after 5 epochs, 0.573 vs 0.563 after 10).
+    * ``temperature`` 0.1-0.2 with ``normalize_memory`` and a small ``lam`` (0.03-0.3): stable,
+      a little faster early (0.545 against 0.516 at epoch 4) and equal at epoch 10 (0.56-0.58
+      against 0.573). From the batch-statistics start the same settings fall below the
+      untrained encoder (0.43-0.47): the smoothness term follows the untrained encoder's kNN
+      graph, wrong-class about half the time, and pulls the features together.
     * ``memory_lr`` (Adam moves every memory element ~lr per step whatever its gradient):
       1e-3 with lr 1e-3 was worse than 1e-4 in the same short runs; 1e-3 with the encoder at
       the reference's 1e-4 also (0.473 against 0.532 after 5 epochs). On the full training split

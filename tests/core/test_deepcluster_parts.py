@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import load_reference
-from core.methods.deepcluster import (apply_preprocessing, fit_preprocessing, images_lists, kmeans_faiss_style,
+from core.methods.deepcluster import (DeepCluster, apply_preprocessing, fit_preprocessing, images_lists, kmeans_faiss_style,
                                       nmi_between, preprocess_features,
                                       split_empty_clusters, uniform_label_indexes)
 from core.metrics.clustering import nmi
@@ -84,3 +84,17 @@ def test_pca_whitening_decorrelates_before_normalising():
     np.testing.assert_allclose(apply_preprocessing(x[:5], (mean, proj)), oracle, rtol=0, atol=1e-5)
     np.testing.assert_allclose(feats[:5], oracle, rtol=0, atol=1e-5)
     assert fit_preprocessing(x)[1] is None
+
+
+def test_whitening_keeps_only_directions_a_small_set_supports():
+    # 16 points in 32 dimensions: whitened to ~16 dimensions they would form a regular simplex
+    # (all pairwise distances equal); at most n / 4 directions are kept, never an empty one
+    x, _ = _blobs()
+    small = x[:16]
+    feats, (_, proj) = fit_preprocessing(small, pca_dim=64)
+    assert proj.shape[1] == 4 and feats.shape == (16, 4)
+    d = np.linalg.norm(feats[:, None] - feats[None], axis=-1)[np.triu_indices(16, 1)]
+    assert d.std() / d.mean() > 0.1  # distances still differ
+    rank2 = np.repeat(x[:2], 50, axis=0)  # 100 rows, only one direction with variance
+    assert fit_preprocessing(rank2, pca_dim=64)[1][1].shape[1] == 1
+    assert DeepCluster().pca_dim == 64  # DeepCluster's whitening is the default, DeepMCAT's l2 only is 0
