@@ -319,8 +319,9 @@ class DeepDiffusion(Method):
     uses none of them.
     * every epoch reports the fitting term relative to log N, the memory's and the epoch's
       features' mean pairwise cosine and effective rank, and the val mAP when labels exist; the
-      progress message starts with "WARNING" when the space has collapsed (mean cosine > 0.98 or
-      effective rank < 2), the fitting term has not moved (< 1 % of its first value) or is
+      progress message starts with "WARNING" when the encoder's features ("embedding collapsed":
+      the map shows them) or the memory ("memory collapsed", the reference's start) have
+      collapsed (mean cosine > 0.98 or effective rank < 2), the fitting term has not moved (< 1 % of its first value) or is
       above log N (diverging).
     """
 
@@ -718,14 +719,26 @@ class DeepDiffusion(Method):
         """One line for the progress bar / training panel; starts with "WARNING" when the
         memory has collapsed or the fitting term has not moved."""
         warn = []
-        for key, what in (("memory", "memory"), ("features", "encoder's features")):
+
+        def collapsed(key):
             c, r = metrics.get(f"{key}_mean_cosine"), metrics.get(f"{key}_effective_rank")
-            if c is None:
-                continue
-            if metrics.get(f"{key}_collapsed") or not np.isfinite(c) or c > cls.WARN_MEAN_COSINE \
-                    or r < cls.WARN_EFFECTIVE_RANK:
-                warn.append(f"embedding collapsed ({what}: mean cosine {c:.4f}, effective rank {r:.1f}): "
-                            "all shapes look nearly alike (cosine distances near 0)")
+            bad = c is not None and (bool(metrics.get(f"{key}_collapsed")) or not np.isfinite(c)
+                                     or c > cls.WARN_MEAN_COSINE or r < cls.WARN_EFFECTIVE_RANK)
+            return bad, c, r
+
+        feat_bad, fc, fr = collapsed("features")
+        mem_bad, mc, mr = collapsed("memory")
+        # the map shows the encoder's features: only their collapse is an "embedding collapsed";
+        # the memory is the loss's internal state (the reference starts it collapsed and the
+        # encoder still learns), so its collapse is named as such, with the features beside it
+        if feat_bad:
+            warn.append(f"embedding collapsed (encoder's features: mean cosine {fc:.4f}, effective rank "
+                        f"{fr:.1f}): all shapes look nearly alike (cosine distances near 0)")
+        if mem_bad:
+            spread = (f"; the map's features are spread (mean cosine {fc:.3f})"
+                      if fc is not None and not feat_bad else "")
+            warn.append(f"memory collapsed (mean cosine {mc:.4f}, effective rank {mr:.1f}): its rows "
+                        f"are nearly alike, so the fitting term cannot tell shapes apart{spread}")
         cos, rank = metrics.get("memory_mean_cosine"), metrics.get("memory_effective_rank")
         fit = metrics.get("fit_rel_logn")
         if fit is not None and fit_first is not None and abs(fit_first - fit) < cls.WARN_FIT_STILL * fit_first:
