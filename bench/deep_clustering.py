@@ -148,6 +148,29 @@ def kmeans_baselines(data, k, seed, rows):
     rows[-1]["time_s"] = time.perf_counter() - t
 
 
+def overclustering_baselines(data, train, dc, seed, rows):
+    """DeepCluster's purity at 8K against the same number of clusters without its training:
+    k-means on raw pixels, and its own first k-means (the untrained network's whitened
+    features, before any step), both fitted on the training images."""
+    from sklearn.cluster import KMeans
+
+    k8 = int(dc._k(train))
+    x = data.x.reshape(len(data.x), -1).astype(np.float32) / 255.0
+    tr = data.split == "train"
+    t = time.perf_counter()
+    km = KMeans(k8, n_init=1, random_state=seed).fit(x[tr])
+    cluster_report(f"k-means raw pixels {k8}", data, km.predict(x), k8, seed, rows)
+    rows[-1]["time_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    untrained = type(dc)(**{**dc.get_params(), "epochs": 1})
+    gen = untrained.steps(train)
+    next(p for p in gen if p.losses)  # step 1 is the k-means of the untrained network
+    gen.close()
+    cluster_report(f"untrained network {k8}", data, np.asarray(untrained.predict_clusters(data), dtype=int),
+                   k8, seed, rows)
+    rows[-1]["time_s"] = time.perf_counter() - t
+
+
 def summary_table(name, rows, goals):
     """The run's table: every method next to k-means on raw pixels and the issue's goals."""
     base = next((r for r in rows if r["method"] == "k-means raw pixels" and "acc" in r), None)
@@ -346,7 +369,11 @@ def run_dataset(name, args, out_dir: Path):
     if args.dc_epochs:
         methods.append(("DeepCluster", DeepCluster(epochs=args.dc_epochs, backbone=args.dc_backbone,
                                                    lr=args.dc_lr, **common,
-                                                   **({} if args.dc_pca is None else {"pca_dim": args.dc_pca}))))
+                                                   **({} if args.dc_pca is None else {"pca_dim": args.dc_pca}),
+                                                   **json.loads(args.dc_params))))
+    dc = next((m for label, m in methods if label == "DeepCluster"), None)
+    if dc is not None:
+        overclustering_baselines(data, train, dc, args.seed, rows)
     for label, method in methods:
         ckpts[label] = out_dir / f"{name}-{label.replace(' ', '').replace('+', '-')}.pt"
         print(f"  training {label}: " + json.dumps({k_: v for k_, v in method.get_params().items()
@@ -406,6 +433,7 @@ def main(argv=None):
     p.add_argument("--dc-epochs", type=int, default=2, help="DeepCluster epochs (0 = skip)")
     p.add_argument("--dc-backbone", default="convnet_small", help="DeepCluster trunk (DeepMCAT: vgg16_bn)")
     p.add_argument("--dc-lr", type=float, default=0.05, help="DeepCluster SGD learning rate (DeepMCAT: 0.05)")
+    p.add_argument("--dc-params", default="{}", help="more DeepCluster hyperparameters, as JSON")
     p.add_argument("--dc-pca", type=int, default=None,
                    help="DeepCluster PCA-whitening dims (default: the method's, 64; 0: l2 only, DeepMCAT)")
     p.add_argument("--batch-size", type=int, default=256)

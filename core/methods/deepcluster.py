@@ -6,7 +6,7 @@ the uniform pseudo-label sampler, NMI between epochs), then the ``DeepCluster`` 
 The default trunk is the small ``convnet_small`` (a CPU budget of a few epochs);
 ``backbone="vgg16_bn"`` is DeepMCAT's. DeepMCAT's changes to DeepCluster kept here: VGG-16-BN
 with adaptive average pooling (when chosen), raw
-(not Sobel-filtered) images z-scored one by one, 8 x over-clustering, SGD lr 0.05,
+(not Sobel-filtered) images, 8 x over-clustering, SGD lr 0.05,
 momentum 0.9, weight decay 1e-5, augmentation during training (DeepMCAT also augments the images
 it clusters; here clustering sees them unaugmented, so epochs' assignments stay comparable
 and ``nmi_prev`` measures the network's drift, not augmentation noise). k-means is our own Lloyd
@@ -14,7 +14,12 @@ iteration (faiss is not installed) with faiss's ``Clustering::train`` rules: ran
 centroids drawn from the data, a fixed number of iterations, and empty clusters refilled by
 splitting a big one.
 
-One change from DeepMCAT in the defaults: the features are PCA-whitened to ``pca_dim=64``
+Two changes from DeepMCAT in the defaults. Images are not z-scored one by one (``zscore=False``;
+DeepMCAT's ``True`` is selectable): CT intensities are calibrated and tell tissues apart (bone,
+air, soft tissue), and per-image z-scoring throws that away; an arbitrary MR scale is already
+removed where images become tensors (non-8-bit images are min-max scaled per image). On 8,000 OrganAMNIST images, 12 epochs, whitened features, purity at 8 x K 0.698 / 0.676
+(two seeds) against 0.648 / 0.622 z-scored, NMI 0.449 / 0.430 against 0.398 / 0.385. And the
+features are PCA-whitened to ``pca_dim=64``
 dimensions before k-means, as DeepCluster itself does (to 256 from AlexNet's 4,096), instead of
 DeepMCAT's l2 normalisation alone (``pca_dim=0``, still selectable). On 8,000 OrganAMNIST images,
 12 epochs, two seeds (``bench/results/deepcluster_pca_8k/``), whitening to 64 gives purity at
@@ -226,7 +231,7 @@ class DeepCluster(Method):
         "pca_dim": "PCA-whitening dimensions before k-means (0: l2 only, DeepMCAT; DeepCluster: 256)",
         "kmeans_iter": "k-means iterations",
         "augment": "strong augmentation of training batches",
-        "zscore": "z-score each image on its own before the network (DeepMCAT)",
+        "zscore": "z-score each image on its own before the network (DeepMCAT; off: CT intensities kept)",
         "seed": "random seed",
         "device": "auto, cpu or cuda",
     }
@@ -236,7 +241,7 @@ class DeepCluster(Method):
                  overcluster_factor: int = 8,
                  epochs: int = 200, batch_size: int = 256, lr: float = 0.05, momentum: float = 0.9,
                  weight_decay: float = 1e-5, hidden_dim: int = 512, mlp_depth: int = 2, dropout: float = 0.5,
-                 pca_dim: int = 64, kmeans_iter: int = 20, augment: bool = True, zscore: bool = True,
+                 pca_dim: int = 64, kmeans_iter: int = 20, augment: bool = True, zscore: bool = False,
                  bn_samples: int = 2048, mixed_precision: str = "auto", seed: int = 0, device: str = "auto"):
         self.backbone = backbone
         self.bn_samples = bn_samples
