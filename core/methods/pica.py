@@ -175,7 +175,7 @@ class PICA(Method):
     (``bench/results/pica_lam_8k/``), test acc / NMI for lam 2.0 / 0.5 / 0.25 / 0.1 / 0: 0.497 /
     0.530 / 0.556 / **0.604** / 0.533 (NMI 0.470 / 0.504 / 0.522 / **0.549** / 0.514), and on a
     second seed 0.446 at 2.0 against 0.514 at 0.1; no run collapsed, nor BreastMNIST at 0.1 for
-    50 epochs. The papers' settings stay selectable (``lam=2``, ``backbone="resnet18"``
+    50 epochs. The papers' settings stay selectable: ``lam=2``, ``backbone="resnet18"``
     (the ultrasound paper), ``head_schedule="alternate"`` (PICA's ``main.py::train``: each
     epoch trains the heads one after the other, one pass of the data each), ``n_repeat=3``,
     ``lr=1e-4`` (both papers, for 100-200 epochs).
