@@ -98,3 +98,4 @@ def test_whitening_keeps_only_directions_a_small_set_supports():
     rank2 = np.repeat(x[:2], 50, axis=0)  # 100 rows, only one direction with variance
     assert fit_preprocessing(rank2, pca_dim=64)[1][1].shape[1] == 1
     assert DeepCluster().pca_dim == 64  # DeepCluster's whitening is the default, DeepMCAT's l2 only is 0
+    assert DeepCluster().zscore is False  # CT intensities kept (DeepMCAT's per-image z-scoring: True)
