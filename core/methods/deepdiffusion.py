@@ -321,8 +321,8 @@ class DeepDiffusion(Method):
       features' mean pairwise cosine and effective rank, and the val mAP when labels exist; the
       progress message starts with "WARNING" when the encoder's features ("embedding collapsed":
       the map shows them) or the memory ("memory collapsed", the reference's start) have
-      collapsed (mean cosine > 0.98 or effective rank < 2), the fitting term has not moved (< 1 % of its first value) or is
-      above log N (diverging).
+      collapsed (mean cosine > 0.98 or effective rank < 2), the fitting term has not moved
+      (< 1 % of its first value) or is above log N (diverging).
     """
 
     name = "deepdiffusion"
@@ -717,7 +717,8 @@ class DeepDiffusion(Method):
     @classmethod
     def _health_message(cls, metrics: dict, head: str, fit_first: float | None = None) -> str:
         """One line for the progress bar / training panel; starts with "WARNING" when the
-        memory has collapsed or the fitting term has not moved."""
+        encoder's features or the memory have collapsed, or the fitting term has not moved or
+        diverges."""
         warn = []
 
         def collapsed(key):
@@ -739,7 +740,6 @@ class DeepDiffusion(Method):
                       if fc is not None and not feat_bad else "")
             warn.append(f"memory collapsed (mean cosine {mc:.4f}, effective rank {mr:.1f}): its rows "
                         f"are nearly alike, so the fitting term cannot tell shapes apart{spread}")
-        cos, rank = metrics.get("memory_mean_cosine"), metrics.get("memory_effective_rank")
         fit = metrics.get("fit_rel_logn")
         if fit is not None and fit_first is not None and abs(fit_first - fit) < cls.WARN_FIT_STILL * fit_first:
             warn.append(f"fitting term has not moved ({fit:.3f} x log N, first step {fit_first:.3f}): "
@@ -749,8 +749,8 @@ class DeepDiffusion(Method):
         parts = [head]
         if fit is not None:
             parts.append(f"fit {fit:.3f} x log N")
-        if cos is not None:
-            parts.append(f"memory cosine {cos:.3f}, rank {rank:.1f}")
+        if mc is not None:
+            parts.append(f"memory cosine {mc:.3f}, rank {mr:.1f}")
         if "val_map_balanced" in metrics:
             parts.append(f"val mAP {metrics['val_map_balanced']:.3f}")
         text = ", ".join(parts)

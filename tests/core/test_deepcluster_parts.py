@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import load_reference
-from core.methods.deepcluster import (DeepCluster, apply_preprocessing, fit_preprocessing, images_lists, kmeans_faiss_style,
-                                      nmi_between, preprocess_features,
+from core.methods.deepcluster import (DeepCluster, apply_preprocessing, fit_preprocessing, images_lists,
+                                      kmeans_faiss_style, nmi_between, preprocess_features,
                                       split_empty_clusters, uniform_label_indexes)
 from core.metrics.clustering import nmi
 
