@@ -45,6 +45,25 @@ def mesh_from_mask(mask: np.ndarray, spacing=None) -> tuple[np.ndarray, np.ndarr
     return verts.astype(np.float32), faces.astype(np.int64)
 
 
+def _close_interactor(plotter) -> None:
+    """Close a pyvistaqt ``QtInteractor`` and drop its wrappers of the GL objects Qt owns.
+
+    The interactor keeps Python wrappers of its widget's ``QOpenGLContext`` and of that context's
+    ``QOffscreenSurface``. Qt deletes the surface with the widget without PySide noticing (it has
+    no QObject parent), so its wrapper stays registered at a freed address: a new Qt object
+    allocated there (a dock's toggle action, say) came back to Python as that stale surface, and
+    the app tests failed with a TypeError or a segfault when a window was reopened. Forgetting
+    them right after the close ends that (VTK then skips GL work on the closed window)."""
+    plotter.close()
+    forget = getattr(plotter, "_forget_context", None)
+    if callable(forget):
+        forget()
+    else:  # pyvistaqt versions without it: the same attributes by hand
+        for attr in ("_ctx", "_surface", "_gl"):
+            if attr in getattr(plotter, "__dict__", {}):
+                setattr(plotter, attr, None)
+
+
 class MeshView(QWidget):
     """Follows the selection: in ``current`` mode the current sample, otherwise up to
     ``max_meshes`` of the selected samples. ``shown(ids)`` after each redraw."""
@@ -140,7 +159,7 @@ class MeshView(QWidget):
             return
         if self.plotter is not None:
             self._layout.removeWidget(self.plotter)
-            self.plotter.close()
+            _close_interactor(self.plotter)
             self.plotter.deleteLater()
         self.plotter = QtInteractor(self, shape=(1, n), border=n > 1)
         self.plotter.set_background("#1e1e24")
@@ -303,4 +322,4 @@ class MeshView(QWidget):
 
     def close_plotter(self) -> None:
         if self.plotter is not None:
-            self.plotter.close()
+            _close_interactor(self.plotter)

@@ -68,7 +68,7 @@ class ParamForm(QWidget):
             return w
         w = QLineEdit("" if s.default is None else repr(s.default) if s.type in (tuple, list) else str(s.default))
         if s.type is float:
-            w.setValidator(QDoubleValidator())
+            w.setValidator(QDoubleValidator(w))  # a Qt parent: deleted with its field
         return w
 
     def values(self) -> dict:

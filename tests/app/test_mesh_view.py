@@ -71,3 +71,48 @@ def test_volume_without_mesh_and_mask_fallback(qtbot, mesh_view, project_copy):
     assert view.mesh(ct) is not None
     assert view.points(ct) is None
     assert len(view.plotter.renderer.actors) == 1
+
+
+def _stale_surface_wrappers() -> list:
+    """Wrappers of QOffscreenSurfaces Python does not own and PySide still thinks alive."""
+    import gc
+
+    import shiboken6
+    from qtpy.QtGui import QOffscreenSurface
+
+    gc.collect()
+    return [o for o in gc.get_objects() if isinstance(o, QOffscreenSurface)
+            and shiboken6.isValid(o) and not shiboken6.ownedByPython(o)]
+
+
+def test_closed_views_leave_no_stale_gl_wrappers(qtbot, model, project_copy):
+    """Qt deletes the GL widget's offscreen surface without telling PySide: a wrapper kept past
+    that was handed back for the next Qt object at the same address (a window reopened in the
+    app tests failed with a TypeError, and in CI with a segfault)."""
+    from qtpy.QtCore import QCoreApplication, QEvent
+
+    from app._qt.mesh_view import MeshView
+    from app.components import Selection
+
+    sel = Selection()
+    view = MeshView(model, sel)
+    view.resize(700, 500)
+    view.show()
+    qtbot.waitExposed(view)
+    sid = project_copy[1]["mask_ids"][0]
+    with qtbot.waitSignal(view.shown, timeout=10000):
+        sel.select([sid], current=sid)
+    view.mode.setCurrentText("side by side")  # replaces the plotter: the old one is closed
+    sel.select(project_copy[1]["mask_ids"][:2], current=sid)
+    view.mode.setCurrentText("current")
+    assert nonblank(view.screenshot())
+    view.close_plotter()
+    plotter = view.plotter
+    view.deleteLater()
+    QCoreApplication.sendPostedEvents(None, QEvent.DeferredDelete)
+    # the view's Python object (and its plotter) outlives the widgets, as a closed window's does
+    # (counted, not shown: printing a stale wrapper can itself crash)
+    holds_surface = plotter.__dict__.get("_surface") is not None
+    assert not holds_surface, "the closed interactor still holds its GL surface"
+    n_stale = len(_stale_surface_wrappers())
+    assert n_stale == 0, f"{n_stale} stale QOffscreenSurface wrappers"
