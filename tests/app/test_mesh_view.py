@@ -81,7 +81,8 @@ def _stale_surface_wrappers() -> list:
     from qtpy.QtGui import QOffscreenSurface
 
     gc.collect()
-    return [o for o in gc.get_objects() if isinstance(o, QOffscreenSurface)
+    # type(), not isinstance(): isinstance reads __class__, which warns on torch's deprecated objects
+    return [o for o in gc.get_objects() if issubclass(type(o), QOffscreenSurface)
             and shiboken6.isValid(o) and not shiboken6.ownedByPython(o)]
 
 
