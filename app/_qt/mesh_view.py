@@ -55,13 +55,10 @@ def _close_interactor(plotter) -> None:
     the app tests failed with a TypeError or a segfault when a window was reopened. Forgetting
     them right after the close ends that (VTK then skips GL work on the closed window)."""
     plotter.close()
+    # pyvistaqt's own reset of those references (older, native-window interactors keep none)
     forget = getattr(plotter, "_forget_context", None)
-    if callable(forget):
+    if forget is not None:
         forget()
-    else:  # pyvistaqt versions without it: the same attributes by hand
-        for attr in ("_ctx", "_surface", "_gl"):
-            if attr in getattr(plotter, "__dict__", {}):
-                setattr(plotter, attr, None)
 
 
 class MeshView(QWidget):
