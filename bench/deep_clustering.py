@@ -96,17 +96,17 @@ def _algorithm1_local(assign, dev_y, n_clusters):
     return vectors, counts
 
 
-def cluster_report(name, data, assign, k, seed, rows, k_asked=None):
+def cluster_report(name, data, assign, k, seed, rows, k_asked=None, fit_on=("train",)):
     """Hungarian acc / NMI / purity on test, and Algorithm-1 F1 with 1 % and 10 % dev sets.
-    ``k_asked``: the clusters the method was asked for; fewer used on the training images is
-    reported as COLLAPSED without any score."""
+    ``k_asked``: the clusters the method was asked for; fewer used on the images it was fitted on
+    (the splits ``fit_on``) is reported as COLLAPSED without any score."""
     from core.metrics.classification import apply_thresholds, best_f1_thresholds, per_class_scores
     from core.metrics.clustering import hungarian_accuracy, nmi, purity
     from core.methods.finetune import stratified_fraction
 
     y = data.class_index
     te, va, tr = (data.split == s for s in ("test", "val", "train"))
-    used = int(len(np.unique(assign[tr])))
+    used = int(len(np.unique(assign[np.isin(data.split, fit_on)])))
     k_asked = int(k_asked or k)
     if used < k_asked:
         row = {"method": name, "collapsed": True, "clusters_used": used, "clusters_asked": k_asked}
@@ -145,13 +145,13 @@ def kmeans_baselines(data, k, seed, rows, fit_on=("train",)):
     tr = np.isin(data.split, fit_on)  # fitted on the same images as the deep methods
     t = time.perf_counter()
     km = KMeans(k, n_init=3, random_state=seed).fit(x[tr])
-    cluster_report("k-means raw pixels", data, km.predict(x), k, seed, rows)
+    cluster_report("k-means raw pixels", data, km.predict(x), k, seed, rows, fit_on=fit_on)
     rows[-1]["time_s"] = time.perf_counter() - t
     t = time.perf_counter()
     pca = PCA(50, random_state=seed).fit(x[tr])
     z = pca.transform(x)
     km = KMeans(k, n_init=3, random_state=seed).fit(z[tr])
-    cluster_report("k-means PCA-50", data, km.predict(z), k, seed, rows)
+    cluster_report("k-means PCA-50", data, km.predict(z), k, seed, rows, fit_on=fit_on)
     rows[-1]["time_s"] = time.perf_counter() - t
 
 
@@ -171,10 +171,11 @@ def overclustering_baselines(data, train, dc, seed, rows):
     untrained_s = time.perf_counter() - t
     t = time.perf_counter()
     x = _raw_pixels(data)
-    km = KMeans(k8, n_init=1, random_state=seed).fit(x[np.isin(data.split, np.unique(train.split))])
-    cluster_report(f"k-means raw pixels {k8}", data, km.predict(x), k8, seed, rows)
+    fit_on = tuple(np.unique(train.split))
+    km = KMeans(k8, n_init=1, random_state=seed).fit(x[np.isin(data.split, fit_on)])
+    cluster_report(f"k-means raw pixels {k8}", data, km.predict(x), k8, seed, rows, fit_on=fit_on)
     rows[-1]["time_s"] = time.perf_counter() - t
-    cluster_report(f"untrained network {k8}", data, untrained_assign, k8, seed, rows)
+    cluster_report(f"untrained network {k8}", data, untrained_assign, k8, seed, rows, fit_on=fit_on)
     rows[-1]["time_s"] = untrained_s
 
 
@@ -404,7 +405,7 @@ def run_dataset(name, args, out_dir: Path):
         k_asked = int(method.k_) if is_dc else k
         k_out = int(max(assign.max() + 1, k_asked))
         shown = f"DeepCluster {k_asked} ({k_asked // k}K)" if is_dc else label
-        cluster_report(shown, data, assign, k_out, args.seed, rows, k_asked=k_asked)
+        cluster_report(shown, data, assign, k_out, args.seed, rows, k_asked=k_asked, fit_on=fit_on)
         rows[-1].update({"epochs": info["epochs"], "s_per_epoch": info["s_per_epoch"], "time_s": info["time_s"],
                          "cpu_s": info["cpu_s"], "cpu_s_per_epoch": info["cpu_s_per_epoch"], "steps": info["steps"],
                          "predict_s": time.perf_counter() - t, "status": info["status"]})
@@ -420,7 +421,8 @@ def run_dataset(name, args, out_dir: Path):
             feats = method.transform(data)
             tr = np.isin(data.split, fit_on)
             km = KMeans(k, n_init=3, random_state=args.seed).fit(feats[tr])
-            cluster_report(f"DeepCluster feats k-means {k}", data, km.predict(feats), k, args.seed, rows)
+            cluster_report(f"DeepCluster feats k-means {k}", data, km.predict(feats), k, args.seed, rows,
+                           fit_on=fit_on)
         torch.manual_seed(args.seed)
     png = plot_curves(name, curves, test_curves, out_dir)
     if png:
