@@ -26,6 +26,9 @@ during training; per epoch the training-subset NMI, used clusters, PUI and prior
 Defaults: the full official splits (OrganAMNIST 34,561 train / 6,491 val / 17,778 test) and the
 methods' CPU-budget defaults (small ConvNet trunk, PICA's heads trained jointly, Adam lr 1e-3,
 one strong copy, bf16); the epoch counts are flags, sized for about an hour of one core.
+Every method and baseline is fitted on the training images, or with ``--transductive`` on the
+training and test images without their labels (PICA's own protocol on CIFAR; a user clusters the
+whole cohort), and scored on the test images either way.
 
     .venv/bin/python bench/deep_clustering.py                       # full data
     .venv/bin/python bench/deep_clustering.py --n-train 800 --n-test 1000 --epochs 1   # a smoke run

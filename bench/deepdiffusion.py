@@ -19,6 +19,8 @@ Reduced settings are flags (a 2-core CPU shared with other jobs is far from the 
   --epochs E --curve-every C   epochs per configuration, test mAP every C epochs
   --train-limit N              a random subset of N training shapes (0 = all)
   --n-points P                 points per shape (1024 as the paper)
+  --supervised-epochs S        also the same PointNet trained with the training labels: an upper
+                               bound on what the encoder reaches on these points (not a method)
 Example: python bench/deepdiffusion.py --datasets modelnet10 --epochs 30 --threads 1
 """
 from __future__ import annotations
