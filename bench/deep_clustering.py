@@ -11,6 +11,12 @@ uses fewer than asked is reported as COLLAPSED, without scores) and the weighted
 Algorithm 1 with 1 % and 10 % of the training labels as development set (cluster -> mean dev
 label vector; per-class thresholds tuned on the validation split; test F1).
 
+Apart from how each method partitions its features, how much of the classes the features hold
+(``--feature-probe``, on by default): test accuracy of a logistic-regression probe and of a
+20-nearest-neighbour vote, fitted on 10 % of the training labels, for raw pixels, PCA-50, each
+method's untrained network and the trained one. K-cluster k-means on each method's features is
+scored too.
+
 Few labels (fine-tuning, FixMatch One-Head and Two-Head, supervised from scratch; issue 13
 item 4) are ``bench/few_labels.py``.
 
@@ -29,6 +35,9 @@ one strong copy, bf16); the epoch counts are flags, sized for about an hour of o
 Every method and baseline is fitted on the training images, or with ``--transductive`` on the
 training and test images without their labels (PICA's own protocol on CIFAR; a user clusters the
 whole cohort), and scored on the test images either way.
+
+``--resume-dir DIR`` continues each method from its checkpoint in an earlier run's ``--out``
+(same settings; more epochs train on, the same number only scores again).
 
     .venv/bin/python bench/deep_clustering.py                       # full data
     .venv/bin/python bench/deep_clustering.py --n-train 800 --n-test 1000 --epochs 1   # a smoke run
@@ -180,6 +189,53 @@ def overclustering_baselines(data, train, dc, seed, rows):
     rows[-1]["time_s"] = time.perf_counter() - t
     cluster_report(f"untrained network {k8}", data, untrained_assign, k8, seed, rows, fit_on=fit_on)
     rows[-1]["time_s"] = untrained_s
+    return untrained
+
+
+def feature_probe(name, feats, data, seed, rows, frac: float = 0.10):
+    """How much of the classes a representation holds, apart from how a method partitions it:
+    test accuracy of a logistic-regression probe and of a 20-nearest-neighbour vote (cosine),
+    both fitted on ``frac`` of the training labels (the same stratified draw as Algorithm 1's
+    10 % development set). The features are l2-normalised then standardised."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.preprocessing import StandardScaler, normalize
+
+    from core.methods.finetune import stratified_fraction
+
+    t = time.perf_counter()
+    y = data.class_index
+    tr_idx = np.flatnonzero(data.split == "train")
+    lab = tr_idx[stratified_fraction(data.y[tr_idx], frac, seed)]
+    te = data.split == "test"
+    f = normalize(np.asarray(feats, dtype=np.float64).reshape(len(data), -1))
+    sc = StandardScaler().fit(f[lab])
+    lin = LogisticRegression(max_iter=2000).fit(sc.transform(f[lab]), y[lab])
+    row = {"features": name, "dims": int(f.shape[1]), "n_labels": int(len(lab)),
+           "linear_probe_acc": float((lin.predict(sc.transform(f[te])) == y[te]).mean()),
+           "knn20_acc": float((KNeighborsClassifier(20).fit(f[lab], y[lab]).predict(f[te]) == y[te]).mean()),
+           "time_s": time.perf_counter() - t}
+    rows.append(row)
+    print(f"  probe {name:<26} linear {row['linear_probe_acc']:.3f}  kNN-20 {row['knn20_acc']:.3f}  "
+          f"[{row['dims']} dims, {row['n_labels']} training labels]", flush=True)
+    return row
+
+
+def untrained_features(method, train, data) -> np.ndarray:
+    """Features of ``method``'s network as built, before any step (its BatchNorm statistics
+    set from unaugmented training images, as the trained network's are)."""
+    u = type(method)(**{**method.get_params(), "epochs": 0})
+    for _ in u.steps(train):
+        pass
+    if hasattr(u, "_recalibrate"):
+        u._recalibrate(u._images(train.x))
+    return u.transform(data)
+
+
+def probe_table(name, rows):
+    print(f"\n  {name} test split, {rows[0]['n_labels'] if rows else 0} training labels | linear probe acc | kNN-20 acc")
+    for r in rows:
+        print(f"  {r['features']:<30} {r['linear_probe_acc']:.3f} | {r['knn20_acc']:.3f}")
 
 
 def summary_table(name, rows, goals):
@@ -265,11 +321,12 @@ def test_probe(data, n: int, seed: int):
     return probe
 
 
-def train_method(method, data, ckpt: Path, label: str = "", probe=None, eval_every: int = 0, budget_s: float = 0.0):
+def train_method(method, data, ckpt: Path, label: str = "", probe=None, eval_every: int = 0, budget_s: float = 0.0,
+                 resume: Path | None = None):
     from core.jobs import Job
 
     t, c = time.perf_counter(), cpu_seconds()
-    job = Job(method, data, checkpoint_path=ckpt)
+    job = Job(method, data, checkpoint_path=ckpt, resume=resume)
     printer = ProgressPrinter(label or type(method).__name__, method, probe=probe, eval_every=eval_every,
                               budget_s=budget_s, job=job)
     job.on_progress = printer
@@ -369,6 +426,14 @@ def run_dataset(name, args, out_dir: Path):
     fit_on = ("train", "test") if args.transductive else ("train",)
     train = data.subset(np.flatnonzero(np.isin(data.split, fit_on)))
     kmeans_baselines(data, k, args.seed, rows, fit_on)
+    probes = []
+    if args.feature_probe:
+        from sklearn.decomposition import PCA
+
+        x = _raw_pixels(data)
+        feature_probe("raw pixels", x, data, args.seed, probes)
+        pca = PCA(50, random_state=args.seed).fit(x[np.isin(data.split, fit_on)])
+        feature_probe("PCA-50 of pixels", pca.transform(x), data, args.seed, probes)
     probe = test_probe(data, args.probe_test, args.seed) if args.eval_every else None
     common = dict(batch_size=args.batch_size, seed=args.seed, device=args.device,
                   input_size=args.input_size, mixed_precision=args.mixed_precision)
@@ -387,15 +452,20 @@ def run_dataset(name, args, out_dir: Path):
                                                    **({} if args.dc_pca is None else {"pca_dim": args.dc_pca}),
                                                    **json.loads(args.dc_params))))
     dc = next((m for label, m in methods if label == "DeepCluster"), None)
-    if dc is not None:
-        overclustering_baselines(data, train, dc, args.seed, rows)
+    dc_untrained = overclustering_baselines(data, train, dc, args.seed, rows) if dc is not None else None
     for label, method in methods:
         ckpts[label] = out_dir / f"{name}-{label.replace(' ', '').replace('+', '-')}.pt"
         print(f"  training {label}: " + json.dumps({k_: v for k_, v in method.get_params().items()
                                                      if not isinstance(v, (list, dict))}), flush=True)
         is_dc = label == "DeepCluster"
+        # --resume-dir: continue (or, when finished, only score) a run's checkpoint of this method
+        resume = args.resume_dir / ckpts[label].name if args.resume_dir else None
+        if resume is not None and not resume.exists():
+            raise SystemExit(f"{resume}: no checkpoint of {label} to resume")
+        if resume is not None:
+            print(f"  {label}: resuming from {resume}", flush=True)
         info = train_method(method, train, ckpts[label], label, probe=None if is_dc else probe,
-                            eval_every=0 if is_dc else args.eval_every, budget_s=args.budget_s)
+                            eval_every=0 if is_dc else args.eval_every, budget_s=args.budget_s, resume=resume)
         t = time.perf_counter()
         try:
             assign = np.asarray(method.predict_clusters(data), dtype=int)
@@ -418,22 +488,30 @@ def run_dataset(name, args, out_dir: Path):
               f"{info['cpu_s_per_epoch']:.0f} s/epoch CPU, wall {info['time_s']:.0f} s, CPU {info['cpu_s']:.0f} s, "
               f"load average {os.getloadavg()[0]:.1f}; {info['status']}; last epoch: {info['last_message']}",
               flush=True)
-        if is_dc:
-            from sklearn.cluster import KMeans
+        # K-cluster k-means on the learned features (DeepCluster's K-cluster reading; for PICA,
+        # the partition its features hold apart from its head)
+        from sklearn.cluster import KMeans
 
-            feats = method.transform(data)
-            tr = np.isin(data.split, fit_on)
-            km = KMeans(k, n_init=3, random_state=args.seed).fit(feats[tr])
-            cluster_report(f"DeepCluster feats k-means {k}", data, km.predict(feats), k, args.seed, rows,
-                           fit_on=fit_on)
+        feats = method.transform(data)
+        tr = np.isin(data.split, fit_on)
+        km = KMeans(k, n_init=3, random_state=args.seed).fit(feats[tr])
+        cluster_report(f"{label} feats k-means {k}", data, km.predict(feats), k, args.seed, rows,
+                       fit_on=fit_on)
+        if args.feature_probe:
+            before = dc_untrained.transform(data) if is_dc and dc_untrained is not None else \
+                untrained_features(method, train, data)
+            feature_probe(f"{label}, untrained network", before, data, args.seed, probes)
+            feature_probe(label, feats, data, args.seed, probes)
         torch.manual_seed(args.seed)
     png = plot_curves(name, curves, test_curves, out_dir)
     if png:
         print(f"  learning curves: {png}")
     summary_table(name, rows, goals)
+    if probes:
+        probe_table(name, probes)
     print(f"  peak RSS so far {peak_rss_gib():.2f} GiB", flush=True)
-    return {"dataset": name, "sizes": n, "clustering": rows, "curves": curves, "test_curves": test_curves,
-            "goals": goals}
+    return {"dataset": name, "sizes": n, "clustering": rows, "feature_probes": probes, "curves": curves,
+            "test_curves": test_curves, "goals": goals}
 
 
 def main(argv=None):
@@ -471,6 +549,12 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--transductive", action="store_true",
                    help="train on the training and the (unlabelled) test images, score on the test images")
+    p.add_argument("--feature-probe", action=argparse.BooleanOptionalAction, default=True,
+                   help="linear-probe and kNN-20 test accuracy of each representation with 10 %% of the "
+                        "training labels (raw pixels, PCA-50, each method before and after training)")
+    p.add_argument("--resume-dir", type=Path, default=None,
+                   help="continue each method from its checkpoint in this earlier --out folder (same "
+                        "settings; a larger epoch count trains on, the same one only scores)")
     p.add_argument("--out", type=Path, default=ROOT / ".cache" / "bench_deep_clustering")
     args = p.parse_args(argv)
 

@@ -69,3 +69,18 @@ def test_cutout_fills_one_square():
 def test_augmentations_refuse_integer_images():
     with pytest.raises(ValueError, match="float"):
         weak_augment(torch.zeros(1, 1, 28, 28, dtype=torch.uint8))
+
+
+def test_pica_intensity_sets_the_strong_schemes_jitter():
+    from core.methods.pica import PICA
+
+    # a flat image stays flat under the geometry (border padding) and the blur: only the
+    # brightness / contrast / gamma jitter can change it
+    flat = torch.full((4, 1, 28, 28), 0.5)
+    kw0 = PICA(intensity=0.0)._strong_kwargs()
+    assert kw0["brightness"] == kw0["contrast"] == kw0["gamma"] == 0.0
+    out0 = strong_augment(flat, generator=torch.Generator().manual_seed(4), blur_p=1.0, cutout_size=0, **kw0)
+    assert torch.allclose(out0, flat, atol=1e-6)
+    out = strong_augment(flat, generator=torch.Generator().manual_seed(4), blur_p=1.0, cutout_size=0,
+                         **PICA()._strong_kwargs())
+    assert (out - flat).abs().amax(dim=(1, 2, 3)).min() > 1e-3
