@@ -333,8 +333,9 @@ def train_method(method, data, ckpt: Path, label: str = "", probe=None, eval_eve
     job.run()
     total, cpu = time.perf_counter() - t, cpu_seconds() - c
     ends = [p for p in job.history if p.epoch_end]
-    epochs = len(ends) or (job.history[-1].epoch + 1 if job.history else 0)
     steps = [p for p in job.history if p.losses]
+    # epochs trained in this run (a finished checkpoint resumed only to score: none)
+    epochs = len(ends) or (steps[-1].epoch + 1 if steps else 0)
     return {"epochs": epochs, "time_s": total, "cpu_s": cpu, "s_per_epoch": total / max(1, epochs),
             "cpu_s_per_epoch": cpu / max(1, epochs), "steps": len(steps),
             "last_losses": steps[-1].losses if steps else {}, "test_curve": printer.curve,
@@ -488,6 +489,13 @@ def run_dataset(name, args, out_dir: Path):
               f"{info['cpu_s_per_epoch']:.0f} s/epoch CPU, wall {info['time_s']:.0f} s, CPU {info['cpu_s']:.0f} s, "
               f"load average {os.getloadavg()[0]:.1f}; {info['status']}; last epoch: {info['last_message']}",
               flush=True)
+        if hasattr(method, "predict_overclusters"):  # PICA's over-clustering head, next to 8K k-means
+            over = np.asarray(method.predict_overclusters(data), dtype=int)
+            k_over = int(method.head_sizes_[0])
+            # an over-clustering head may leave clusters empty by design: scored with those it uses
+            used = int(len(np.unique(over[np.isin(data.split, fit_on)])))
+            cluster_report(f"{label} over-clustering {used}/{k_over}", data, over, k_over, args.seed,
+                           rows, k_asked=used, fit_on=fit_on)
         # K-cluster k-means on the learned features (DeepCluster's K-cluster reading; for PICA,
         # the partition its features hold apart from its head)
         from sklearn.cluster import KMeans

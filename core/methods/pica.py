@@ -449,9 +449,9 @@ class PICA(Method):
             raise RuntimeError("PICA is not fitted: train it or load a checkpoint first")
 
     @torch.no_grad()
-    def _predict(self, x, batch_size: int = 512, resized: bool = False):
-        """(trunk features, target-head argmax, target-head probabilities) for raw images
-        (resized to ``input_size`` here unless ``resized``)."""
+    def _predict(self, x, batch_size: int = 512, resized: bool = False, head: int = -1):
+        """(trunk features, argmax, probabilities of head ``head``: the target head unless told)
+        for raw images (resized to ``input_size`` here unless ``resized``)."""
         from ..device import autocast
         from .augment2d import to_unit_tensor
 
@@ -466,12 +466,12 @@ class PICA(Method):
             xb = to_unit_tensor(x[i:i + batch_size], dev)
             with autocast(dev, self.mixed_precision):
                 f = model.trunk(xb)
-                logits = model.heads[-1](model.head_input(f))
+                logits = model.heads[head](model.head_input(f))
             feats.append(f.float().cpu())
             probs.append(torch.softmax(logits.float(), 1).cpu())
         model.train(was_training)
         f = torch.cat(feats).numpy() if feats else np.zeros((0, model.trunk.out_dim), np.float32)
-        p = torch.cat(probs).numpy() if probs else np.zeros((0, self.head_sizes_[-1]), np.float32)
+        p = torch.cat(probs).numpy() if probs else np.zeros((0, self.head_sizes_[head]), np.float32)
         return f, p.argmax(1), p
 
     def transform(self, data) -> np.ndarray:
@@ -481,6 +481,11 @@ class PICA(Method):
     def predict_clusters(self, data) -> np.ndarray:
         """Target-head cluster per sample (argmax)."""
         return self._predict(getattr(data, "x", data))[1]
+
+    def predict_overclusters(self, data) -> np.ndarray:
+        """Over-clustering head's cluster per sample (argmax over ``n_overclusters``): finer
+        clusters for mapping clusters to labels (Algorithm 1) than the target head's."""
+        return self._predict(getattr(data, "x", data), head=0)[1]
 
     def predict_proba(self, data) -> np.ndarray:
         """Target-head cluster probabilities (N x n_clusters)."""

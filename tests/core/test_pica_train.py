@@ -46,6 +46,9 @@ def test_steps_lower_both_heads_losses(organ):
     clusters = m.predict_clusters(data)
     assert clusters.shape == (16,) and clusters.max() < 4
     assert m.predict_proba(data).shape == (16, 4)
+    # the over-clustering head: its own argmax over 8 clusters, not the target head's
+    over = m.predict_overclusters(data)
+    assert over.shape == (16,) and over.dtype.kind == "i" and 0 <= over.min() and over.max() < 8
 
 
 def test_joint_schedule_trains_both_heads_on_every_batch(organ):
