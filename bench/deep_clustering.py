@@ -249,7 +249,7 @@ def summary_table(name, rows, goals):
         da = f"{r['acc'] - base['acc']:+.3f}" if base else "-"
         dn = f"{r['nmi'] - base['nmi']:+.3f}" if base else "-"
         ep = r.get("epochs", "-")
-        cpe = f"{r['cpu_s_per_epoch']:.0f}" if "cpu_s_per_epoch" in r else "-"
+        cpe = f"{r['cpu_s_per_epoch']:.0f}" if r.get("epochs") else "-"  # none trained: only scored
         print(f"  {r['method']:<30} {r['acc']:.3f} | {r['nmi']:.3f} | {r['purity']:.3f} | {da} | {dn} | {ep} | {cpe}")
     if goals:
         print(f"  goals: acc >= {goals['acc']}, NMI >= {goals['nmi']}, both >= k-means raw + "
@@ -339,7 +339,7 @@ def train_method(method, data, ckpt: Path, label: str = "", probe=None, eval_eve
     return {"epochs": epochs, "time_s": total, "cpu_s": cpu, "s_per_epoch": total / max(1, epochs),
             "cpu_s_per_epoch": cpu / max(1, epochs), "steps": len(steps),
             "last_losses": steps[-1].losses if steps else {}, "test_curve": printer.curve,
-            "epoch_metrics": [dict(p.metrics) for p in ends], "last_message": ends[-1].message if ends else "",
+            "epoch_metrics": [{**p.metrics, "epoch": p.epoch + 1} for p in ends], "last_message": ends[-1].message if ends else "",
             "status": str(job.status), "job_message": job.message}
 
 
@@ -365,7 +365,7 @@ def plot_curves(name, curves: dict, test_curves: dict, out: Path) -> Path | None
                     ax.plot([r["epoch"] for r in rows], [r[k] for r in rows], marker=".", label=label)
         else:
             for label, rows in curves.items():
-                ep = [i + 1 for i, r in enumerate(rows) if key in r]
+                ep = [r.get("epoch", i + 1) for i, r in enumerate(rows) if key in r]  # resumed runs start later
                 ys = [r[key] for r in rows if key in r]
                 if ys:
                     ax.plot(ep, ys, marker="o", label=label)
