@@ -150,6 +150,8 @@ def _raw_pixels(data) -> np.ndarray:
 
 
 def kmeans_baselines(data, k, seed, rows, fit_on=("train",)):
+    """k-means on raw pixels and on PCA-50; returns both representations (pixels, PCA-50) for
+    the feature probes."""
     from sklearn.cluster import KMeans
     from sklearn.decomposition import PCA
 
@@ -165,6 +167,7 @@ def kmeans_baselines(data, k, seed, rows, fit_on=("train",)):
     km = KMeans(k, n_init=3, random_state=seed).fit(z[tr])
     cluster_report("k-means PCA-50", data, km.predict(z), k, seed, rows, fit_on=fit_on)
     rows[-1]["time_s"] = time.perf_counter() - t
+    return x, z
 
 
 def overclustering_baselines(data, train, dc, seed, rows):
@@ -196,7 +199,7 @@ def feature_probe(name, feats, data, seed, rows, frac: float = 0.10):
     """How much of the classes a representation holds, apart from how a method partitions it:
     test accuracy of a logistic-regression probe and of a 20-nearest-neighbour vote (cosine),
     both fitted on ``frac`` of the training labels (the same stratified draw as Algorithm 1's
-    10 % development set). The features are l2-normalised then standardised."""
+    10 % development set). The features are l2-normalised; the linear probe also standardises them."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.neighbors import KNeighborsClassifier
     from sklearn.preprocessing import StandardScaler, normalize
@@ -426,15 +429,12 @@ def run_dataset(name, args, out_dir: Path):
     # never used in training, only to score
     fit_on = ("train", "test") if args.transductive else ("train",)
     train = data.subset(np.flatnonzero(np.isin(data.split, fit_on)))
-    kmeans_baselines(data, k, args.seed, rows, fit_on)
+    pixels, pca50 = kmeans_baselines(data, k, args.seed, rows, fit_on)
     probes = []
     if args.feature_probe:
-        from sklearn.decomposition import PCA
-
-        x = _raw_pixels(data)
-        feature_probe("raw pixels", x, data, args.seed, probes)
-        pca = PCA(50, random_state=args.seed).fit(x[np.isin(data.split, fit_on)])
-        feature_probe("PCA-50 of pixels", pca.transform(x), data, args.seed, probes)
+        feature_probe("raw pixels", pixels, data, args.seed, probes)
+        feature_probe("PCA-50 of pixels", pca50, data, args.seed, probes)
+    del pixels, pca50
     probe = test_probe(data, args.probe_test, args.seed) if args.eval_every else None
     common = dict(batch_size=args.batch_size, seed=args.seed, device=args.device,
                   input_size=args.input_size, mixed_precision=args.mixed_precision)

@@ -46,7 +46,7 @@ def test_steps_lower_both_heads_losses(organ):
     clusters = m.predict_clusters(data)
     assert clusters.shape == (16,) and clusters.max() < 4
     assert m.predict_proba(data).shape == (16, 4)
-    # the over-clustering head: its own argmax over 8 clusters, not the target head's
+    # the over-clustering head: its argmax over its 8 clusters
     over = m.predict_overclusters(data)
     assert over.shape == (16,) and over.dtype.kind == "i" and 0 <= over.min() and over.max() < 8
 
