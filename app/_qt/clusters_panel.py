@@ -60,6 +60,11 @@ class ClustersPanel(QWidget):
         self.recluster_btn = QPushButton("Re-cluster (k-means)")
         self.recluster_btn.clicked.connect(lambda: self.recluster())
         re.addWidget(self.recluster_btn)
+        self.over_head_btn = QPushButton("From over-clustering head")
+        self.over_head_btn.setToolTip("A new clustering from the run's over-clustering head (PICA: 7 x K "
+                                      "clusters): the finer clusters Algorithm 1 maps to labels best")
+        self.over_head_btn.clicked.connect(lambda: self.cluster_from_over_head())
+        re.addWidget(self.over_head_btn)
         re.addStretch(1)
         layout.addLayout(re)
 
@@ -94,6 +99,7 @@ class ClustersPanel(QWidget):
     # ------------------------------------------------------------------ data
     def refresh(self) -> None:
         project = self.model.project
+        self.over_head_btn.setEnabled(self._job is None and self._run_has_over_head())
         names = project.clusterings()["name"].tolist()
         self.clustering_box.blockSignals(True)
         self.clustering_box.clear()
@@ -222,13 +228,49 @@ class ClustersPanel(QWidget):
             lambda: recluster(project, run, k=k, ids=ids, activate=False, author=self.model.author),
             f"k-means K={k}"), name="recluster", parent=self)
         self.recluster_btn.setEnabled(False)
+        self.over_head_btn.setEnabled(False)
+        return self._start(job, "re-clustering")
 
+
+    def _run_has_over_head(self) -> bool:
+        """Whether the active run's method has an over-clustering head (from its class: no
+        checkpoint is loaded for this)."""
+        from core.workflows.clustering import HEAD_PREDICTIONS
+        from core.workflows.runs import method_class
+
+        run_id = self.model.active_run
+        if run_id is None:
+            return False
+        try:
+            cls = method_class(self.model.project.run(int(run_id))["method"])
+        except Exception:  # noqa: BLE001 - an unrecorded or unknown run simply has no head
+            return False
+        return hasattr(cls, HEAD_PREDICTIONS["head-over"])
+
+    def cluster_from_over_head(self) -> QtJob:
+        """The active run's over-clustering head as a NEW clustering, in the background
+        (undoable; the current clustering keeps its mapping)."""
+        from core.workflows.clustering import overclustering_steps
+
+        if not self._run_has_over_head():
+            raise RuntimeError("the active run's method has no over-clustering head (PICA runs have one)")
+        project, run = self.model.project, self.model.active_run
+        job = run_steps(lambda: overclustering_steps(project, run, activate=False, author=self.model.author),
+                        name="over-clustering head", parent=self)
+        self.over_head_btn.setEnabled(False)
+        self.recluster_btn.setEnabled(False)
+        return self._start(job, "over-clustering head")
+
+    def _start(self, job: QtJob, what: str) -> QtJob:
+        """Start a clustering job; when it finishes its clustering becomes the active one."""
         def done(status):
+            self._job = None
             self.recluster_btn.setEnabled(True)
+            self.over_head_btn.setEnabled(self._run_has_over_head())
             if status == "finished":
                 self.model.clustering_added(job.method.result)
             else:
-                self.info.setText(f"re-clustering {status}: {job.error}")
+                self.info.setText(f"{what} {status}: {job.error}")
 
         job.done.connect(done)
         self._job = job

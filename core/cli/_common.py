@@ -76,10 +76,13 @@ class ProgressBar:
         self.desc = desc
 
     def __call__(self, p) -> None:
+        total = p.total_steps or (p.n_epochs or 0) * (p.steps_per_epoch or 0) or None
         if self.bar is None:
-            total = p.total_steps or (p.n_epochs or 0) * (p.steps_per_epoch or 0) or None
             self.bar = self._tqdm(total=total, desc=self.desc, unit="step", file=sys.stderr,
                                   dynamic_ncols=True, initial=max(p.global_step - 1, 0))
+        elif self.bar.total is None and total:
+            # the first reports (loading, building) may not know the step count yet
+            self.bar.total = total
         self.bar.update(max(0, p.global_step - self.bar.n))
         post = {k: f"{v:.4g}" for k, v in p.losses.items()}
         if p.metrics:  # epoch-end figures stay in the bar until the next evaluation

@@ -1,9 +1,11 @@
-"""``latentmap cluster --project DIR [--run ID] [--k K] [--ids-file FILE]``: k-means on a stored embedding.
+"""``latentmap cluster --project DIR [--run ID] [--k K] [--ids-file FILE] [--over-head]``: k-means on a stored embedding.
 
 Clusters a run's embedding (written by ``train``/``embed``), all of it or the samples listed in
 ``--ids-file`` (one id per line: re-clustering a selection), and saves the result as a NEW
 clustering of the project (``core.workflows.clustering.recluster``: undoable; an existing
-clustering, its Algorithm-1 mapping and overrides are never replaced). Prints cluster sizes and, when the samples carry
+clustering, its Algorithm-1 mapping and overrides are never replaced). ``--over-head`` takes
+the clusters of the run's over-clustering head instead of k-means (PICA's 7 x K: the finer
+clusters Algorithm 1 maps to labels best). Prints cluster sizes and, when the samples carry
 labels, NMI, Hungarian accuracy, ARI and purity against them.
 """
 from __future__ import annotations
@@ -26,6 +28,9 @@ def register(sub) -> None:
     p.add_argument("--name", help="clustering name (default: run-XXXX-kmeansK[-subset], -2, -3... when taken; "
                                   "an existing clustering is never replaced)")
     p.add_argument("--seed", type=int, default=0, help="k-means seed")
+    p.add_argument("--over-head", action="store_true",
+                   help="the clusters of the run's over-clustering head (PICA) instead of k-means; "
+                        "not with --k or --ids-file")
     p.set_defaults(func=run_cluster)
 
 
@@ -50,16 +55,22 @@ def run_cluster(args) -> int:
     ids = read_ids_file(args.ids_file) if args.ids_file is not None else None
     if args.k is not None and args.k < 1:
         raise ValueError(f"--k must be >= 1, got {args.k}")
-    try:
-        cname = recluster(project, run_id, k=args.k, ids=ids, seed=args.seed, name=args.name)
-    except ValueError as exc:
-        raise ValueError(f"{args.ids_file}: {exc}" if args.ids_file and "not in" in str(exc) else str(exc)) from None
+    if args.over_head:
+        if args.k is not None or ids is not None:
+            raise ValueError("--over-head takes the head's own clusters of every sample: not with --k or --ids-file")
+        cname = _over_head(project, run_id, args.name)
+    else:
+        try:
+            cname = recluster(project, run_id, k=args.k, ids=ids, seed=args.seed, name=args.name)
+        except ValueError as exc:
+            raise ValueError(f"{args.ids_file}: {exc}" if args.ids_file and "not in" in str(exc) else str(exc)) from None
     cids, assign = project.load_clustering(cname)
     k = int(assign.max()) + 1 if len(assign) else 0
     sizes = np.bincount(assign, minlength=k)
-    print(f"clustering {cname}: {len(cids)} samples of {embedding_key(run_id)} in {k} clusters "
+    # a head may leave some of its clusters empty: those are not listed
+    print(f"clustering {cname}: {len(cids)} samples of {embedding_key(run_id)} in {int((sizes > 0).sum())} clusters "
           "(a new clustering: earlier ones keep their mapping; undo removes it)")
-    print("  sizes: " + " ".join(f"{c}:{n}" for c, n in enumerate(sizes)))
+    print("  sizes: " + " ".join(f"{c}:{n}" for c, n in enumerate(sizes) if n))
     names, y = project.labels_in_use(list(cids))
     if names:
         from ..metrics.clustering import reference_labels
@@ -71,3 +82,20 @@ def run_cluster(args) -> int:
             print(f"  against labels ({int(ok.sum())} labelled): NMI {s['nmi']:.3f}  ACC {s['acc']:.3f}  "
                   f"ARI {s['ari']:.3f}  purity {s['purity']:.3f}")
     return 0
+
+
+def _over_head(project, run_id: int, name: str | None) -> str:
+    """The over-clustering head's clusters as a new clustering, with a progress bar."""
+    import sys
+
+    from tqdm import tqdm
+
+    from ..workflows.clustering import cluster_from_overclustering_head
+
+    with tqdm(desc="over-clustering head", unit="step", file=sys.stderr, dynamic_ncols=True,
+              mininterval=0.5) as bar:
+        def step(prog):
+            bar.total = prog.steps_per_epoch or bar.total
+            if prog.global_step > bar.n:
+                bar.update(prog.global_step - bar.n)
+        return cluster_from_overclustering_head(project, run_id, name=name, on_step=step)

@@ -98,7 +98,7 @@ def place_into_clustering(project, clustering: str, ids, features, *, method=Non
     """Assign the samples of ``ids`` that ``clustering`` does not hold yet: the method's own
     head when the clustering came from it, else the nearest existing centroid. Rows already in
     the clustering are not touched. Returns how many were added."""
-    from .clustering import centroids, nearest_cluster
+    from .clustering import centroids, head_assign, nearest_cluster
 
     ids = np.asarray(ids).astype(str)
     have = project.cluster_assignments(clustering)
@@ -106,9 +106,8 @@ def place_into_clustering(project, clustering: str, ids, features, *, method=Non
     if not new.any():
         return 0
     source = project.clustering_info(clustering)["params"].get("source")
-    if source == "head" and method is not None and hasattr(method, "predict_clusters") and data is not None:
-        assign = np.asarray(method.predict_clusters(data.subset(np.flatnonzero(new))), dtype=int)
-    else:
+    assign = head_assign(method, source, None if data is None else data.subset(np.flatnonzero(new)))
+    if assign is None:
         labels, cents = centroids(project, clustering, ids[~new], np.asarray(features)[~new])
         assign = nearest_cluster(labels, cents, np.asarray(features)[new])
     return project.add_cluster_assignments(clustering, list(ids[new]), assign)

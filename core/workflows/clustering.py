@@ -1,11 +1,26 @@
 """Clusterings of a run's embedding: the first one a run gets, explicit re-clustering (a new,
-undoable clustering; the old one keeps its name, mapping and overrides), and the nearest
-existing cluster of new samples."""
+undoable clustering; the old one keeps its name, mapping and overrides), a method's
+over-clustering head as a clustering of its own, and the nearest existing cluster of new
+samples."""
 from __future__ import annotations
 
 import numpy as np
 
+from ..jobs.progress import Progress
 from ..project.accessors import default_clustering_name, embedding_key, run_name
+
+# a clustering's ``source`` -> the method's prediction that made it (and places new samples in it)
+HEAD_PREDICTIONS = {"head": "predict_clusters", "head-over": "predict_overclusters"}
+
+
+def head_assign(method, source: str | None, data) -> np.ndarray | None:
+    """The clusters of ``data`` from the method head that made a clustering of ``source``
+    ("head": the target head, "head-over": the over-clustering head); None when ``source`` is
+    not a head's or the method (or the data) is not at hand."""
+    fn = getattr(method, HEAD_PREDICTIONS.get(source or "", ""), None) if method is not None else None
+    if fn is None or data is None:
+        return None
+    return np.asarray(fn(data), dtype=int)
 
 
 def kmeans_assign(features, k: int, *, seed: int = 0) -> np.ndarray:
@@ -41,8 +56,9 @@ def first_clustering(project, run_id: int, ids, features, *, method=None, data=N
     if existing and n_clusters is None:
         active = project.active_clustering_name
         return (active if active in existing else existing[-1]), False
-    if method is not None and hasattr(method, "predict_clusters") and n_clusters is None:
-        assign = np.asarray(method.predict_clusters(data), dtype=int)
+    head = head_assign(method, "head", data) if n_clusters is None else None
+    if head is not None:
+        assign = head
         base, params = default_clustering_name(run_id, "head"), {"source": "head"}
     else:
         k = checked_k(project, ids, n_clusters)
@@ -83,6 +99,50 @@ def recluster(project, run_id: int | None = None, *, k: int | None = None, ids=N
                                    "embedding": embedding_key(run_id)},
                            activate=activate, author=author)
     return new
+
+
+def overclustering_steps(project, run_id: int | None = None, *, name: str | None = None,
+                         activate: bool = True, author=None, chunk: int = 4096):
+    """Step generator: the run's over-clustering head (PICA's, 7 x K clusters by default) on
+    every sample of its embedding, saved as a NEW clustering ``run-XXXX-head-over`` (undoable;
+    the run's K-cluster clustering keeps its mapping and overrides). Finer clusters are what
+    Algorithm 1 maps to labels best: on OrganAMNIST the over-clustering head's mapping scored
+    F1 0.78 against 0.70 for the 11-cluster head (``bench/results/pica_transductive_full30``).
+    One step per ``chunk`` samples; returns the clustering's name."""
+    from .runs import load_method_data, load_run_method, pick_embedded_run
+
+    run_id = pick_embedded_run(project, run_id)
+    run = project.run(run_id)
+    yield Progress(message=f"loading {run_name(run_id)} ({run['method']})")
+    method = load_run_method(run, project)
+    if not hasattr(method, HEAD_PREDICTIONS["head-over"]):
+        raise ValueError(f"{run_name(run_id)} ({run['method']}) has no over-clustering head (PICA runs "
+                         "have one); re-cluster its embedding with k-means and a larger K instead")
+    ids, _ = project.embedding(run_id)
+    data = load_method_data(project, method, ids=ids)
+    if len(data) == 0:
+        raise ValueError(f"{project.path}: none of the {len(ids)} samples of {embedding_key(run_id)} "
+                         f"can be read by {run['method']}")
+    n_steps = -(-len(data) // chunk)
+    parts = []
+    for i in range(n_steps):
+        parts.append(head_assign(method, "head-over", data.subset(np.arange(i * chunk, min(len(data), (i + 1) * chunk)))))
+        yield Progress(step=i + 1, global_step=i + 1, n_epochs=1, steps_per_epoch=n_steps,
+                       message=f"over-clustering head: {min(len(data), (i + 1) * chunk)}/{len(data)} samples")
+    assign = np.concatenate(parts)
+    # an explicit name is taken as given (add_clustering refuses one in use), as in recluster
+    new = name or project.unique_clustering_name(default_clustering_name(run_id, "head-over"))
+    project.add_clustering(new, [str(s) for s in data.ids], assign, run_id=run_id,
+                           params={"source": "head-over", "head_clusters": int(method.head_sizes_[0])},
+                           activate=activate, author=author)
+    return new
+
+
+def cluster_from_overclustering_head(project, run_id: int | None = None, *, on_step=None, **kw) -> str:
+    """:func:`overclustering_steps` run to the end in the caller's thread."""
+    from ..jobs.steps import run_to_end
+
+    return run_to_end(overclustering_steps(project, run_id, **kw), on_step)
 
 
 def centroids(project, clustering: str, ids, features, *, row: dict | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -229,7 +229,7 @@ class Placer:
         returning; ``"later"`` keeps them until :meth:`store_placed` (``latentmap query`` prints
         the answer first: rewriting a 100,000-row embedding is not needed for it); False never."""
         from ..cluster import l2_normalise
-        from .clustering import nearest_cluster
+        from .clustering import HEAD_PREDICTIONS, head_assign, nearest_cluster
 
         ids = list(dict.fromkeys(str(s) for s in ids))
         new = [s for s in ids if s not in self.row]
@@ -252,14 +252,13 @@ class Placer:
             todo = [s for s in ids if s not in stored]
             if todo:
                 cl, cents = self._cluster_state()
-                if self._source == "head" and hasattr(self.method, "predict_clusters") and new:
-                    data = self._last_data if set(todo) <= set(new) else None
-                    if data is not None:
-                        sel = np.array([list(data.ids).index(s) for s in todo])
-                        guess = np.asarray(self.method.predict_clusters(data.subset(sel)), dtype=int)
-                    else:
-                        guess = nearest_cluster(cl, cents, np.stack([feats[s] for s in todo]))
-                else:
+                guess = None
+                if self._source in HEAD_PREDICTIONS and new and set(todo) <= set(new):
+                    # the clustering came from one of the method's heads: that head places them
+                    data = self._last_data
+                    sel = np.array([list(data.ids).index(s) for s in todo])
+                    guess = head_assign(self.method, self._source, data.subset(sel))
+                if guess is None:
                     guess = nearest_cluster(cl, cents, np.stack([feats[s] for s in todo]))
                 stored.update({s: int(g) for s, g in zip(todo, guess)})
             clusters = stored

@@ -123,3 +123,44 @@ def test_evaluation_panel_shows_tables_and_curves(qtbot, model, selection):
     assert "Retrieval mAP" in titles and "Clustering" in titles
     assert panel.curve_box.count() >= 1
     assert nonblank(grab(panel))
+
+
+def test_clusters_panel_over_clustering_head(qtbot, tmp_path, selection, one_torch_thread):
+    """A PICA run's over-clustering head becomes a new clustering from the panel, in the
+    background, and undo brings the run's K-cluster clustering back; a run without such a head
+    (the adrenal project's DeepDiffusion) leaves the button disabled."""
+    from app._qt.clusters_panel import ClustersPanel
+    from app.components import ProjectModel
+    from core.cli import main
+    from tests.core.tiny_project import PICA_TINY, organ_project
+
+    path = tmp_path / "organ"
+    organ_project(path, n_train=24, n_val=6).close()
+    assert main(["train", "pica", "--project", str(path), "--set", "epochs=1", *PICA_TINY]) == 0
+    model = ProjectModel.open(path, author="tester")
+    try:
+        panel = ClustersPanel(model, selection)
+        qtbot.addWidget(panel)
+        head = model.active_clustering
+        assert head.endswith("-head") and panel.over_head_btn.isEnabled()
+        job = panel.cluster_from_over_head()
+        qtbot.waitUntil(lambda: job.state == "finished", timeout=60_000)
+        qtbot.waitUntil(lambda: model.active_clustering == "run-0001-head-over", timeout=10_000)
+        ids, assign = model.project.load_clustering("run-0001-head-over")
+        assert panel.table.rowCount() == len(set(assign.tolist()))
+        assert sum(r["size"] for r in panel.rows) == len(ids) == 24 + 6
+        assert panel.over_head_btn.isEnabled() and panel.recluster_btn.isEnabled()
+        model.undo()
+        assert model.active_clustering == head
+    finally:
+        model.close()
+
+
+def test_over_head_button_disabled_without_such_a_head(qtbot, model, selection):
+    from app._qt.clusters_panel import ClustersPanel
+
+    panel = ClustersPanel(model, selection)
+    qtbot.addWidget(panel)
+    assert not panel.over_head_btn.isEnabled()
+    with pytest.raises(RuntimeError, match="no over-clustering head"):
+        panel.cluster_from_over_head()
