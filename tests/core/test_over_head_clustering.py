@@ -72,21 +72,43 @@ def test_cli_over_head_is_a_new_undoable_clustering_of_the_heads_argmax(project,
     assert not project.has_clustering(name) and project.active_clustering_name == head
 
 
+def _add_test_images(project, n: int) -> tuple[list[str], np.ndarray]:
+    """The first ``n`` OrganAMNIST test images as new (unembedded) samples."""
+    d = np.load(need(DATA / "organamnist" / "organamnist.npz"))
+    img = d["test_images"][:n]
+    ids = [f"organamnist/test/{i:05d}" for i in range(n)]
+    project.save_sample_array("new.npy", img)
+    project.add_samples([SampleRecord(id=s, dataset="organamnist", kind="image2d", split="test",
+                                      shape=(28, 28), data_file="new.npy", data_index=i) for i, s in enumerate(ids)])
+    return ids, img
+
+
 def test_new_sample_is_placed_by_the_over_clustering_head(project):
     from core.workflows.clustering import cluster_from_overclustering_head
     from core.workflows.place import Placer
 
     name = cluster_from_overclustering_head(project, 1)
-    d = np.load(need(DATA / "organamnist" / "organamnist.npz"))
-    img = d["test_images"][:1]
-    project.save_sample_array("new.npy", img)
-    project.add_samples([SampleRecord(id="organamnist/test/00000", dataset="organamnist", kind="image2d",
-                                      split="test", shape=(28, 28), data_file="new.npy", data_index=0)])
+    _, img = _add_test_images(project, 1)
     placed = Placer(project, 1, clustering=name).place(["organamnist/test/00000"], k=3)
     method, _ = _pica(project)
     assert placed[0].embedded_now
     assert placed[0].cluster == int(method.predict_overclusters(img)[0])
     assert project.cluster_assignments(name, ["organamnist/test/00000"]) == {"organamnist/test/00000": placed[0].cluster}
+
+
+def test_embed_again_places_new_samples_with_the_over_clustering_head(project):
+    """``latentmap embed`` on an active head-over clustering: old assignments kept, new samples
+    get the over-clustering head's argmax (not the nearest centroid)."""
+    from core.workflows.clustering import cluster_from_overclustering_head
+
+    name = cluster_from_overclustering_head(project, 1)
+    before = project.cluster_assignments(name)
+    ids, img = _add_test_images(project, 5)
+    assert main(["embed", "--project", str(project.path), "--run", "1"]) == 0
+    after = project.cluster_assignments(name)
+    assert {s: after[s] for s in before} == before
+    method, _ = _pica(project)
+    assert [after[s] for s in ids] == method.predict_overclusters(img).tolist()
 
 
 def test_a_run_without_an_over_clustering_head_is_refused(project, capsys):
