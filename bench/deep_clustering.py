@@ -15,7 +15,8 @@ Apart from how each method partitions its features, how much of the classes the 
 (``--feature-probe``, on by default): test accuracy of a logistic-regression probe and of a
 20-nearest-neighbour vote, fitted on 10 % of the training labels, for raw pixels, PCA-50, each
 method's untrained network and the trained one. K-cluster k-means on each method's features is
-scored too.
+scored too, and its over-clusters (PICA's 7 x K head, DeepCluster's 8 x K) merged into K by
+average linkage of their centroids (``core.cluster.merge``).
 
 Few labels (fine-tuning, FixMatch One-Head and Two-Head, supervised from scratch; issue 13
 item 4) are ``bench/few_labels.py``.
@@ -500,11 +501,18 @@ def run_dataset(name, args, out_dir: Path):
         # the partition its features hold apart from its head)
         from sklearn.cluster import KMeans
 
+        from core.cluster.merge import merge_overclusters
+
         feats = method.transform(data)
         tr = np.isin(data.split, fit_on)
         km = KMeans(k, n_init=3, random_state=args.seed).fit(feats[tr])
         cluster_report(f"{label} feats k-means {k}", data, km.predict(feats), k, args.seed, rows,
                        fit_on=fit_on)
+        # the over-clusters (PICA's 7 x K head, DeepCluster's 8 x K) joined into K by average
+        # linkage of their centroids: another K-cluster reading (bench/merged_overclusters.py)
+        fine = over if hasattr(method, "predict_overclusters") else assign
+        cluster_report(f"{label} merged to {k}", data,
+                       merge_overclusters(feats, fine, k, fit_mask=tr), k, args.seed, rows, fit_on=fit_on)
         if args.feature_probe:
             before = dc_untrained.transform(data) if is_dc and dc_untrained is not None else \
                 untrained_features(method, train, data)

@@ -60,6 +60,11 @@ class ClustersPanel(QWidget):
         self.recluster_btn = QPushButton("Re-cluster (k-means)")
         self.recluster_btn.clicked.connect(lambda: self.recluster())
         re.addWidget(self.recluster_btn)
+        self.merge_btn = QPushButton("Merge into K")
+        self.merge_btn.setToolTip("Join the current clustering's clusters into K by average linkage of "
+                                  "their centroids, as a new clustering (for an over-clustering)")
+        self.merge_btn.clicked.connect(lambda: self.merge())
+        re.addWidget(self.merge_btn)
         self.over_head_btn = QPushButton("From over-clustering head")
         self.over_head_btn.setToolTip("A new clustering from the run's over-clustering head (PICA: 7 x K "
                                       "clusters): the finer clusters Algorithm 1 maps to labels best")
@@ -261,11 +266,30 @@ class ClustersPanel(QWidget):
         self.recluster_btn.setEnabled(False)
         return self._start(job, "over-clustering head")
 
+    def merge(self, k: int | None = None) -> QtJob:
+        """The active clustering's clusters joined into K (average linkage of their centroids),
+        in the background, as a NEW clustering (undoable; the fine one keeps its mapping)."""
+        from core.workflows.clustering import merge_clustering
+        from core.workflows.tasks import single_step
+
+        clustering = self.model.active_clustering
+        if not clustering:
+            raise RuntimeError("no clustering to merge: train a method or re-cluster first")
+        k = int(k or self.k_spin.value())
+        project = self.model.project
+        job = run_steps(lambda: single_step(
+            lambda: merge_clustering(project, clustering, k=k, activate=False, author=self.model.author),
+            f"merging {clustering} into {k}"), name="merge", parent=self)
+        for b in (self.recluster_btn, self.over_head_btn, self.merge_btn):
+            b.setEnabled(False)
+        return self._start(job, "merging")
+
     def _start(self, job: QtJob, what: str) -> QtJob:
         """Start a clustering job; when it finishes its clustering becomes the active one."""
         def done(status):
             self._job = None
             self.recluster_btn.setEnabled(True)
+            self.merge_btn.setEnabled(True)
             self.over_head_btn.setEnabled(self._run_has_over_head())
             if status == "finished":
                 self.model.clustering_added(job.method.result)

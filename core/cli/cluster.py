@@ -1,11 +1,12 @@
-"""``latentmap cluster --project DIR [--run ID] [--k K] [--ids-file FILE] [--over-head]``: k-means on a stored embedding.
+"""``latentmap cluster --project DIR [--run ID] [--k K] [--ids-file FILE] [--over-head] [--merge K]``: k-means on a stored embedding.
 
 Clusters a run's embedding (written by ``train``/``embed``), all of it or the samples listed in
 ``--ids-file`` (one id per line: re-clustering a selection), and saves the result as a NEW
 clustering of the project (``core.workflows.clustering.recluster``: undoable; an existing
 clustering, its Algorithm-1 mapping and overrides are never replaced). ``--over-head`` takes
 the clusters of the run's over-clustering head instead of k-means (PICA's 7 x K: the finer
-clusters Algorithm 1 maps to labels best). Prints cluster sizes and, when the samples carry
+clusters Algorithm 1 maps to labels best). ``--merge K`` joins an existing clustering's clusters
+(``--clustering``, default the active one) into K by average linkage of their centroids. Prints cluster sizes and, when the samples carry
 labels, NMI, Hungarian accuracy, ARI and purity against them.
 """
 from __future__ import annotations
@@ -28,6 +29,10 @@ def register(sub) -> None:
     p.add_argument("--name", help="clustering name (default: run-XXXX-kmeansK[-subset], -2, -3... when taken; "
                                   "an existing clustering is never replaced)")
     p.add_argument("--seed", type=int, default=0, help="k-means seed")
+    p.add_argument("--merge", type=int, metavar="K",
+                   help="join the clusters of --clustering (default: the active one) into K by average "
+                        "linkage of their centroids, as a new clustering (for an over-clustering)")
+    p.add_argument("--clustering", help="the clustering --merge joins (default: the active clustering)")
     p.add_argument("--over-head", action="store_true",
                    help="the clusters of the run's over-clustering head (PICA) instead of k-means; "
                         "not with --k or --ids-file")
@@ -55,7 +60,14 @@ def run_cluster(args) -> int:
     ids = read_ids_file(args.ids_file) if args.ids_file is not None else None
     if args.k is not None and args.k < 1:
         raise ValueError(f"--k must be >= 1, got {args.k}")
-    if args.over_head:
+    if args.merge is not None:
+        if args.k is not None or ids is not None or args.over_head:
+            raise ValueError("--merge joins an existing clustering's clusters: not with --k, --ids-file or --over-head")
+        from ..workflows.clustering import merge_clustering
+
+        cname = merge_clustering(project, args.clustering, k=args.merge, name=args.name)
+        run_id = project.clustering_info(cname)["run_id"]
+    elif args.over_head:
         if args.k is not None or ids is not None:
             raise ValueError("--over-head takes the head's own clusters of every sample: not with --k or --ids-file")
         cname = _over_head(project, run_id, args.name)

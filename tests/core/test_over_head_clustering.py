@@ -127,3 +127,31 @@ def test_a_run_without_an_over_clustering_head_is_refused(project, capsys):
     assert len(project.clustering_names()) == n >= len(before)
     rc = main(["cluster", "--project", str(project.path), "--over-head", "--k", "4"])
     assert rc != 0 and "not with --k" in capsys.readouterr().err
+
+
+def test_cli_merge_joins_the_over_clusters_into_k(project, capsys):
+    """``latentmap cluster --merge K``: the active clustering's clusters joined by average
+    linkage of their centroids in the stored embedding, as a new undoable clustering."""
+    from core.cluster.merge import merge_overclusters
+    from core.workflows.clustering import cluster_from_overclustering_head
+
+    over = cluster_from_overclustering_head(project, 1)
+    o_ids, o_assign = project.load_clustering(over)
+    n_used = len(set(o_assign.tolist()))
+    assert n_used >= 3, "the tiny run's over-clustering head uses too few clusters to merge"
+    assert main(["cluster", "--project", str(project.path), "--merge", "2"]) == 0
+    name = f"{over}-merged2"
+    assert f"clustering {name}:" in capsys.readouterr().out
+    info = project.clustering_info(name)
+    assert info["params"]["source"] == "merged" and info["params"]["from"] == over
+    ids, assign = project.load_clustering(name)
+    assert ids == o_ids and set(assign.tolist()) == {0, 1}
+    emb_ids, emb = project.embedding(1)
+    row = {str(s): i for i, s in enumerate(emb_ids)}
+    want = merge_overclusters(emb[[row[s] for s in o_ids]], o_assign, 2)
+    assert assign.tolist() == want.tolist()
+    assert project.active_clustering_name == name
+    project.undo()
+    assert not project.has_clustering(name) and project.active_clustering_name == over
+    rc = main(["cluster", "--project", str(project.path), "--merge", str(n_used)])
+    assert rc != 0 and f"merging needs 1 <= k < {n_used}" in capsys.readouterr().err
