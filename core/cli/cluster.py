@@ -19,9 +19,10 @@ from ._common import add_project_arg, open_project
 
 
 def register(sub) -> None:
-    p = sub.add_parser("cluster", help="k-means on a run's stored embedding",
-                       description="k-means on a run's stored embedding (all samples or a subset); "
-                                   "saves the clustering in the project.")
+    p = sub.add_parser("cluster", help="k-means on a run's stored embedding (or its over-clustering head, or a merge)",
+                       description="k-means on a run's stored embedding (all samples or a subset), the run's "
+                                   "over-clustering head (--over-head), or an existing clustering's clusters "
+                                   "joined into K (--merge K); saves the result as a new clustering in the project.")
     add_project_arg(p)
     p.add_argument("--run", type=int, help="run id (default: the active run, else the latest embedding)")
     p.add_argument("--k", type=int, help="number of clusters (default: the number of labels, else 10)")
@@ -60,6 +61,8 @@ def run_cluster(args) -> int:
     ids = read_ids_file(args.ids_file) if args.ids_file is not None else None
     if args.k is not None and args.k < 1:
         raise ValueError(f"--k must be >= 1, got {args.k}")
+    if args.clustering is not None and args.merge is None:
+        raise ValueError("--clustering names the clustering --merge joins: give --merge K too")
     if args.merge is not None:
         if args.k is not None or ids is not None or args.over_head:
             raise ValueError("--merge joins an existing clustering's clusters: not with --k, --ids-file or --over-head")
