@@ -152,7 +152,8 @@ def merge_clustering(project, clustering: str | None = None, *, k: int, name: st
     ``<clustering>-merged<k>`` (undoable; the fine clustering keeps its mapping and overrides).
     Meant for an over-clustering (PICA's head-over, DeepCluster's 8 x K): on OrganAMNIST it
     gave DeepCluster's K clusters +0.09 to +0.16 accuracy over K-means on its features
-    (``bench/results/merged_overclusters.md``). Returns the new clustering's name."""
+    (``bench/results/merged_overclusters.md``). It is unstable on PICA's over-clusters, whose
+    near-tied argmax flips. Returns the new clustering's name."""
     from ..cluster.merge import merge_overclusters
 
     clustering = clustering or project.active_clustering_name
