@@ -232,10 +232,7 @@ class ClustersPanel(QWidget):
         job = run_steps(lambda: single_step(
             lambda: recluster(project, run, k=k, ids=ids, activate=False, author=self.model.author),
             f"k-means K={k}"), name="recluster", parent=self)
-        self.recluster_btn.setEnabled(False)
-        self.over_head_btn.setEnabled(False)
         return self._start(job, "re-clustering")
-
 
     def _run_has_over_head(self) -> bool:
         """Whether the active run's method has an over-clustering head (from its class: no
@@ -262,8 +259,6 @@ class ClustersPanel(QWidget):
         project, run = self.model.project, self.model.active_run
         job = run_steps(lambda: overclustering_steps(project, run, activate=False, author=self.model.author),
                         name="over-clustering head", parent=self)
-        self.over_head_btn.setEnabled(False)
-        self.recluster_btn.setEnabled(False)
         return self._start(job, "over-clustering head")
 
     def merge(self, k: int | None = None) -> QtJob:
@@ -280,12 +275,14 @@ class ClustersPanel(QWidget):
         job = run_steps(lambda: single_step(
             lambda: merge_clustering(project, clustering, k=k, activate=False, author=self.model.author),
             f"merging {clustering} into {k}"), name="merge", parent=self)
-        for b in (self.recluster_btn, self.over_head_btn, self.merge_btn):
-            b.setEnabled(False)
         return self._start(job, "merging")
 
     def _start(self, job: QtJob, what: str) -> QtJob:
-        """Start a clustering job; when it finishes its clustering becomes the active one."""
+        """Start a clustering job (the clustering buttons wait for it); when it finishes its
+        clustering becomes the active one."""
+        for b in (self.recluster_btn, self.over_head_btn, self.merge_btn):
+            b.setEnabled(False)
+
         def done(status):
             self._job = None
             self.recluster_btn.setEnabled(True)

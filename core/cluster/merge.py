@@ -19,9 +19,9 @@ import numpy as np
 from .kmeans import l2_normalise
 
 
-def overcluster_centroids(features, assign) -> tuple[np.ndarray, np.ndarray]:
+def cluster_centroids(features, assign) -> tuple[np.ndarray, np.ndarray]:
     """``(used cluster ids, unit centroids)``: the normalised mean of each used cluster's
-    l2-normalised rows."""
+    l2-normalised rows (what the workflows place new samples by, and what merging joins)."""
     x = l2_normalise(features)
     assign = np.asarray(assign, dtype=int)
     used = np.unique(assign)
@@ -44,7 +44,7 @@ def merge_overclusters(features, assign, n_clusters: int, *, fit_mask=None) -> n
     if len(features) != len(assign):
         raise ValueError(f"{len(features)} feature rows but {len(assign)} cluster assignments")
     fit = np.ones(len(assign), bool) if fit_mask is None else np.asarray(fit_mask, bool)
-    used, cents = overcluster_centroids(features[fit], assign[fit])
+    used, cents = cluster_centroids(features[fit], assign[fit])
     n_clusters = int(n_clusters)
     if not 1 <= n_clusters <= used.size:
         raise ValueError(f"cannot merge {used.size} used clusters into {n_clusters}")

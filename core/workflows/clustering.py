@@ -186,7 +186,7 @@ def centroids(project, clustering: str, ids, features, *, row: dict | None = Non
     """``(cluster ids, K x D unit centroids)``: the normalised mean of each cluster's normalised
     members (k-means here runs on l2-normalised rows), from the stored assignments. ``row``:
     id -> row of ``ids`` when the caller has it (then only the clustering's members are walked)."""
-    from ..cluster import l2_normalise
+    from ..cluster.merge import cluster_centroids
 
     assigned = project.cluster_assignments(clustering)
     if row is None:
@@ -199,10 +199,7 @@ def centroids(project, clustering: str, ids, features, *, row: dict | None = Non
         k_of = np.array([k for _, k in pairs], dtype=int)
     if len(rows) == 0:
         raise ValueError(f"clustering {clustering!r} has no sample in this embedding")
-    x = l2_normalise(np.asarray(features)[rows])
-    labels = np.unique(k_of)
-    cent = np.stack([x[k_of == k].mean(0) for k in labels])
-    return labels, l2_normalise(cent)
+    return cluster_centroids(np.asarray(features)[rows], k_of)
 
 
 def nearest_cluster(cluster_ids: np.ndarray, cents: np.ndarray, features) -> np.ndarray:

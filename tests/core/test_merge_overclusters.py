@@ -4,7 +4,7 @@ the centroids, on real OrganAMNIST pixels over-clustered by k-means."""
 import numpy as np
 import pytest
 
-from core.cluster.merge import merge_overclusters, overcluster_centroids
+from core.cluster.merge import merge_overclusters, cluster_centroids
 from tests.conftest import organamnist_per_class
 
 
@@ -37,7 +37,7 @@ def test_matches_scipy_average_linkage_on_float64_centroids(pixels_and_over):
     groups = fcluster(linkage(cents, method="average", metric="cosine"), 11, criterion="maxclust")
     oracle = groups[np.searchsorted(used, over)]
     assert _same_partition(merged, oracle)
-    _, ours = overcluster_centroids(x, over)
+    _, ours = cluster_centroids(x, over)
     assert np.abs(ours - cents).max() < 1e-5
 
 
@@ -62,7 +62,7 @@ def test_rows_outside_the_fit_mask(pixels_and_over):
     over2[lone] = over.max() + 1                     # an over-cluster that only unfitted rows use
     merged = merge_overclusters(x, over2, 6, fit_mask=fit)
     assert _same_partition(merged[fit], merge_overclusters(x[fit], over2[fit], 6))
-    used, cents = overcluster_centroids(x[fit], over2[fit])
+    used, cents = cluster_centroids(x[fit], over2[fit])
     xl = x[lone] / np.linalg.norm(x[lone], axis=1, keepdims=True)
     nearest = used[np.argmax(xl @ cents.T, axis=1)]
     for row, c in zip(np.flatnonzero(lone), nearest):
