@@ -16,7 +16,8 @@ Apart from how each method partitions its features, how much of the classes the 
 20-nearest-neighbour vote, fitted on 10 % of the training labels, for raw pixels, PCA-50, each
 method's untrained network and the trained one. K-cluster k-means on each method's features is
 scored too, and its over-clusters (PICA's 7 x K head, DeepCluster's 8 x K) merged into K by
-average linkage of their centroids (``core.cluster.merge``).
+average linkage of their centroids (``core.cluster.merge``; PICA's weighted by its head's
+probabilities).
 
 Few labels (fine-tuning, FixMatch One-Head and Two-Head, supervised from scratch; issue 13
 item 4) are ``bench/few_labels.py``.
@@ -501,7 +502,7 @@ def run_dataset(name, args, out_dir: Path):
         # the partition its features hold apart from its head)
         from sklearn.cluster import KMeans
 
-        from core.cluster.merge import merge_overclusters
+        from core.cluster.merge import merge_overclusters, merge_soft_overclusters
 
         feats = method.transform(data)
         tr = np.isin(data.split, fit_on)
@@ -509,10 +510,13 @@ def run_dataset(name, args, out_dir: Path):
         cluster_report(f"{label} feats k-means {k}", data, km.predict(feats), k, args.seed, rows,
                        fit_on=fit_on)
         # the over-clusters (PICA's 7 x K head, DeepCluster's 8 x K) joined into K by average
-        # linkage of their centroids: another K-cluster reading (bench/merged_overclusters.py)
-        fine = over if hasattr(method, "predict_overclusters") else assign
-        cluster_report(f"{label} merged to {k}", data,
-                       merge_overclusters(feats, fine, k, fit_mask=tr), k, args.seed, rows, fit_on=fit_on)
+        # linkage of their centroids: another K-cluster reading (bench/merged_overclusters.py).
+        # PICA's by its head's probabilities, as its argmax is often a near tie
+        if hasattr(method, "predict_overcluster_proba"):
+            merged = merge_soft_overclusters(feats, method.predict_overcluster_proba(data), k, fit_mask=tr)[0]
+        else:
+            merged = merge_overclusters(feats, assign, k, fit_mask=tr)
+        cluster_report(f"{label} merged to {k}", data, merged, k, args.seed, rows, fit_on=fit_on)
         if args.feature_probe:
             before = dc_untrained.transform(data) if is_dc and dc_untrained is not None else \
                 untrained_features(method, train, data)

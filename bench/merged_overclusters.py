@@ -6,8 +6,11 @@ For each checkpoint: Hungarian accuracy and NMI on the validation split (what ch
 linkage) and on the test split, for the method's K-cluster head (PICA), K-means with K = 11 on
 its features (DeepCluster's K-cluster reading) and the merged over-clusters (PICA's 7 x K head,
 DeepCluster's 8 x K), from float32 inference; and the merge again from the over-clusters of bf16
-inference, with the share of images whose over-cluster is the same in both. Centroids and K-means are fitted on the training and test images (as the
-transductive runs were); no label is used. Checkpoints are not in git (``*.pt``): one that is
+inference, with the share of images whose over-cluster is the same in both. For PICA also the
+soft merge (``merge_soft_overclusters``: centroids and rows weighted by the over-clustering
+head's probabilities, what ``latentmap cluster --merge`` does on a head-over clustering) from
+float32 and bf16 inference, with the two partitions' adjusted Rand index. Centroids and
+K-means are fitted on the training and test images (as the transductive runs were); no label is used. Checkpoints are not in git (``*.pt``): one that is
 absent is reported and skipped.
 
     .venv/bin/python bench/merged_overclusters.py [--out bench/results/merged_overclusters.md]
@@ -35,13 +38,14 @@ DC_RUNS = ["deepcluster_transductive_full", "deepcluster_transductive_full60", "
 def main(argv=None) -> int:
     import torch
 
-    from core.cluster.merge import merge_overclusters
+    from core.cluster.merge import merge_overclusters, merge_soft_overclusters
     from core.jobs.checkpoint import load_checkpoint
     from core.methods.deepcluster import DeepCluster
     from core.methods.pica import PICA
     from core.metrics.clustering import hungarian_accuracy, nmi
     from deep_clustering import load_medmnist
     from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
@@ -58,9 +62,10 @@ def main(argv=None) -> int:
         return hungarian_accuracy(y[m], a[m]), nmi(y[m], a[m])
 
     lines = ["| checkpoint | K-cluster head | K-means 11 on features | merged over-clusters | over-clusters used "
-             "| merged, over-clusters from bf16 inference (argmax agreeing with float32) |",
-             "|---|---|---|---|---|---|"]
-    gains = {"PICA": [], "DeepCluster": []}
+             "| merged, over-clusters from bf16 inference (argmax agreeing with float32) "
+             "| soft merge: float32 | soft merge: bf16 (agreeing with float32) |",
+             "|---|---|---|---|---|---|---|---|"]
+    gains = {"PICA": [], "DeepCluster": [], "PICA soft": []}
     for kind, runs in (("PICA", PICA_RUNS), ("DeepCluster", DC_RUNS)):
         for run in runs:
             path = RESULTS / run / f"organamnist-{kind}.pt"
@@ -72,7 +77,7 @@ def main(argv=None) -> int:
             method = (PICA() if kind == "PICA" else DeepCluster()).load_state_dict(load_checkpoint(path))
             method.mixed_precision = "off"
             if kind == "PICA":
-                feats, over, _ = method._predict(data.x, head=0)
+                feats, over, proba = method._predict(data.x, head=0)
                 head = method.predict_clusters(data)
             else:
                 feats, over, head = method.transform(data), method.predict_clusters(data), None
@@ -91,12 +96,25 @@ def main(argv=None) -> int:
             # the same checkpoint's over-clusters predicted in bf16 (the bench's training setting):
             # how much the merge depends on argmax flips between near-tied over-clusters
             method.mixed_precision = "bf16"
-            over16 = method._predict(data.x, head=0)[1] if kind == "PICA" else method.predict_clusters(data)
+            if kind == "PICA":
+                _, over16, proba16 = method._predict(data.x, head=0)
+            else:
+                over16, proba16 = method.predict_clusters(data), None
             ta, tn = score(merge_overclusters(feats, over16, 11, fit_mask=fit), "test")
             bf16 = f"test {ta:.3f} / {tn:.3f} ({np.mean(over16 == over):.0%})"
-            lines.append(f"| {kind} `{run}` | " + " | ".join(cells) + f" | {n_used} | {bf16} |")
+            soft = ["-", "-"]
+            if kind == "PICA":
+                # soft merge: the head's probabilities weigh centroids and rows (no argmax)
+                s32 = merge_soft_overclusters(feats, proba, 11, fit_mask=fit)[0]
+                s16 = merge_soft_overclusters(feats, proba16, 11, fit_mask=fit)[0]
+                (va, vn), (ta, tn) = score(s32, "val"), score(s32, "test")
+                soft[0] = f"val {va:.3f} / {vn:.3f}, **test {ta:.3f} / {tn:.3f}**"
+                ta, tn = score(s16, "test")
+                soft[1] = f"test {ta:.3f} / {tn:.3f} ({adjusted_rand_score(s32, s16):.3f} ARI)"
+                gains["PICA soft"].append(score(s32, "test")[0] - score(head, "test")[0])
+            lines.append(f"| {kind} `{run}` | " + " | ".join(cells) + f" | {n_used} | {bf16} | " + " | ".join(soft) + " |")
             print(lines[-1] + f"  ({time.perf_counter() - t:.0f} s)", flush=True)
-    summary = [f"- {kind}: merged minus {'head' if kind == 'PICA' else 'K-means 11'}, test accuracy: "
+    summary = [f"- {kind}: merged minus {'K-means 11' if kind == 'DeepCluster' else 'head'}, test accuracy: "
                + ", ".join(f"{g:+.3f}" for g in g_) + (f" (mean {np.mean(g_):+.3f})" if g_ else "")
                for kind, g_ in gains.items()]
     text = ["# K clusters from the over-clustering (OrganAMNIST, K = 11)", "",

@@ -62,7 +62,8 @@ class ClustersPanel(QWidget):
         re.addWidget(self.recluster_btn)
         self.merge_btn = QPushButton("Merge into K")
         self.merge_btn.setToolTip("Join the current clustering's clusters into K by average linkage of "
-                                  "their centroids, as a new clustering (for an over-clustering)")
+                                  "their centroids, as a new clustering (for an over-clustering; one from the "
+                                  "over-clustering head is weighed by its probabilities)")
         self.merge_btn.clicked.connect(lambda: self.merge())
         re.addWidget(self.merge_btn)
         self.over_head_btn = QPushButton("From over-clustering head")
@@ -264,17 +265,15 @@ class ClustersPanel(QWidget):
     def merge(self, k: int | None = None) -> QtJob:
         """The active clustering's clusters joined into K (average linkage of their centroids),
         in the background, as a NEW clustering (undoable; the fine one keeps its mapping)."""
-        from core.workflows.clustering import merge_clustering
-        from core.workflows.tasks import single_step
+        from core.workflows.clustering import merge_steps
 
         clustering = self.model.active_clustering
         if not clustering:
             raise RuntimeError("no clustering to merge: train a method or re-cluster first")
         k = int(k or self.k_spin.value())
         project = self.model.project
-        job = run_steps(lambda: single_step(
-            lambda: merge_clustering(project, clustering, k=k, activate=False, author=self.model.author),
-            f"merging {clustering} into {k}"), name="merge", parent=self)
+        job = run_steps(lambda: merge_steps(project, clustering, k=k, activate=False, author=self.model.author),
+                        name="merge", parent=self)
         return self._start(job, "merging")
 
     def _start(self, job: QtJob, what: str) -> QtJob:

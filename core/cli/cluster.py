@@ -6,8 +6,10 @@ clustering of the project (``core.workflows.clustering.recluster``: undoable; an
 clustering, its Algorithm-1 mapping and overrides are never replaced). ``--over-head`` takes
 the clusters of the run's over-clustering head instead of k-means (PICA's 7 x K: the finer
 clusters Algorithm 1 maps to labels best). ``--merge K`` joins an existing clustering's clusters
-(``--clustering``, default the active one) into K by average linkage of their centroids. Prints cluster sizes and, when the samples carry
-labels, NMI, Hungarian accuracy, ARI and purity against them.
+(``--clustering``, default the active one) into K by average linkage of their centroids; an
+over-clustering head's clusters are weighed by that head's probabilities (a progress bar while
+it predicts them). Prints cluster sizes and, when the samples carry labels, NMI, Hungarian
+accuracy, ARI and purity against them.
 """
 from __future__ import annotations
 
@@ -32,7 +34,8 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="k-means seed")
     p.add_argument("--merge", type=int, metavar="K",
                    help="join the clusters of --clustering (default: the active one) into K by average "
-                        "linkage of their centroids, as a new clustering (for an over-clustering)")
+                        "linkage of their centroids, as a new clustering (for an over-clustering; one from "
+                        "--over-head is weighed by the head's probabilities)")
     p.add_argument("--clustering", help="the clustering --merge joins (default: the active clustering)")
     p.add_argument("--over-head", action="store_true",
                    help="the clusters of the run's over-clustering head (PICA) instead of k-means; "
@@ -68,7 +71,7 @@ def run_cluster(args) -> int:
             raise ValueError("--merge joins an existing clustering's clusters: not with --k, --ids-file or --over-head")
         from ..workflows.clustering import merge_clustering
 
-        cname = merge_clustering(project, args.clustering, k=args.merge, name=args.name)
+        cname = _with_bar("merging", merge_clustering, project, args.clustering, k=args.merge, name=args.name)
         run_id = project.clustering_info(cname)["run_id"]
     elif args.over_head:
         if args.k is not None or ids is not None:
@@ -99,18 +102,23 @@ def run_cluster(args) -> int:
     return 0
 
 
-def _over_head(project, run_id: int, name: str | None) -> str:
-    """The over-clustering head's clusters as a new clustering, with a progress bar."""
+def _with_bar(desc: str, run, *args, **kw):
+    """``run(*args, on_step=..., **kw)`` (a workflow's step generator run to the end) with a
+    progress bar over its steps."""
     import sys
 
     from tqdm import tqdm
 
-    from ..workflows.clustering import cluster_from_overclustering_head
-
-    with tqdm(desc="over-clustering head", unit="step", file=sys.stderr, dynamic_ncols=True,
-              mininterval=0.5) as bar:
+    with tqdm(desc=desc, unit="step", file=sys.stderr, dynamic_ncols=True, mininterval=0.5) as bar:
         def step(prog):
             bar.total = prog.steps_per_epoch or bar.total
             if prog.global_step > bar.n:
                 bar.update(prog.global_step - bar.n)
-        return cluster_from_overclustering_head(project, run_id, name=name, on_step=step)
+        return run(*args, on_step=step, **kw)
+
+
+def _over_head(project, run_id: int, name: str | None) -> str:
+    """The over-clustering head's clusters as a new clustering, with a progress bar."""
+    from ..workflows.clustering import cluster_from_overclustering_head
+
+    return _with_bar("over-clustering head", cluster_from_overclustering_head, project, run_id, name=name)

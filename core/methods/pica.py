@@ -491,6 +491,12 @@ class PICA(Method):
         """Target-head cluster probabilities (N x n_clusters)."""
         return self._predict(getattr(data, "x", data))[2]
 
+    def predict_overcluster_proba(self, data) -> np.ndarray:
+        """Over-clustering head's probabilities (N x n_overclusters): what merging its clusters
+        into K weighs by (``core.cluster.merge.merge_soft_overclusters``), as its argmax is
+        often a near tie."""
+        return self._predict(getattr(data, "x", data), head=0)[2]
+
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict:
         self._check_fitted()

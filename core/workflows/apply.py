@@ -105,8 +105,8 @@ def place_into_clustering(project, clustering: str, ids, features, *, method=Non
     new = np.array([s not in have for s in ids])
     if not new.any():
         return 0
-    source = project.clustering_info(clustering)["params"].get("source")
-    assign = head_assign(method, source, None if data is None else data.subset(np.flatnonzero(new)))
+    params = project.clustering_info(clustering)["params"]
+    assign = head_assign(method, params, None if data is None else data.subset(np.flatnonzero(new)))
     if assign is None:
         labels, cents = centroids(project, clustering, ids[~new], np.asarray(features)[~new])
         assign = nearest_cluster(labels, cents, np.asarray(features)[new])

@@ -11,16 +11,37 @@ from ..project.accessors import default_clustering_name, embedding_key, run_name
 
 # a clustering's ``source`` -> the method's prediction that made it (and places new samples in it)
 HEAD_PREDICTIONS = {"head": "predict_clusters", "head-over": "predict_overclusters"}
+# the over-clustering head's probabilities: what a soft merge of its clusters weighs by
+OVER_PROBA = "predict_overcluster_proba"
 
 
-def head_assign(method, source: str | None, data) -> np.ndarray | None:
-    """The clusters of ``data`` from the method head that made a clustering of ``source``
-    ("head": the target head, "head-over": the over-clustering head); None when ``source`` is
-    not a head's or the method (or the data) is not at hand."""
-    fn = getattr(method, HEAD_PREDICTIONS.get(source or "", ""), None) if method is not None else None
-    if fn is None or data is None:
+def by_head(params: dict) -> bool:
+    """Whether new samples join a clustering of these ``params`` by the method's heads (its
+    head's own clusters, or a soft merge of its over-clustering head) rather than by centroids."""
+    return params.get("source") in HEAD_PREDICTIONS or (params.get("source") == "merged" and "groups" in params)
+
+
+def head_assign(method, params: dict | str | None, data) -> np.ndarray | None:
+    """The clusters of ``data`` from the method head that made a clustering of these ``params``
+    (or of this ``source``): "head", the target head; "head-over", the over-clustering head;
+    "merged" with ``groups``, the over-clustering head's probabilities summed per merged
+    cluster. None when the clustering is not a head's or the method (or the data) is not at hand."""
+    params = {"source": params} if not isinstance(params, dict) else params
+    if method is None or data is None or not by_head(params):
         return None
-    return np.asarray(fn(data), dtype=int)
+    if params["source"] == "merged":
+        from ..cluster.merge import merged_from_proba
+
+        fn = getattr(method, OVER_PROBA, None)
+        return None if fn is None else merged_from_proba(fn(data), params["groups"])
+    fn = getattr(method, HEAD_PREDICTIONS[params["source"]], None)
+    return None if fn is None else np.asarray(fn(data), dtype=int)
+
+
+def _chunked(data, chunk: int):
+    """``data`` in subsets of ``chunk`` samples: the steps of a per-sample prediction."""
+    for i in range(0, len(data), chunk):
+        yield min(len(data), i + chunk), data.subset(np.arange(i, min(len(data), i + chunk)))
 
 
 def kmeans_assign(features, k: int, *, seed: int = 0) -> np.ndarray:
@@ -125,10 +146,10 @@ def overclustering_steps(project, run_id: int | None = None, *, name: str | None
                          f"can be read by {run['method']}")
     n_steps = -(-len(data) // chunk)
     parts = []
-    for i in range(n_steps):
-        parts.append(head_assign(method, "head-over", data.subset(np.arange(i * chunk, min(len(data), (i + 1) * chunk)))))
+    for i, (done, part) in enumerate(_chunked(data, chunk)):
+        parts.append(head_assign(method, "head-over", part))
         yield Progress(step=i + 1, global_step=i + 1, n_epochs=1, steps_per_epoch=n_steps,
-                       message=f"over-clustering head: {min(len(data), (i + 1) * chunk)}/{len(data)} samples")
+                       message=f"over-clustering head: {done}/{len(data)} samples")
     assign = np.concatenate(parts)
     # an explicit name is taken as given (add_clustering refuses one in use), as in recluster
     new = name or project.unique_clustering_name(default_clustering_name(run_id, "head-over"))
@@ -145,16 +166,19 @@ def cluster_from_overclustering_head(project, run_id: int | None = None, *, on_s
     return run_to_end(overclustering_steps(project, run_id, **kw), on_step)
 
 
-def merge_clustering(project, clustering: str | None = None, *, k: int, name: str | None = None,
-                     activate: bool = True, author=None) -> str:
-    """A clustering's clusters joined into ``k`` by average linkage of their centroids in the
-    run's stored embedding (``core.cluster.merge``), saved as a NEW clustering
+def merge_steps(project, clustering: str | None = None, *, k: int, name: str | None = None,
+                activate: bool = True, author=None, chunk: int = 4096):
+    """Step generator: a clustering's clusters joined into ``k`` by average linkage of their
+    centroids in the run's stored embedding (``core.cluster.merge``), saved as a NEW clustering
     ``<clustering>-merged<k>`` (undoable; the fine clustering keeps its mapping and overrides).
-    Meant for an over-clustering (PICA's head-over, DeepCluster's 8 x K): on OrganAMNIST it
-    gave DeepCluster's K clusters +0.09 to +0.16 accuracy over K-means on its features
-    (``bench/results/merged_overclusters.md``). It is unstable on PICA's over-clusters, whose
-    near-tied argmax flips. Returns the new clustering's name."""
-    from ..cluster.merge import merge_overclusters
+    Meant for an over-clustering. On OrganAMNIST it gave DeepCluster's K clusters +0.09 to
+    +0.16 accuracy over K-means on its features (``bench/results/merged_overclusters.md``).
+
+    A clustering from PICA's over-clustering head ("head-over") is merged by the head's
+    probabilities (``merge_soft_overclusters``; one step per ``chunk`` samples to predict them),
+    as its argmax flips between near-tied clusters; the merged clustering keeps each
+    over-cluster's group, so new samples join it by the same head. Returns the new name."""
+    from ..cluster.merge import merge_overclusters, merge_soft_overclusters
 
     clustering = clustering or project.active_clustering_name
     if not clustering or not project.has_clustering(clustering):
@@ -173,13 +197,44 @@ def merge_clustering(project, clustering: str | None = None, *, k: int, name: st
     k = int(k)
     if not 1 <= k < n_used:
         raise ValueError(f"clustering {clustering!r} has {n_used} clusters: merging needs 1 <= k < {n_used}, got {k}")
-    assign = merge_overclusters(np.asarray(emb)[rows], fine, k)
+    params = {"source": "merged", "from": clustering, "k": k, "linkage": "average",
+              "embedding": embedding_key(run_id)}
+    proba = None
+    if info["params"].get("source") == "head-over":
+        from .runs import load_method_data, load_run_method
+
+        run = project.run(run_id)
+        yield Progress(message=f"loading {run_name(run_id)} ({run['method']}) for its over-clustering head")
+        method = load_run_method(run, project)
+        data = load_method_data(project, method, ids=ids) if hasattr(method, OVER_PROBA) else None
+        if data is not None and len(data) == len(ids):
+            pos = {s: i for i, s in enumerate(ids)}
+            rows, ids = rows[[pos[str(s)] for s in data.ids]], [str(s) for s in data.ids]
+            n_steps, parts = -(-len(data) // chunk), []
+            for i, (done, part) in enumerate(_chunked(data, chunk)):
+                parts.append(getattr(method, OVER_PROBA)(part))
+                yield Progress(step=i + 1, global_step=i + 1, n_epochs=1, steps_per_epoch=n_steps,
+                               message=f"over-clustering head probabilities: {done}/{len(data)} samples")
+            proba = np.concatenate(parts)
+        else:
+            yield Progress(message=f"{run['method']} cannot give over-clustering probabilities for all "
+                                   f"{len(ids)} samples: merging {clustering}'s stored clusters")
+    if proba is not None:
+        assign, groups = merge_soft_overclusters(np.asarray(emb)[rows], proba, k)
+        params.update(soft=True, groups=[int(g) for g in groups])
+    else:
+        assign = merge_overclusters(np.asarray(emb)[rows], fine, k)
+    yield Progress(message=f"merged {n_used} clusters of {clustering} into {k}")
     new = name or project.unique_clustering_name(f"{clustering}-merged{k}")
-    project.add_clustering(new, ids, assign, run_id=run_id,
-                           params={"source": "merged", "from": clustering, "k": k, "linkage": "average",
-                                   "embedding": embedding_key(run_id)},
-                           activate=activate, author=author)
+    project.add_clustering(new, ids, assign, run_id=run_id, params=params, activate=activate, author=author)
     return new
+
+
+def merge_clustering(project, clustering: str | None = None, *, on_step=None, **kw) -> str:
+    """:func:`merge_steps` run to the end in the caller's thread."""
+    from ..jobs.steps import run_to_end
+
+    return run_to_end(merge_steps(project, clustering, **kw), on_step)
 
 
 def centroids(project, clustering: str, ids, features, *, row: dict | None = None) -> tuple[np.ndarray, np.ndarray]:

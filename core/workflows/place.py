@@ -187,7 +187,7 @@ class Placer:
             from .mapping import cluster_predictions
 
             info = self.project.clustering_info(self.clustering)
-            self._source = info["params"].get("source")
+            self._params = info["params"]
             self._cents = centroids(self.project, self.clustering, self.ids, self.features, row=self.row)
             self._per_cluster = cluster_predictions(self.project, self.clustering)
         return self._cents
@@ -229,7 +229,7 @@ class Placer:
         returning; ``"later"`` keeps them until :meth:`store_placed` (``latentmap query`` prints
         the answer first: rewriting a 100,000-row embedding is not needed for it); False never."""
         from ..cluster import l2_normalise
-        from .clustering import HEAD_PREDICTIONS, head_assign, nearest_cluster
+        from .clustering import by_head, head_assign, nearest_cluster
 
         ids = list(dict.fromkeys(str(s) for s in ids))
         new = [s for s in ids if s not in self.row]
@@ -253,11 +253,11 @@ class Placer:
             if todo:
                 cl, cents = self._cluster_state()
                 guess = None
-                if self._source in HEAD_PREDICTIONS and new and set(todo) <= set(new):
+                if by_head(self._params) and new and set(todo) <= set(new):
                     # the clustering came from one of the method's heads: that head places them
                     data = self._last_data
                     sel = np.array([list(data.ids).index(s) for s in todo])
-                    guess = head_assign(self.method, self._source, data.subset(sel))
+                    guess = head_assign(self.method, self._params, data.subset(sel))
                 if guess is None:
                     guess = nearest_cluster(cl, cents, np.stack([feats[s] for s in todo]))
                 stored.update({s: int(g) for s, g in zip(todo, guess)})

@@ -130,9 +130,11 @@ def test_a_run_without_an_over_clustering_head_is_refused(project, capsys):
 
 
 def test_cli_merge_joins_the_over_clusters_into_k(project, capsys):
-    """``latentmap cluster --merge K``: the active clustering's clusters joined by average
-    linkage of their centroids in the stored embedding, as a new undoable clustering."""
-    from core.cluster.merge import merge_overclusters
+    """``latentmap cluster --merge K`` on the over-clustering head's clustering: its clusters
+    joined by average linkage of their probability-weighted centroids in the stored embedding
+    (the head's argmax is often a near tie), as a new undoable clustering that keeps each
+    over-cluster's group."""
+    from core.cluster.merge import merge_soft_overclusters
     from core.workflows.clustering import cluster_from_overclustering_head
 
     over = cluster_from_overclustering_head(project, 1)
@@ -144,14 +146,56 @@ def test_cli_merge_joins_the_over_clusters_into_k(project, capsys):
     assert f"clustering {name}:" in capsys.readouterr().out
     info = project.clustering_info(name)
     assert info["params"]["source"] == "merged" and info["params"]["from"] == over
+    assert info["params"]["soft"] is True
     ids, assign = project.load_clustering(name)
-    assert ids == o_ids and set(assign.tolist()) == {0, 1}
+    assert sorted(ids) == sorted(o_ids) and set(assign.tolist()) == {0, 1}
     emb_ids, emb = project.embedding(1)
     row = {str(s): i for i, s in enumerate(emb_ids)}
-    want = merge_overclusters(emb[[row[s] for s in o_ids]], o_assign, 2)
-    assert assign.tolist() == want.tolist()
+    method, data = _pica(project)
+    proba = method.predict_overcluster_proba(data)
+    want, groups = merge_soft_overclusters(emb[[row[str(s)] for s in data.ids]], proba, 2)
+    assert info["params"]["groups"] == groups.tolist()
+    got = project.cluster_assignments(name)
+    assert [got[str(s)] for s in data.ids] == want.tolist()
     assert project.active_clustering_name == name
     project.undo()
     assert not project.has_clustering(name) and project.active_clustering_name == over
     rc = main(["cluster", "--project", str(project.path), "--merge", str(n_used)])
     assert rc != 0 and f"merging needs 1 <= k < {n_used}" in capsys.readouterr().err
+
+
+def test_cli_merge_of_a_kmeans_clustering_joins_its_centroids(project, capsys):
+    """A clustering not from a head (k-means) is merged by its argmax centroids."""
+    from core.cluster.merge import merge_overclusters
+    from core.workflows.clustering import recluster
+
+    fine = recluster(project, 1, k=6)
+    f_ids, f_assign = project.load_clustering(fine)
+    assert main(["cluster", "--project", str(project.path), "--merge", "3", "--clustering", fine]) == 0
+    info = project.clustering_info(f"{fine}-merged3")
+    assert "groups" not in info["params"]
+    ids, assign = project.load_clustering(f"{fine}-merged3")
+    emb_ids, emb = project.embedding(1)
+    row = {str(s): i for i, s in enumerate(emb_ids)}
+    assert ids == f_ids
+    assert assign.tolist() == merge_overclusters(emb[[row[s] for s in f_ids]], f_assign, 3).tolist()
+
+
+def test_new_samples_join_a_soft_merge_by_the_head_probabilities(project):
+    """A new sample goes into the merged clustering of the over-clustering head by that
+    head's probabilities summed per merged cluster, both through ``Placer`` and ``embed``."""
+    from core.cluster.merge import merged_from_proba
+    from core.workflows.clustering import cluster_from_overclustering_head, merge_clustering
+    from core.workflows.place import Placer
+
+    over = cluster_from_overclustering_head(project, 1)
+    name = merge_clustering(project, over, k=2)
+    groups = project.clustering_info(name)["params"]["groups"]
+    ids, img = _add_test_images(project, 4)
+    method, _ = _pica(project)
+    want = merged_from_proba(method.predict_overcluster_proba(img), groups).tolist()
+    placed = Placer(project, 1, clustering=name).place(ids[:1], k=3)
+    assert placed[0].embedded_now and placed[0].cluster == want[0]
+    assert main(["embed", "--project", str(project.path), "--run", "1"]) == 0
+    after = project.cluster_assignments(name, ids)
+    assert [after[s] for s in ids] == want
