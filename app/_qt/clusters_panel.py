@@ -8,8 +8,8 @@ import numpy as np
 from qtpy.QtCore import QSize, Qt
 from qtpy.QtGui import QBrush, QColor, QIcon, QImage, QPixmap
 from qtpy.QtWidgets import (QAbstractItemView, QCheckBox, QComboBox, QHBoxLayout, QHeaderView,
-                            QLabel, QMenu, QPushButton, QSpinBox, QTableWidget, QTableWidgetItem,
-                            QVBoxLayout, QWidget)
+                            QLabel, QMenu, QProgressBar, QPushButton, QSpinBox, QTableWidget,
+                            QTableWidgetItem, QVBoxLayout, QWidget)
 
 from app._qt.jobs import QtJob, run_steps
 from core.cluster.mapping import cluster_rows
@@ -71,6 +71,14 @@ class ClustersPanel(QWidget):
                                       "clusters): the finer clusters Algorithm 1 maps to labels best")
         self.over_head_btn.clicked.connect(lambda: self.cluster_from_over_head())
         re.addWidget(self.over_head_btn)
+        # a clustering job's progress and its Cancel (over-head and merge predict every sample)
+        self.job_bar = QProgressBar()
+        self.job_bar.setMaximumWidth(160)
+        self.job_cancel_btn = QPushButton("Cancel")
+        self.job_cancel_btn.clicked.connect(self.cancel_job)
+        for w in (self.job_bar, self.job_cancel_btn):
+            w.setVisible(False)
+            re.addWidget(w)
         re.addStretch(1)
         layout.addLayout(re)
 
@@ -277,24 +285,46 @@ class ClustersPanel(QWidget):
         return self._start(job, "merging")
 
     def _start(self, job: QtJob, what: str) -> QtJob:
-        """Start a clustering job (the clustering buttons wait for it); when it finishes its
-        clustering becomes the active one."""
+        """Start a clustering job (the clustering buttons wait for it; its progress and Cancel
+        show next to them); when it finishes its clustering becomes the active one."""
         for b in (self.recluster_btn, self.over_head_btn, self.merge_btn):
             b.setEnabled(False)
+        self.job_bar.setRange(0, 0)
+        self.job_cancel_btn.setEnabled(True)
+        for w in (self.job_bar, self.job_cancel_btn):
+            w.setVisible(True)
+
+        def progress(p):
+            if p.fraction is not None:
+                self.job_bar.setRange(0, 1000)
+                self.job_bar.setValue(int(p.fraction * 1000))
+            if p.message:
+                self.info.setText(f"{what}: {p.message}")
 
         def done(status):
             self._job = None
+            for w in (self.job_bar, self.job_cancel_btn):
+                w.setVisible(False)
             self.recluster_btn.setEnabled(True)
             self.merge_btn.setEnabled(True)
             self.over_head_btn.setEnabled(self._run_has_over_head())
             if status == "finished":
                 self.model.clustering_added(job.method.result)
+            elif status == "cancelled":
+                self.info.setText(f"{what} cancelled: no clustering was added")
             else:
                 self.info.setText(f"{what} {status}: {job.error}")
 
+        job.progress.connect(progress)
         job.done.connect(done)
         self._job = job
         return job.start()
+
+    def cancel_job(self) -> None:
+        """Stop the running clustering job within one step; nothing is saved."""
+        if self._job is not None:
+            self.job_cancel_btn.setEnabled(False)
+            self._job.cancel()
 
 
 def _vector_text(vec) -> str:

@@ -150,13 +150,16 @@ def test_clusters_panel_over_clustering_head(qtbot, tmp_path, selection, one_tor
         assert panel.table.rowCount() == len(set(assign.tolist()))
         assert sum(r["size"] for r in panel.rows) == len(ids) == 24 + 6
         assert panel.over_head_btn.isEnabled() and panel.recluster_btn.isEnabled()
-        # the over-clusters merged into 2 (K from the spin box), then both undone
+        # the over-clusters merged into 2 (K from the spin box) by the head's probabilities, with
+        # progress and Cancel next to the buttons while it runs; then both undone
         panel.k_spin.setValue(2)
         job = panel.merge()
+        assert not panel.job_bar.isHidden() and panel.job_cancel_btn.isEnabled()
         qtbot.waitUntil(lambda: job.state == "finished", timeout=60_000)
         qtbot.waitUntil(lambda: model.active_clustering == "run-0001-head-over-merged2", timeout=10_000)
         assert panel.table.rowCount() == 2 and sum(r["size"] for r in panel.rows) == len(ids)
-        assert panel.merge_btn.isEnabled()
+        assert model.project.clustering_info("run-0001-head-over-merged2")["params"]["soft"] is True
+        assert panel.merge_btn.isEnabled() and panel.job_bar.isHidden() and panel.job_cancel_btn.isHidden()
         model.undo()
         assert model.active_clustering == "run-0001-head-over"
         model.undo()
