@@ -63,7 +63,7 @@ def main(argv=None) -> int:
 
     lines = ["| checkpoint | K-cluster head | K-means 11 on features | merged over-clusters | over-clusters used "
              "| merged, over-clusters from bf16 inference (argmax agreeing with float32) "
-             "| soft merge: float32 | soft merge: bf16 (agreeing with float32) |",
+             "| soft merge: float32 | soft merge: bf16 (ARI with float32) |",
              "|---|---|---|---|---|---|---|---|"]
     gains = {"PICA": [], "DeepCluster": [], "PICA soft": []}
     for kind, runs in (("PICA", PICA_RUNS), ("DeepCluster", DC_RUNS)):
