@@ -38,10 +38,16 @@ def head_assign(method, params: dict | str | None, data) -> np.ndarray | None:
     return None if fn is None else np.asarray(fn(data), dtype=int)
 
 
-def _chunked(data, chunk: int):
-    """``data`` in subsets of ``chunk`` samples: the steps of a per-sample prediction."""
-    for i in range(0, len(data), chunk):
-        yield min(len(data), i + chunk), data.subset(np.arange(i, min(len(data), i + chunk)))
+def _predict_steps(predict, data, what: str, chunk: int):
+    """Step generator: ``predict`` on ``data`` in subsets of ``chunk`` samples, a progress step
+    after each; returns the parts concatenated."""
+    n_steps, parts = -(-len(data) // chunk), []
+    for i, start in enumerate(range(0, len(data), chunk)):
+        stop = min(len(data), start + chunk)
+        parts.append(predict(data.subset(np.arange(start, stop))))
+        yield Progress(step=i + 1, global_step=i + 1, n_epochs=1, steps_per_epoch=n_steps,
+                       message=f"{what}: {stop}/{len(data)} samples")
+    return np.concatenate(parts)
 
 
 def kmeans_assign(features, k: int, *, seed: int = 0) -> np.ndarray:
@@ -144,13 +150,8 @@ def overclustering_steps(project, run_id: int | None = None, *, name: str | None
     if len(data) == 0:
         raise ValueError(f"{project.path}: none of the {len(ids)} samples of {embedding_key(run_id)} "
                          f"can be read by {run['method']}")
-    n_steps = -(-len(data) // chunk)
-    parts = []
-    for i, (done, part) in enumerate(_chunked(data, chunk)):
-        parts.append(head_assign(method, "head-over", part))
-        yield Progress(step=i + 1, global_step=i + 1, n_epochs=1, steps_per_epoch=n_steps,
-                       message=f"over-clustering head: {done}/{len(data)} samples")
-    assign = np.concatenate(parts)
+    assign = yield from _predict_steps(lambda part: head_assign(method, "head-over", part), data,
+                                       "over-clustering head", chunk)
     # an explicit name is taken as given (add_clustering refuses one in use), as in recluster
     new = name or project.unique_clustering_name(default_clustering_name(run_id, "head-over"))
     project.add_clustering(new, [str(s) for s in data.ids], assign, run_id=run_id,
@@ -210,12 +211,8 @@ def merge_steps(project, clustering: str | None = None, *, k: int, name: str | N
         if data is not None and len(data) == len(ids):
             pos = {s: i for i, s in enumerate(ids)}
             rows, ids = rows[[pos[str(s)] for s in data.ids]], [str(s) for s in data.ids]
-            n_steps, parts = -(-len(data) // chunk), []
-            for i, (done, part) in enumerate(_chunked(data, chunk)):
-                parts.append(getattr(method, OVER_PROBA)(part))
-                yield Progress(step=i + 1, global_step=i + 1, n_epochs=1, steps_per_epoch=n_steps,
-                               message=f"over-clustering head probabilities: {done}/{len(data)} samples")
-            proba = np.concatenate(parts)
+            proba = yield from _predict_steps(getattr(method, OVER_PROBA), data,
+                                              "over-clustering head probabilities", chunk)
         else:
             yield Progress(message=f"{run['method']} cannot give over-clustering probabilities for all "
                                    f"{len(ids)} samples: merging {clustering}'s stored clusters")
