@@ -14,9 +14,11 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import random
 import socket
 import sqlite3
 import threading
+import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -227,8 +229,7 @@ class Project(RunArrays):
         conn = sqlite3.connect(str(db), isolation_level=None, check_same_thread=False, timeout=30)
         try:
             conn.execute("PRAGMA busy_timeout=30000")
-            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                conn.execute("PRAGMA journal_mode=WAL")
+            _switch_to_wal(conn, db)
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
         except BaseException:
@@ -917,6 +918,30 @@ def _pid_alive(pid: int) -> bool:
 def _writable(path: Path, db: Path) -> bool:
     """Whether SQLite can write here (the folder for its -wal/-shm files, and the database)."""
     return os.access(path, os.W_OK) and os.access(db, os.W_OK)
+
+
+def _switch_to_wal(conn, db: Path, timeout: float = 30.0) -> None:
+    """``PRAGMA journal_mode=WAL``, retried: SQLite answers SQLITE_BUSY to a journal-mode change
+    at once, without calling the busy handler, while another process opens or creates the same
+    database (CI saw it with three processes creating one project), or leaves the mode as it
+    was. Another process may have switched it meanwhile, so the mode is read again each time."""
+    deadline = time.monotonic() + timeout
+    delay = 0.01
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+                return
+            if conn.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() == "wal":
+                return
+            last = None
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc).lower() and "busy" not in str(exc).lower():
+                raise
+            last = exc
+        if time.monotonic() > deadline:
+            raise last or sqlite3.OperationalError(f"{db}: could not switch to WAL mode")
+        time.sleep(delay * (0.5 + random.random()))    # jitter: the others retry too
+        delay = min(delay * 2, 0.2)
 
 
 def _schema_state(conn) -> str:
