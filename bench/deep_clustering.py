@@ -61,6 +61,7 @@ from _machine import cpu_model  # noqa: E402  (bench/ is on sys.path when run as
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from core.device import default_precision  # noqa: E402
 
 GOALS = {"organamnist": {"acc": 0.70, "nmi": 0.65, "purity_8k": 0.90, "over_kmeans_raw": 0.15}}
 ORGANAMNIST_NAMES = ["bladder", "femur-left", "femur-right", "heart", "kidney-left", "kidney-right",
@@ -386,7 +387,8 @@ def plot_curves(name, curves: dict, test_curves: dict, out: Path) -> Path | None
 
 
 def memory_probe(size: int, threads: int) -> dict:
-    """Peak RSS of one default PICA step (batch 256 and the default strong copies, bf16) on random
+    """Peak RSS of one default PICA step (batch 256 and the default strong copies, bf16 where the
+    CPU runs it natively) on random
     128 x 128 images, in its own process so that nothing else counts."""
     code = f"""
 import resource, time, numpy as np, torch
@@ -394,7 +396,7 @@ torch.set_num_threads({threads})
 from core.dataset import SampleSet
 from core.methods.pica import PICA
 x = np.random.default_rng(0).integers(0, 256, (256, {size}, {size}), dtype=np.uint8)
-m = PICA(epochs=1, n_clusters=4, mixed_precision="bf16", device="cpu", eval_samples=0, bn_samples=0)
+m = PICA(epochs=1, n_clusters=4, mixed_precision="{default_precision()}", device="cpu", eval_samples=0, bn_samples=0)
 t = time.perf_counter()
 g = m.steps(SampleSet(ids=np.arange(256), x=x))
 next(p for p in g if p.losses)  # the first optimisation step (start-up progress has no losses)
@@ -560,7 +562,8 @@ def main(argv=None):
     p.add_argument("--probe-test", type=int, default=2000, help="test images in that subset")
     p.add_argument("--backbone", default="convnet_small", help="PICA trunk")
     p.add_argument("--pica-params", default="{}", help='more PICA hyperparameters as JSON, e.g. {"sobel": true}')
-    p.add_argument("--mixed-precision", default="bf16", choices=("auto", "bf16", "off"))
+    p.add_argument("--mixed-precision", default=default_precision(), choices=("auto", "bf16", "off"),
+                   help="default: bf16 where the CPU has bf16 instructions (AMX, AVX-512 BF16), else auto")
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--probe-size", type=int, default=128, help="memory probe image size (0 = skip)")

@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _machine import cpu_model  # noqa: E402
+from core.device import default_precision  # noqa: E402
 from deep_clustering import ORGANAMNIST_NAMES, cluster_report, cpu_seconds, load_medmnist  # noqa: E402  (read-only reuse)
 
 GOAL_ACC = 0.90
@@ -164,7 +165,8 @@ def main(argv=None):
     ap.add_argument("--label-fraction", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--backbone", default="convnet_small")
-    ap.add_argument("--mixed-precision", default="bf16")
+    ap.add_argument("--mixed-precision", default=default_precision(), choices=("auto", "bf16", "off"),
+                    help="default: bf16 where the CPU has bf16 instructions (AMX, AVX-512 BF16), else auto")
     ap.add_argument("--epochs", type=int, default=4, help="epochs of every classifier run")
     ap.add_argument("--steps", type=int, default=40, help="FixMatch steps per epoch")
     ap.add_argument("--batch-size", type=int, default=32, help="labelled images per step")

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import warnings
 
 
 def pick_device(device: str = "auto"):
@@ -26,6 +28,8 @@ def autocast(device, mode: str = "auto"):
     if not uses_bf16(device, mode):
         return contextlib.nullcontext()
     kind = getattr(device, "type", str(device))
+    if kind != "cuda" and not cpu_bf16_fast():
+        _warn_slow_bf16()
     return torch.autocast("cuda" if kind == "cuda" else "cpu", dtype=torch.bfloat16)
 
 
@@ -35,6 +39,32 @@ def uses_bf16(device, mode: str = "auto") -> bool:
         raise ValueError(f"mixed precision must be auto, bf16 or off, got {mode!r}")
     kind = getattr(device, "type", str(device))
     return mode == "bf16" or (mode == "auto" and kind == "cuda")
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_bf16_fast() -> bool:
+    """Whether this CPU has bf16 instructions oneDNN uses (AVX-512 BF16 or AMX). Without them
+    bf16 autocast is emulated: a convnet step measured 10x slower than float32 on an AVX2-only
+    AMD EPYC, while AMX Xeons run it 1.4-3x faster."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def default_precision() -> str:
+    """The mixed-precision mode to use when speed matters and bf16 results are acceptable
+    (benchmarks): bf16 where the CPU runs it natively, else "auto" (bf16 on CUDA only)."""
+    return "bf16" if cpu_bf16_fast() else "auto"
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_slow_bf16() -> None:
+    warnings.warn("bf16 mixed precision on a CPU without bf16 instructions (no AVX-512 BF16 or "
+                  "AMX): it is emulated and several times slower than float32; use "
+                  "mixed_precision='auto' here", RuntimeWarning, stacklevel=3)
 
 
 def seed_everything(seed: int) -> None:

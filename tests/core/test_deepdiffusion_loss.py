@@ -157,6 +157,24 @@ def test_mixed_precision_modes():
         autocast(torch.device("cpu"), "fp8")
 
 
+def test_bf16_on_a_cpu_without_bf16_instructions_warns_and_benchmarks_avoid_it(monkeypatch):
+    """On an AVX2-only CPU bf16 autocast is emulated (a convnet step measured 10x slower than
+    float32): asking for it warns once, and the benchmarks' default falls back to "auto"."""
+    import torch
+
+    from core import device
+
+    monkeypatch.setattr(device, "cpu_bf16_fast", lambda: False)
+    device._warn_slow_bf16.cache_clear()
+    assert device.default_precision() == "auto"
+    with pytest.warns(RuntimeWarning, match="without bf16 instructions"):
+        with device.autocast(torch.device("cpu"), "bf16"):
+            pass
+    monkeypatch.setattr(device, "cpu_bf16_fast", lambda: True)
+    assert device.default_precision() == "bf16"
+    device._warn_slow_bf16.cache_clear()
+
+
 def _scenario(scale: float, n: int = 3000, d: int = 32, b: int = 8, seed: int = 0):
     """Memory rows of norm ~scale: at 1 no softmax value is clipped, at 6 most rows clip."""
     g = torch.Generator().manual_seed(seed)
