@@ -76,6 +76,50 @@ def test_dirichlet_prior_trains(organ):
     assert "dirichlet" in hist[0].losses and np.isfinite(hist[-1].losses["loss"])
 
 
+def test_instance_term_is_reported_learned_and_saved(organ):
+    """``instance_weight`` adds an NT-Xent term between the weak and the first strong view, on a
+    projector the checkpoint carries: the term falls over a few steps on real organ images, the
+    step's loss is PICA's plus that term, and a reloaded model predicts the same clusters."""
+    from core.methods.ssl_baselines import nt_xent_loss
+
+    torch.set_num_threads(2)
+    data = organ.subset(np.arange(22))
+    m = _small(epochs=6, batch_size=11, head_schedule="joint", instance_weight=1.0)
+    hist = [p for p in m.steps(data) if p.losses]
+    assert all({"loss", "pui", "entropy", "instance"} <= set(p.losses) for p in hist)
+    first, last = np.mean([p.losses["instance"] for p in hist[:2]]), np.mean([p.losses["instance"] for p in hist[-2:]])
+    assert last < first
+    assert all(p.losses["loss"] > p.losses["instance"] + p.losses["pui"] for p in hist)
+    # a batch of n pairs starts near log(2n - 1): the views are not yet matched
+    assert hist[0].losses["instance"] == pytest.approx(np.log(21), rel=0.25)
+    state = m.state_dict()
+    assert any(k.startswith("projector.") for k in state["model"])
+    again = PICA.from_checkpoint(state)
+    assert (again.predict_clusters(data) == m.predict_clusters(data)).all()
+    # a checkpoint from before the term (no such parameter, no projector) still loads
+    old = {**state, "params": {k: v for k, v in state["params"].items() if k != "instance_weight"},
+           "model": {k: v for k, v in state["model"].items() if not k.startswith("projector.")}}
+    old_opt = _small(epochs=6, batch_size=11, head_schedule="joint", instance_weight=0.0)
+    list(old_opt.steps(organ.subset(np.arange(11))))
+    old["optimizer"] = old_opt.state_dict()["optimizer"]
+    legacy = PICA.from_checkpoint(old)
+    assert legacy.instance_weight == 0.0 and not hasattr(legacy.model_, "projector")
+    assert (legacy.predict_clusters(data) == m.predict_clusters(data)).all()
+    # the term itself: identical views give a lower loss than unrelated ones
+    z = torch.randn(6, 8, dtype=torch.float64)
+    assert nt_xent_loss(z, z, 0.5) < nt_xent_loss(z, torch.randn(6, 8, dtype=torch.float64), 0.5)
+
+
+def test_instance_term_is_refused_under_torchrun(organ, monkeypatch):
+    """Its negatives would be each rank's own rows, so N processes would not equal one: a clear
+    error before any work, not a silently different run."""
+    from core.methods import pica
+
+    monkeypatch.setattr(pica.dist, "active", lambda: True)
+    with pytest.raises(ValueError, match="torchrun"):
+        next(iter(_small(epochs=1, instance_weight=1.0).steps(organ.subset(np.arange(8)))))
+
+
 def test_resume_is_exact_and_cancel_stops_within_a_step(organ, tmp_path):
     data = organ.subset(np.arange(8))
     kw = dict(epochs=2, batch_size=8, backbone="vgg16_bn")  # 1 batch x 2 heads = 2 steps per epoch
