@@ -375,10 +375,8 @@ class PICA(Method):
                 if dist.active():  # this rank's rows of the global batch, augmented as on one process
                     xo, xp = xo[dist.local_rows(len(idx))], xp[dist.local_rows_repeated(len(idx), r)]
                 with autocast(dev, self.mixed_precision):
-                    fo, fp = model.trunk(xo), model.trunk(xp)
-                    ho, hp = model.head_input(fo), model.head_input(fp)
-                    los = [model.heads[i](ho) for i in heads]
-                    lps = [model.heads[i](hp) for i in heads]
+                    los, fo = model(xo, heads=heads, return_features=True)
+                    lps, fp = model(xp, heads=heads, return_features=True)
                     if instance:
                         zo, zp = model.projector(fo), model.projector(fp[:len(fo)])
                 loss, step_terms = 0.0, []

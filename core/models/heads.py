@@ -66,10 +66,14 @@ class ClusterNet(nn.Module):
         """What the heads see: the (standardised when ``feature_norm``) trunk features."""
         return f if self.norm is None else self.norm(f.float())
 
-    def forward(self, x, heads: Sequence[int] | None = None):
-        h = self.head_input(self.trunk(x))
+    def forward(self, x, heads: Sequence[int] | None = None, return_features: bool = False):
+        """The logits of ``heads`` (all by default); with ``return_features`` also the trunk's
+        features (what a projector on the trunk, such as PICA's instance term, takes)."""
+        f = self.trunk(x)
+        h = self.head_input(f)
         idx = range(len(self.heads)) if heads is None else heads
-        return [self.heads[i](h) for i in idx]
+        logits = [self.heads[i](h) for i in idx]
+        return (logits, f) if return_features else logits
 
 
 class FeatureClassifierNet(nn.Module):
