@@ -67,6 +67,14 @@ def _warn_slow_bf16() -> None:
                   "mixed_precision='auto' here", RuntimeWarning, stacklevel=3)
 
 
+def widen(t):
+    """``t`` in float32 at least: bf16 autocast outputs are lifted, float64 stays float64 (a
+    float64 run, as the distributed tests make, must not drop to float32 half-way)."""
+    import torch
+
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
+
+
 def seed_everything(seed: int) -> None:
     import random
 

@@ -23,6 +23,7 @@ try:  # torch is imported lazily by the registry; importing this module needs it
 except ImportError as exc:  # pragma: no cover - torch is a hard dependency of the engine
     raise ImportError("core.methods.deepdiffusion needs torch") from exc
 
+from ..device import widen
 from ..jobs import Progress, RateMeter
 from ..jobs import distributed as dist
 from ._lmr_neighbours import CLIP as _CLIP
@@ -37,12 +38,6 @@ def l2_normalise(h: "torch.Tensor") -> "torch.Tensor":
     """The reference's ``l2normalize``: (h + 1e-8) / sqrt(max(|h + 1e-8|^2, 1e-12))."""
     x = h + 1e-8
     return x / torch.sqrt(torch.clamp((x * x).sum(1, keepdim=True), min=1e-12))
-
-
-def _wide(h: "torch.Tensor") -> "torch.Tensor":
-    """``h`` in float32 at least: bf16 autocast outputs are lifted, float64 stays float64 (a
-    float64 run, as the distributed tests make, must not drop to float32 half-way)."""
-    return h if h.dtype in (torch.float32, torch.float64) else h.float()
 
 
 def _neighbours(score: "torch.Tensor", k: int):
@@ -467,7 +462,7 @@ class DeepDiffusion(Method):
             x = torch.from_numpy(points[i:i + batch]).to(self.device_)
             with autocast(self.device_, self.mixed_precision):
                 h = self.encoder_(x)
-            out.append(l2_normalise(_wide(h)))
+            out.append(l2_normalise(widen(h)))
         return torch.cat(out) if out else torch.zeros(0, int(self.out_dim), device=self.device_)
 
     def _batch_features(self, points: np.ndarray, batch: int = 64):
@@ -495,7 +490,7 @@ class DeepDiffusion(Method):
                     x = torch.from_numpy(points[lo:hi]).to(self.device_)
                     with autocast(self.device_, self.mixed_precision):
                         h = self.encoder_(x)
-                    out.append(l2_normalise(_wide(h)))
+                    out.append(l2_normalise(widen(h)))
                     yield hi, n
         finally:
             for m, mom in zip(bns, momenta):
@@ -640,7 +635,7 @@ class DeepDiffusion(Method):
                 yield Progress(epoch=0, step=0, global_step=0, n_epochs=n_epochs, steps_per_epoch=spe,
                                samples_per_s=rate, eta_s=(total - done) / max(rate, 1e-9),
                                message=f"initialising memory ({mode}): {done}/{total} shapes")
-            self.memory_ = torch.nn.Parameter(_wide(feats).contiguous())
+            self.memory_ = torch.nn.Parameter(widen(feats).contiguous())
             self._make_optimizer()
             self.epoch_, self.step_, self.global_step_ = 0, 0, 0
             self.train_ids_ = ids[train_mask]
@@ -670,7 +665,7 @@ class DeepDiffusion(Method):
                     with autocast(self.device_, self.mixed_precision):
                         h = self.encoder_(x)
                     momentum = self.memory_update == "momentum"  # then the memory takes no gradient
-                    loss, fit, smooth = lmr_loss(_wide(h), self.memory_.detach() if momentum else self.memory_,
+                    loss, fit, smooth = lmr_loss(widen(h), self.memory_.detach() if momentum else self.memory_,
                                                  idx_r.to(self.device_), int(self.k),
                                                  self._lam_at(self.global_step_, spe), variant=self.loss_variant,
                                                  precision=loss_precision,
@@ -685,7 +680,7 @@ class DeepDiffusion(Method):
                     loss, fit, smooth = dist.sum_over_ranks(loss, fit, smooth)  # the global batch's
                     h = dist.global_batch(h.detach())
                     if momentum:
-                        self._momentum_update(idx.to(self.device_), _wide(h.detach()))
+                        self._momentum_update(idx.to(self.device_), widen(h.detach()))
                     if not torch.isfinite(loss):
                         raise FloatingPointError(f"DeepDiffusion: loss became {loss.item()} at epoch {epoch}, "
                                                  f"step {step}; lower lr")
@@ -696,7 +691,7 @@ class DeepDiffusion(Method):
                     fit_rel = fit.item() / (len(idx) * log_n)
                     fit_first = fit_rel if fit_first is None else fit_first
                     fit_sum, fit_n = fit_sum + fit_rel, fit_n + 1
-                    epoch_f.append(_wide(h.detach()))
+                    epoch_f.append(widen(h.detach()))
                     metrics, message = {}, ""
                     if last:
                         feats = l2_normalise(torch.cat(epoch_f)).cpu().numpy()

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..device import widen
 from ..jobs import Progress, RateMeter
 from ..jobs import distributed as dist
 from .base import Method
@@ -46,10 +47,10 @@ def pui_loss(logits_orig: torch.Tensor, logits_pert: torch.Tensor, lam: float = 
     if n == 0 or logits_pert.shape[0] % n:
         raise ValueError(f"{logits_pert.shape[0]} perturbed rows are not a multiple of {n} originals")
     repeat = logits_pert.shape[0] // n
-    # The loss is a handful of K x K operations: float32 even under autocast (bf16 cosines of
-    # near-one-hot columns lose the signal).
-    x = torch.softmax(logits_orig.float(), dim=1)
-    y = torch.softmax(logits_pert.float(), dim=1)
+    # The loss is a handful of K x K operations: float32 at least even under autocast (bf16
+    # cosines of near-one-hot columns lose the signal).
+    x = torch.softmax(widen(logits_orig), dim=1)
+    y = torch.softmax(widen(logits_pert), dim=1)
     if repeat > 1:
         x = x.repeat(repeat, 1)
 
@@ -172,8 +173,8 @@ class PICA(Method):
     to the batch's other images, which spreads the feature space the clusters are cut from.
     Not the default yet: on 8,000 OrganAMNIST images it lifted the head and the soft merge
     (numbers at the projector below), but at weight 1 the 55-image collapse test ended its one
-    epoch with 10 of 11 clusters used, and it is not yet exact under torchrun (negatives would
-    have to be gathered from every rank), so there it is refused.
+    epoch with 10 of 11 clusters used. Under torchrun its projections are gathered from every
+    rank, so its negatives are the global batch's, as on one process.
 
     Defaults are for a CPU budget (a few epochs on a laptop): the small VGG-style trunk
     ``convnet_small`` (~1/30 of ResNet-18's time per image at 28 px), both heads trained on
@@ -331,9 +332,6 @@ class PICA(Method):
         n = len(data)
         if n < 2:
             raise ValueError(f"PICA needs at least 2 images, got {n}")
-        if float(self.instance_weight) > 0 and dist.active():
-            raise ValueError("PICA: instance_weight > 0 is not supported under torchrun yet (its "
-                             "negatives would be this rank's rows only); train on one process or set 0")
         # resized once, on load, reporting progress from the start
         images = yield from load_images(data.x, int(self.input_size or 0), n_epochs=int(self.epochs), what="PICA")
         if resume is not None:
@@ -381,7 +379,9 @@ class PICA(Method):
                         zo, zp = model.projector(fo), model.projector(fp[:len(fo)])
                 loss, step_terms = 0.0, []
                 if instance:
-                    l_inst = nt_xent_loss(zo.float(), zp.float(), float(self.instance_temperature))
+                    # under torchrun the negatives are the global batch's rows, as on one process
+                    zo, zp = dist.gather_rows(zo), dist.gather_rows(zp)
+                    l_inst = nt_xent_loss(widen(zo), widen(zp), float(self.instance_temperature))
                     loss = float(self.instance_weight) * l_inst
                 for h, lo, lp in zip(heads, los, lps):
                     lo, lp = self._global_batch_logits(lo, lp, r)

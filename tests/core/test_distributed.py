@@ -99,6 +99,19 @@ def test_pica_two_processes_equal_one_process(one_process):
                                [l["loss"] for l in one["losses"]], rtol=1e-9)
 
 
+def test_pica_instance_term_two_processes_equal_one_process(tmp_path):
+    """The instance term's negatives are the global batch's rows on every rank (its projections
+    are gathered), so two processes still end where one does."""
+    need(DATA / "organamnist")
+    params = {**PICA, "instance_weight": 1.0, "epochs": 1}
+    one = json.load(open(str(_one(tmp_path, "one", params)) + ".json"))
+    two = json.load(open(str(_two(tmp_path, "two", params)) + ".json"))
+    assert _max_diff(_load(tmp_path / "one.npz"), _load(tmp_path / "two.npz")) < 1e-7
+    assert all("instance" in l for l in two["losses"])
+    np.testing.assert_allclose([l["instance"] for l in two["losses"]],
+                               [l["instance"] for l in one["losses"]], rtol=1e-9)
+
+
 def test_pica_two_nodes_on_localhost_equal_one_process(one_process):
     tmp, ref = one_process
     out = tmp / "nodes.npz"

@@ -110,16 +110,6 @@ def test_instance_term_is_reported_learned_and_saved(organ):
     assert nt_xent_loss(z, z, 0.5) < nt_xent_loss(z, torch.randn(6, 8, dtype=torch.float64), 0.5)
 
 
-def test_instance_term_is_refused_under_torchrun(organ, monkeypatch):
-    """Its negatives would be each rank's own rows, so N processes would not equal one: a clear
-    error before any work, not a silently different run."""
-    from core.methods import pica
-
-    monkeypatch.setattr(pica.dist, "active", lambda: True)
-    with pytest.raises(ValueError, match="torchrun"):
-        next(iter(_small(epochs=1, instance_weight=1.0).steps(organ.subset(np.arange(8)))))
-
-
 def test_resume_is_exact_and_cancel_stops_within_a_step(organ, tmp_path):
     data = organ.subset(np.arange(8))
     kw = dict(epochs=2, batch_size=8, backbone="vgg16_bn")  # 1 batch x 2 heads = 2 steps per epoch
