@@ -362,6 +362,8 @@ def plot_curves(name, curves: dict, test_curves: dict, out: Path) -> Path | None
     panels = [("test:acc", "test subset: Hungarian accuracy"), ("test:nmi", "test subset: NMI"),
               ("nmi", "train subset NMI (epoch end)"), ("n_used_clusters", "clusters used (epoch end)"),
               ("target_pui", "PUI loss, target head (epoch mean)"), ("target_prior", "prior loss, target head")]
+    if any("instance_loss" in r for rows in curves.values() for r in rows):
+        panels.append(("instance_loss", "instance term (epoch mean)"))
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.2))
     for ax, (key, title) in zip(axes, panels):
         if key.startswith("test:"):

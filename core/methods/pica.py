@@ -406,6 +406,8 @@ class PICA(Method):
                 losses = {"loss": float(loss.item()), "pui": l_pui.item(), self.prior: l_prior.item()}
                 if instance:
                     losses["instance"] = l_inst.item()
+                    sums["instance"] = sums.get("instance", 0.0) + losses["instance"]
+                    sums["instance_n"] = sums.get("instance_n", 0) + 1
                 which = "joint" if joint else ("over" if head < n_heads - 1 else "target")
                 self.epoch_sums_ = sums
                 metrics, message = {}, f"head {which}-clustering"
@@ -447,13 +449,16 @@ class PICA(Method):
 
     @staticmethod
     def _epoch_loss_means(sums: dict) -> dict:
-        """Mean PUI and prior terms of each head over the epoch (the learning curve)."""
+        """Mean PUI and prior terms of each head over the epoch, and the instance term's when it
+        is on (the learning curve)."""
         out = {}
         for which in ("over", "target"):
             k = sums.get(f"{which}_n", 0)
             if k:
                 out[f"{which}_pui"] = sums[f"{which}_pui"] / k
                 out[f"{which}_prior"] = sums[f"{which}_prior"] / k
+        if sums.get("instance_n", 0):
+            out["instance_loss"] = sums["instance"] / sums["instance_n"]
         return out
 
     def _recalibrate(self, images) -> None:

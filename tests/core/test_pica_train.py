@@ -90,6 +90,11 @@ def test_instance_term_is_reported_learned_and_saved(organ):
     first, last = np.mean([p.losses["instance"] for p in hist[:2]]), np.mean([p.losses["instance"] for p in hist[-2:]])
     assert last < first
     assert all(p.losses["loss"] > p.losses["instance"] + p.losses["pui"] for p in hist)
+    # the epoch's mean of the term is on the learning curve, next to the PUI and prior terms
+    ends = [p for p in hist if p.epoch_end]
+    assert len(ends) == 6 and all("instance_loss" in p.metrics and "target_pui" in p.metrics for p in ends)
+    per_epoch = [np.mean([p.losses["instance"] for p in hist if p.epoch == e]) for e in range(6)]
+    np.testing.assert_allclose([p.metrics["instance_loss"] for p in ends], per_epoch, rtol=1e-9)
     # a batch of n pairs starts near log(2n - 1): the views are not yet matched
     assert hist[0].losses["instance"] == pytest.approx(np.log(21), rel=0.25)
     state = m.state_dict()
