@@ -317,7 +317,9 @@ class PICA(Method):
                                                         torch.nn.Linear(d, 128))
             # measured on 8,000 OrganAMNIST images, 10 epochs, seeds 0 and 1
             # (bench/results/pica_instance_8k/): head acc / NMI 0.493 / 0.508 -> 0.531 / 0.541,
-            # the soft merge of the over-clusters 0.494 / 0.530 -> 0.621 / 0.581
+            # the soft merge of the over-clusters 0.494 / 0.530 -> 0.621 / 0.581; on the full data
+            # (8 epochs, bench/results/pica_instance_full/) it did not hold: head -0.03 acc, merge
+            # -0.10 / -0.03 acc, NMI about even, hence off by default
         self.model_ = self.model_.to(self.device_)
         self.optimizer_ = torch.optim.Adam(self.model_.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         self.epoch_, self.step_, self.global_step_ = 0, 0, 0
