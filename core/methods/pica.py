@@ -171,10 +171,9 @@ class PICA(Method):
     strong view of each image, on a 2-layer projection of the trunk features. PICA's loss only
     compares clusters; this term also asks each image's two views to be nearer each other than
     to the batch's other images, which spreads the feature space the clusters are cut from.
-    Not the default yet: on 8,000 OrganAMNIST images it lifted the head and the soft merge
-    (numbers at the projector below), but at weight 1 the 55-image collapse test ended its one
-    epoch with 10 of 11 clusters used. Under torchrun its projections are gathered from every
-    rank, so its negatives are the global batch's, as on one process.
+    Off by default: it lifted the head and the soft merge on 8,000 OrganAMNIST images but not on
+    the full set (numbers at the projector below). Under torchrun its projections are gathered
+    from every rank, so its negatives are the global batch's, as on one process.
 
     Defaults are for a CPU budget (a few epochs on a laptop): the small VGG-style trunk
     ``convnet_small`` (~1/30 of ResNet-18's time per image at 28 px), both heads trained on
