@@ -130,6 +130,11 @@ def cluster_report(name, data, assign, k, seed, rows, k_asked=None, fit_on=("tra
         return row
     row = {"method": name, "acc": hungarian_accuracy(y[te], assign[te]), "nmi": nmi(y[te], assign[te]),
            "purity": purity(y[te], assign[te]), "clusters_used": used, "clusters_asked": k_asked}
+    if va.any():
+        # the validation images are never fitted on (not even with --transductive) and come from
+        # the training split's distribution; the test split's patients differ from both
+        # (``split_shift`` in the probe table), so val minus test measures that shift
+        row.update({"val_acc": hungarian_accuracy(y[va], assign[va]), "val_nmi": nmi(y[va], assign[va])})
     tr_idx = np.flatnonzero(tr)
     for frac in (0.01, 0.10):
         dev = tr_idx[stratified_fraction(data.y[tr_idx], frac, seed)]
@@ -141,7 +146,8 @@ def cluster_report(name, data, assign, k, seed, rows, k_asked=None, fit_on=("tra
         row[f"unmatched_dev{int(frac * 100)}"] = int((np.asarray(counts)[:k] == 0).sum())
         row[f"n_dev{int(frac * 100)}"] = int(len(dev))
     rows.append(row)
-    print(f"  {name:<28} acc {row['acc']:.3f}  NMI {row['nmi']:.3f}  purity {row['purity']:.3f}  "
+    val = f"  (val {row['val_acc']:.3f} / {row['val_nmi']:.3f})" if "val_acc" in row else ""
+    print(f"  {name:<28} acc {row['acc']:.3f}  NMI {row['nmi']:.3f}  purity {row['purity']:.3f}{val}  "
           f"F1(Alg.1, 1% dev) {row['f1_dev1']:.3f}  F1(10% dev) {row['f1_dev10']:.3f}  "
           f"[{used} clusters used; dev sets {row['n_dev1']} / {row['n_dev10']} images]",
           flush=True)
@@ -202,7 +208,12 @@ def feature_probe(name, feats, data, seed, rows, frac: float = 0.10):
     """How much of the classes a representation holds, apart from how a method partitions it:
     test accuracy of a logistic-regression probe and of a 20-nearest-neighbour vote (cosine),
     both fitted on ``frac`` of the training labels (the same stratified draw as Algorithm 1's
-    10 % development set). The features are l2-normalised; the linear probe also standardises them."""
+    10 % development set). The features are l2-normalised; the linear probe also standardises them.
+
+    Both are scored on the validation split too. Its images come from the training split's
+    patients' distribution, the test split's from other patients (MedMNIST's splits), so the
+    val - test gap of the kNN vote is how far the test images sit from the training images in
+    this representation: the split shift every clustering's test figures carry."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.neighbors import KNeighborsClassifier
     from sklearn.preprocessing import StandardScaler, normalize
@@ -213,16 +224,22 @@ def feature_probe(name, feats, data, seed, rows, frac: float = 0.10):
     y = data.class_index
     tr_idx = np.flatnonzero(data.split == "train")
     lab = tr_idx[stratified_fraction(data.y[tr_idx], frac, seed)]
-    te = data.split == "test"
+    te, va = data.split == "test", data.split == "val"
     f = normalize(np.asarray(feats, dtype=np.float64).reshape(len(data), -1))
     sc = StandardScaler().fit(f[lab])
     lin = LogisticRegression(max_iter=2000).fit(sc.transform(f[lab]), y[lab])
+    knn = KNeighborsClassifier(20).fit(f[lab], y[lab])
     row = {"features": name, "dims": int(f.shape[1]), "n_labels": int(len(lab)),
            "linear_probe_acc": float((lin.predict(sc.transform(f[te])) == y[te]).mean()),
-           "knn20_acc": float((KNeighborsClassifier(20).fit(f[lab], y[lab]).predict(f[te]) == y[te]).mean()),
-           "time_s": time.perf_counter() - t}
+           "knn20_acc": float((knn.predict(f[te]) == y[te]).mean())}
+    if va.any():
+        row.update({"linear_probe_acc_val": float((lin.predict(sc.transform(f[va])) == y[va]).mean()),
+                    "knn20_acc_val": float((knn.predict(f[va]) == y[va]).mean())})
+    row["time_s"] = time.perf_counter() - t
     rows.append(row)
-    print(f"  probe {name:<26} linear {row['linear_probe_acc']:.3f}  kNN-20 {row['knn20_acc']:.3f}  "
+    val = (f"  (val: linear {row['linear_probe_acc_val']:.3f}  kNN-20 {row['knn20_acc_val']:.3f})"
+           if "knn20_acc_val" in row else "")
+    print(f"  probe {name:<26} linear {row['linear_probe_acc']:.3f}  kNN-20 {row['knn20_acc']:.3f}{val}  "
           f"[{row['dims']} dims, {row['n_labels']} training labels]", flush=True)
     return row
 
@@ -239,15 +256,19 @@ def untrained_features(method, train, data) -> np.ndarray:
 
 
 def probe_table(name, rows):
-    print(f"\n  {name} test split, {rows[0]['n_labels'] if rows else 0} training labels | linear probe acc | kNN-20 acc")
+    print(f"\n  {name}, {rows[0]['n_labels'] if rows else 0} training labels | test: linear probe acc | kNN-20 acc "
+          f"| val: linear | kNN-20 | kNN-20 val - test (split shift)")
     for r in rows:
-        print(f"  {r['features']:<30} {r['linear_probe_acc']:.3f} | {r['knn20_acc']:.3f}")
+        v = (f" | {r['linear_probe_acc_val']:.3f} | {r['knn20_acc_val']:.3f} | "
+             f"{r['knn20_acc_val'] - r['knn20_acc']:+.3f}") if "knn20_acc_val" in r else " | - | - | -"
+        print(f"  {r['features']:<30} {r['linear_probe_acc']:.3f} | {r['knn20_acc']:.3f}{v}")
 
 
 def summary_table(name, rows, goals):
     """The run's table: every method next to k-means on raw pixels and the issue's goals."""
     base = next((r for r in rows if r["method"] == "k-means raw pixels" and "acc" in r), None)
-    print(f"\n  {name} test split | acc | NMI | purity | acc - k-means raw | NMI - k-means raw | epochs | CPU s/epoch")
+    print(f"\n  {name} test split | acc | NMI | purity | acc - k-means raw | NMI - k-means raw | epochs | CPU s/epoch "
+          f"| val split: acc | NMI")
     for r in rows:
         if r.get("collapsed"):
             print(f"  {r['method']:<30} COLLAPSED ({r['clusters_used']} of {r['clusters_asked']} clusters)")
@@ -256,7 +277,9 @@ def summary_table(name, rows, goals):
         dn = f"{r['nmi'] - base['nmi']:+.3f}" if base else "-"
         ep = r.get("epochs", "-")
         cpe = f"{r['cpu_s_per_epoch']:.0f}" if r.get("epochs") else "-"  # none trained: only scored
-        print(f"  {r['method']:<30} {r['acc']:.3f} | {r['nmi']:.3f} | {r['purity']:.3f} | {da} | {dn} | {ep} | {cpe}")
+        val = f" | {r['val_acc']:.3f} | {r['val_nmi']:.3f}" if "val_acc" in r else " | - | -"
+        print(f"  {r['method']:<30} {r['acc']:.3f} | {r['nmi']:.3f} | {r['purity']:.3f} | {da} | {dn} | {ep} | {cpe}"
+              f"{val}")
     if goals:
         print(f"  goals: acc >= {goals['acc']}, NMI >= {goals['nmi']}, both >= k-means raw + "
               f"{goals['over_kmeans_raw']}; DeepCluster purity at 8K >= {goals['purity_8k']}", flush=True)
