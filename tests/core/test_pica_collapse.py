@@ -5,8 +5,14 @@ upsampled to 64 x 64 through ``input_size`` (the breast-ultrasound set the issue
 collapsing to one cluster in 2 epochs). Every hyperparameter that decides collapse keeps its
 default (loss, prior, lam, lr, feature standardisation, precise BatchNorm); only the batch size
 and the number of strong copies are small so that a step takes seconds. The number of clusters
-used in eval mode after the epoch must be K, and a collapsed clustering must be reported as
+used in eval mode after training must be K, and a collapsed clustering must be reported as
 such, without an accuracy.
+
+The sizes are chosen so that the outcome does not hang on one seed's luck. With 5 organ images
+per class and one epoch of batch 16 (3 steps), the defaults used all 11 clusters on only 3 of
+seeds 0-7 (8 to 10 on the others): too few steps for the heads to spread, so a rounding
+difference between CPUs could flip the test. With 10 per class and 4 epochs of batch 32 (16
+steps) seeds 0-9 all used 11, as did BreastMNIST's three cases on seeds 0-7 after 4 epochs.
 """
 from __future__ import annotations
 
@@ -29,24 +35,27 @@ def _breast(n_per_class: int = 24) -> SampleSet:
                      label_names=["malignant", "normal-benign"], split=np.array(["train"] * len(idx)))
 
 
-def _train(data, **kw):
+def _train(data, *, batch_size: int, seed: int, **kw):
     torch.set_num_threads(1)
-    m = PICA(epochs=1, batch_size=16, n_repeat=1, eval_samples=0, seed=0, device="cpu", **kw)
+    m = PICA(epochs=4, batch_size=batch_size, n_repeat=1, eval_samples=0, seed=seed, device="cpu", **kw)
     hist = list(m.steps(data))
     return m, hist
 
 
-@pytest.mark.parametrize("name,input_size,prior", [
-    ("organamnist", 0, "entropy"),
-    ("breastmnist", 0, "entropy"),
-    ("breastmnist", 64, "entropy"),
-    ("breastmnist", 64, "dirichlet"),
+@pytest.mark.parametrize("name,input_size,prior,seed", [
+    ("organamnist", 0, "entropy", 0),
+    ("organamnist", 0, "entropy", 1),
+    ("organamnist", 0, "entropy", 2),
+    ("breastmnist", 0, "entropy", 0),
+    ("breastmnist", 64, "entropy", 0),
+    ("breastmnist", 64, "dirichlet", 0),
 ])
-def test_defaults_use_every_cluster(name, input_size, prior):
+def test_defaults_use_every_cluster(name, input_size, prior, seed):
     assert PICA().lam == 0.1  # the measured default (PICA's 2.0 splits big classes); tested here
-    data = organamnist_per_class(5) if name == "organamnist" else _breast()
-    k = 11 if name == "organamnist" else 2
-    m, hist = _train(data, input_size=input_size, prior=prior)
+    organ = name == "organamnist"
+    data = organamnist_per_class(10) if organ else _breast()
+    k = 11 if organ else 2
+    m, hist = _train(data, batch_size=32 if organ else 16, seed=seed, input_size=input_size, prior=prior)
     end = hist[-1]
     assert end.epoch_end
     assert end.metrics["n_used_clusters"] == k, end.message
