@@ -133,7 +133,7 @@ def cluster_report(name, data, assign, k, seed, rows, k_asked=None, fit_on=("tra
     if va.any():
         # the validation images are never fitted on (not even with --transductive) and come from
         # the training split's distribution; the test split's patients differ from both
-        # (``split_shift`` in the probe table), so val minus test measures that shift
+        # (the probe table's "split shift" column), so val minus test measures that shift
         row.update({"val_acc": hungarian_accuracy(y[va], assign[va]), "val_nmi": nmi(y[va], assign[va])})
     tr_idx = np.flatnonzero(tr)
     for frac in (0.01, 0.10):
