@@ -130,12 +130,12 @@ def cluster_report(name, data, assign, k, seed, rows, k_asked=None, fit_on=("tra
         return row
     row = {"method": name, "acc": hungarian_accuracy(y[te], assign[te]), "nmi": nmi(y[te], assign[te]),
            "purity": purity(y[te], assign[te]), "clusters_used": used, "clusters_asked": k_asked}
-    # Each split is a different set of patients (MedMNIST: 115 training, 16 validation and 70
-    # test CT scans). The training split is the images every method is fitted on; the
-    # validation split is never fitted on (not even with --transductive). Scoring all three
-    # tells a clustering that fails on new patients (test below train) from one that fails on
-    # its own images (train as low as test): on OrganAMNIST it is the latter, and the 16
-    # validation scans are simply easier than either (README, sixteenth stop).
+    # Each split is a different set of patients (MedMNIST splits by CT scan). The training
+    # split is the images every method is fitted on; the validation split is never fitted on
+    # (not even with --transductive). Scoring all three tells a clustering that fails on new
+    # patients (test below train) from one that fails on its own images (train as low as
+    # test): on OrganAMNIST it is the latter, and the validation scans are simply easier than
+    # either (README, sixteenth stop).
     if tr.any():
         row.update({"train_acc": hungarian_accuracy(y[tr], assign[tr]), "train_nmi": nmi(y[tr], assign[tr])})
     if va.any():
@@ -152,8 +152,8 @@ def cluster_report(name, data, assign, k, seed, rows, k_asked=None, fit_on=("tra
         row[f"n_dev{int(frac * 100)}"] = int(len(dev))
     rows.append(row)
     other = [f"{sp} {row[sp + '_acc']:.3f} / {row[sp + '_nmi']:.3f}" for sp in ("train", "val") if sp + "_acc" in row]
-    val = f"  ({', '.join(other)})" if other else ""
-    print(f"  {name:<28} acc {row['acc']:.3f}  NMI {row['nmi']:.3f}  purity {row['purity']:.3f}{val}  "
+    splits = f"  ({', '.join(other)})" if other else ""
+    print(f"  {name:<28} acc {row['acc']:.3f}  NMI {row['nmi']:.3f}  purity {row['purity']:.3f}{splits}  "
           f"F1(Alg.1, 1% dev) {row['f1_dev1']:.3f}  F1(10% dev) {row['f1_dev10']:.3f}  "
           f"[{used} clusters used; dev sets {row['n_dev1']} / {row['n_dev10']} images]",
           flush=True)
@@ -218,7 +218,7 @@ def feature_probe(name, feats, data, seed, rows, frac: float = 0.10):
 
     Both are scored on the validation split too (other patients than the training split's, as
     the test split's). The val - test gap of the kNN vote says how much harder the test patients
-    are to place among the labelled training images than the 16 validation patients; it is not
+    are to place among the labelled training images than the validation patients; it is not
     a shift the test split alone carries: clusterings score as low on the training images they
     were fitted on as on test (``cluster_report``'s train columns)."""
     from sklearn.linear_model import LogisticRegression
@@ -284,10 +284,10 @@ def summary_table(name, rows, goals):
         dn = f"{r['nmi'] - base['nmi']:+.3f}" if base else "-"
         ep = r.get("epochs", "-")
         cpe = f"{r['cpu_s_per_epoch']:.0f}" if r.get("epochs") else "-"  # none trained: only scored
-        val = "".join(f" | {r[sp + '_acc']:.3f} | {r[sp + '_nmi']:.3f}" if sp + "_acc" in r else " | - | -"
+        splits = "".join(f" | {r[sp + '_acc']:.3f} | {r[sp + '_nmi']:.3f}" if sp + "_acc" in r else " | - | -"
                       for sp in ("train", "val"))
         print(f"  {r['method']:<30} {r['acc']:.3f} | {r['nmi']:.3f} | {r['purity']:.3f} | {da} | {dn} | {ep} | {cpe}"
-              f"{val}")
+              f"{splits}")
     if goals:
         print(f"  goals: acc >= {goals['acc']}, NMI >= {goals['nmi']}, both >= k-means raw + "
               f"{goals['over_kmeans_raw']}; DeepCluster purity at 8K >= {goals['purity_8k']}", flush=True)
