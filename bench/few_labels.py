@@ -75,7 +75,7 @@ def train_with_curve(label: str, method, data, test_x, test_y) -> dict:
                   f"({p.metrics.get('epoch_s', 0):.0f} s wall, load {os.getloadavg()[0]:.1f})", flush=True)
     wall, cpu = time.perf_counter() - t0, cpu_seconds() - c0
     return {"curve": curve, "wall_s": wall, "cpu_s": cpu, "train_cpu_s": cpu - eval_cpu,
-            "epochs": len(curve), "steps": last.global_step if last else 0}
+            "epochs": len(curve), "steps": last.global_step if last else 0, "curve_n": len(test_y)}
 
 
 def evaluate(label: str, method, info: dict, test_x, test_y, rows: list, init: str) -> dict:
@@ -84,7 +84,10 @@ def evaluate(label: str, method, info: dict, test_x, test_y, rows: list, init: s
     _, outs = method._outputs(test_x)  # best-validation weights (EMA ones where used)
     acc = single_label_accuracy(test_y, method._scores(outs).numpy())
     n_ep = max(1, info["epochs"])
+    # the last epoch's figure is the curve's: on its test subset, not the whole split, unless --curve-test 0
+    n_curve = info["curve_n"]
     row = {"method": label, "init": init, "test_acc": acc, "final_epoch_test_acc": info["curve"][-1]["test_acc"],
+           "curve_test_images": n_curve,
            "best_epoch": int(method.best_epoch_) + 1, "labelled": int(len(method.labelled_idx_)),
            "epochs": info["epochs"], "steps": info["steps"], "s_per_epoch": info["wall_s"] / n_ep,
            "cpu_s_per_epoch": info["train_cpu_s"] / n_ep, "wall_s": info["wall_s"], "cpu_s": info["cpu_s"],
@@ -92,7 +95,7 @@ def evaluate(label: str, method, info: dict, test_x, test_y, rows: list, init: s
                                               if isinstance(v, (int, float, str, bool))}}
     rows.append(row)
     print(f"  {label:<34} test acc {acc:.4f} (best val epoch {row['best_epoch']}, last epoch "
-          f"{row['final_epoch_test_acc']:.4f}); {row['epochs']} epochs, {row['s_per_epoch']:.0f} s/epoch wall, "
+          f"{row['final_epoch_test_acc']:.4f} on {n_curve} test images); {row['epochs']} epochs, {row['s_per_epoch']:.0f} s/epoch wall, "
           f"{row['cpu_s_per_epoch']:.0f} CPU s/epoch, CPU {row['cpu_s']:.0f} s, load {os.getloadavg()[0]:.1f}",
           flush=True)
     return row
@@ -180,7 +183,7 @@ def main(argv=None):
     ap.add_argument("--only", default="", help="comma list of: sup, fm1, fm2, pica, ft, fm1-pica, fm2-pica")
     ap.add_argument("--tag", default="", help="suffix of the results files")
     ap.add_argument("--replot", action="store_true", help="only redraw the PNG from results<tag>.json")
-    ap.add_argument("--curve-test", type=int, default=2000, help="test images of the per-epoch curve")
+    ap.add_argument("--curve-test", type=int, default=2000, help="test images of the per-epoch curve (0 = the whole test split)")
     ap.add_argument("--pica-repeat", type=int, default=1, help="PICA strong copies per image")
     ap.add_argument("--pica-n-train", type=int, default=8000, help="training images PICA sees (0 = all)")
     ap.add_argument("--ckpt-dir", type=Path, default=Path("/tmp/few_labels_ckpt"))
@@ -207,7 +210,7 @@ def main(argv=None):
     from core.methods.augment2d import to_unit_tensor
 
     test_x, test_y = to_unit_tensor(data.x[te]), data.y[te]
-    sub = np.sort(np.random.default_rng(args.seed).permutation(len(te))[:args.curve_test])
+    sub = np.sort(np.random.default_rng(args.seed).permutation(len(te))[:args.curve_test or len(te)])
     curve_x, curve_y = test_x[sub], test_y[sub]
     n_lab = int(round(args.label_fraction * n["train"]))
     print(f"OrganAMNIST: {n['train']} train (unlabelled pool), ~{n_lab} labelled ({args.label_fraction:.0%}, "

@@ -95,7 +95,7 @@ def test_few_labels_bench_smoke(tmp_path):
     need(DATA / "organamnist" / "organamnist.npz")
     r = subprocess.run([sys.executable, "bench/few_labels.py", "--n-train", "400", "--n-test", "300",
                         "--only", "sup", "--sup-epochs", "1", "--batch-size", "8", "--pica-epochs", "0",
-                        "--curve-test", "100", "--out", str(tmp_path)],
+                        "--curve-test", "0", "--out", str(tmp_path)],
                        cwd=ROOT, capture_output=True, text=True, encoding="utf-8", timeout=600,
                        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUTF8": "1"})
     assert r.returncode == 0, r.stderr[-2000:]
@@ -106,5 +106,7 @@ def test_few_labels_bench_smoke(tmp_path):
     res = json.loads((tmp_path / "results.json").read_text())
     row = res["classification"][0]
     assert 0 <= row["test_acc"] <= 1 and 30 <= row["labelled"] <= 50 and len(row["curve"]) == 1
+    # --curve-test 0: the curve (and its last-epoch figure) is on the whole test split
+    assert row["curve_test_images"] == 300 and "on 300 test images" in r.stdout
     assert {r_["method"] for r_ in res["algorithm1"]} >= {"k-means PCA-50 (K=11)", "k-means PCA-50 (K=88)"}
     assert (tmp_path / "learning_curves.png").stat().st_size > 0
