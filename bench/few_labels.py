@@ -122,7 +122,9 @@ def plot(rows: list, out: Path, tag: str = "") -> Path | None:
         ax.axhline(GOAL_ACC, color="k", ls="--", lw=0.8)
         ax.axhline(RESNET18_FULL_LABELS_ACC, color="gray", ls=":", lw=0.8)
         ax.set_xlabel(xl)
-        ax.set_ylabel("test accuracy")
+        n_curve = {r.get("curve_test_images") for r in rows}  # absent from older results files
+        n_curve = n_curve.pop() if len(n_curve) == 1 else None
+        ax.set_ylabel("test accuracy" + (f" ({n_curve:,} test images)" if n_curve else ""))
     axes[0].text(1, GOAL_ACC + 0.003, "goal 0.90", fontsize=7)
     axes[0].text(1, RESNET18_FULL_LABELS_ACC + 0.003, "ResNet-18, 100 % labels (published)", fontsize=7)
     axes[1].legend(fontsize=7, loc="lower right")
