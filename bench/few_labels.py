@@ -118,12 +118,12 @@ def plot(rows: list, out: Path, tag: str = "") -> Path | None:
         ls = "-" if r["init"] == "scratch" else "--"
         axes[0].plot(ep, acc, marker="o", ls=ls, label=name)
         axes[1].plot(cpu, acc, marker="o", ls=ls, label=name)
+    n_curve = {r.get("curve_test_images") for r in rows}  # absent from older results files
+    n_curve = n_curve.pop() if len(n_curve) == 1 else None
     for ax, xl in zip(axes, ("epoch", "training CPU minutes (one thread)")):
         ax.axhline(GOAL_ACC, color="k", ls="--", lw=0.8)
         ax.axhline(RESNET18_FULL_LABELS_ACC, color="gray", ls=":", lw=0.8)
         ax.set_xlabel(xl)
-        n_curve = {r.get("curve_test_images") for r in rows}  # absent from older results files
-        n_curve = n_curve.pop() if len(n_curve) == 1 else None
         ax.set_ylabel("test accuracy" + (f" ({n_curve:,} test images)" if n_curve else ""))
     axes[0].text(1, GOAL_ACC + 0.003, "goal 0.90", fontsize=7)
     axes[0].text(1, RESNET18_FULL_LABELS_ACC + 0.003, "ResNet-18, 100 % labels (published)", fontsize=7)
