@@ -285,7 +285,7 @@ def summary_table(name, rows, goals):
         ep = r.get("epochs", "-")
         cpe = f"{r['cpu_s_per_epoch']:.0f}" if r.get("epochs") else "-"  # none trained: only scored
         splits = "".join(f" | {r[sp + '_acc']:.3f} | {r[sp + '_nmi']:.3f}" if sp + "_acc" in r else " | - | -"
-                      for sp in ("train", "val"))
+                         for sp in ("train", "val"))
         print(f"  {r['method']:<30} {r['acc']:.3f} | {r['nmi']:.3f} | {r['purity']:.3f} | {da} | {dn} | {ep} | {cpe}"
               f"{splits}")
     if goals:

@@ -84,10 +84,9 @@ def evaluate(label: str, method, info: dict, test_x, test_y, rows: list, init: s
     _, outs = method._outputs(test_x)  # best-validation weights (EMA ones where used)
     acc = single_label_accuracy(test_y, method._scores(outs).numpy())
     n_ep = max(1, info["epochs"])
-    # the last epoch's figure is the curve's: on its test subset, not the whole split, unless --curve-test 0
-    n_curve = info["curve_n"]
     row = {"method": label, "init": init, "test_acc": acc, "final_epoch_test_acc": info["curve"][-1]["test_acc"],
-           "curve_test_images": n_curve,
+           # the last epoch's figure is the curve's: on its test subset, not the whole split, unless --curve-test 0
+           "curve_test_images": info["curve_n"],
            "best_epoch": int(method.best_epoch_) + 1, "labelled": int(len(method.labelled_idx_)),
            "epochs": info["epochs"], "steps": info["steps"], "s_per_epoch": info["wall_s"] / n_ep,
            "cpu_s_per_epoch": info["train_cpu_s"] / n_ep, "wall_s": info["wall_s"], "cpu_s": info["cpu_s"],
@@ -95,7 +94,7 @@ def evaluate(label: str, method, info: dict, test_x, test_y, rows: list, init: s
                                               if isinstance(v, (int, float, str, bool))}}
     rows.append(row)
     print(f"  {label:<34} test acc {acc:.4f} (best val epoch {row['best_epoch']}, last epoch "
-          f"{row['final_epoch_test_acc']:.4f} on {n_curve} test images); {row['epochs']} epochs, {row['s_per_epoch']:.0f} s/epoch wall, "
+          f"{row['final_epoch_test_acc']:.4f} on {row['curve_test_images']} test images); {row['epochs']} epochs, {row['s_per_epoch']:.0f} s/epoch wall, "
           f"{row['cpu_s_per_epoch']:.0f} CPU s/epoch, CPU {row['cpu_s']:.0f} s, load {os.getloadavg()[0]:.1f}",
           flush=True)
     return row
