@@ -108,5 +108,8 @@ def test_few_labels_bench_smoke(tmp_path):
     assert 0 <= row["test_acc"] <= 1 and 30 <= row["labelled"] <= 50 and len(row["curve"]) == 1
     # --curve-test 0: the curve (and its last-epoch figure) is on the whole test split
     assert row["curve_test_images"] == 300 and "on 300 test images" in r.stdout
+    # the continuous selection rule is reported next to the F1 one: one epoch, so both keep it
+    assert row["val_bce_epoch"] == 1 and row["val_bce_epoch_test_acc"] == pytest.approx(row["test_acc"], abs=1 / 300)
+    assert "lowest val BCE at epoch 1" in r.stdout and "at lowest val BCE" in r.stdout
     assert {r_["method"] for r_ in res["algorithm1"]} >= {"k-means PCA-50 (K=11)", "k-means PCA-50 (K=88)"}
     assert (tmp_path / "learning_curves.png").stat().st_size > 0
