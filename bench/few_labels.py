@@ -80,8 +80,8 @@ def train_with_curve(label: str, method, data, test_x, test_y) -> dict:
 
 
 def lowest_val_bce(curve: list) -> dict:
-    """The epoch a continuous selection rule would keep, and its curve accuracy. The 649-image
-    validation subset's weighted F1 saturates (0.99) long before the test accuracy stops rising,
+    """The epoch a continuous selection rule would keep, and its curve accuracy. The validation
+    subset's weighted F1 (649 images by default) saturates at 0.99 while the test accuracy still rises,
     so choosing on F1 picks among near-ties; the validation BCE still orders the epochs."""
     with_bce = [c for c in curve if "val_bce" in c]
     if not with_bce:
@@ -97,7 +97,8 @@ def evaluate(label: str, method, info: dict, test_x, test_y, rows: list, init: s
     acc = single_label_accuracy(test_y, method._scores(outs).numpy())
     n_ep = max(1, info["epochs"])
     row = {"method": label, "init": init, "test_acc": acc, "final_epoch_test_acc": info["curve"][-1]["test_acc"],
-           # the last epoch's figure is the curve's: on its test subset, not the whole split, unless --curve-test 0
+           # the last epoch's and the lowest-BCE epoch's figures are the curve's: on its test subset,
+           # not the whole split, unless --curve-test 0
            "curve_test_images": info["curve_n"],
            **lowest_val_bce(info["curve"]),
            "best_epoch": int(method.best_epoch_) + 1, "labelled": int(len(method.labelled_idx_)),
