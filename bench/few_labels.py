@@ -197,6 +197,8 @@ def main(argv=None):
     ap.add_argument("--lr", type=float, default=0.03)
     ap.add_argument("--ema", type=float, default=0.999)
     ap.add_argument("--weak-forward", default="joint")
+    ap.add_argument("--monitor", default="f1", choices=("f1", "loss"),
+                    help="validation figure that chooses the kept weights: weighted F1 or BCE")
     ap.add_argument("--sup-epochs", type=int, default=6,
                     help="supervised epochs over the labelled images (0: the FixMatch runs' labelled images seen)")
     ap.add_argument("--pica-epochs", type=int, default=1, help="PICA pre-training epochs (0: skip part d)")
@@ -243,13 +245,15 @@ def main(argv=None):
     sup_seen = ("same labelled images seen as FixMatch" if sup_epochs == matched_epochs
                 else f"FixMatch's labelled images seen would take {matched_epochs}")
     common = dict(label_fraction=args.label_fraction, seed=args.seed, device="cpu", batch_size=args.batch_size,
-                  mixed_precision=args.mixed_precision, lr=args.lr, weight_decay=5e-4, ema_decay=args.ema)
+                  mixed_precision=args.mixed_precision, lr=args.lr, weight_decay=5e-4, ema_decay=args.ema,
+                  monitor=args.monitor)
     fm = dict(epochs=args.epochs, steps_per_epoch=args.steps, mu=args.mu, weak_forward=args.weak_forward,
               **common)
     sup = dict(epochs=sup_epochs, patience=0, optimizer="sgd", schedule="cosine", **common)
     print(f"settings: trunk {args.backbone}, bf16 {args.mixed_precision}; FixMatch {args.epochs} x {args.steps} "
           f"steps, B {args.batch_size}, mu {args.mu}, tau 0.95, lambda_u 1, SGD-Nesterov lr {args.lr} "
-          f"cosine, wd 5e-4, EMA {args.ema}, weak view forward '{args.weak_forward}'; supervised: "
+          f"cosine, wd 5e-4, EMA {args.ema}, weak view forward '{args.weak_forward}', weights chosen on val "
+          f"{'F1' if args.monitor == 'f1' else 'BCE'}; supervised: "
           f"{sup_epochs} epochs of {spe_sup} steps ({sup_seen}), same optimiser",
           flush=True)
     rows, clus = [], []

@@ -95,7 +95,7 @@ def test_few_labels_bench_smoke(tmp_path):
     need(DATA / "organamnist" / "organamnist.npz")
     r = subprocess.run([sys.executable, "bench/few_labels.py", "--n-train", "400", "--n-test", "300",
                         "--only", "sup", "--sup-epochs", "1", "--batch-size", "8", "--pica-epochs", "0",
-                        "--curve-test", "0", "--out", str(tmp_path)],
+                        "--curve-test", "0", "--monitor", "loss", "--out", str(tmp_path)],
                        cwd=ROOT, capture_output=True, text=True, encoding="utf-8", timeout=600,
                        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUTF8": "1"})
     assert r.returncode == 0, r.stderr[-2000:]
@@ -111,5 +111,6 @@ def test_few_labels_bench_smoke(tmp_path):
     # the continuous selection rule is reported next to the F1 one: one epoch, so both keep it
     assert row["val_bce_epoch"] == 1 and row["val_bce_epoch_test_acc"] == pytest.approx(row["test_acc"], abs=1 / 300)
     assert "lowest val BCE at epoch 1" in r.stdout and "at lowest val BCE" in r.stdout
+    assert "weights chosen on val BCE" in r.stdout and row["params"]["monitor"] == "loss"
     assert {r_["method"] for r_ in res["algorithm1"]} >= {"k-means PCA-50 (K=11)", "k-means PCA-50 (K=88)"}
     assert (tmp_path / "learning_curves.png").stat().st_size > 0
