@@ -154,7 +154,8 @@ def plot(rows: list, out: Path, tag: str = "") -> Path | None:
 
 def report(rows: list, clus: list, args) -> None:
     """Print the tables and (re)write the JSON and the PNG (after every run: partial results survive)."""
-    print("\n| method | trunk init | test acc (val F1 chosen) | at lowest val BCE | last epoch | curve images | "
+    rule = "val F1" if args.monitor == "f1" else "val BCE"
+    print(f"\n| method | trunk init | test acc ({rule} chosen) | at lowest val BCE | last epoch | curve images | "
           "goal | ResNet-18 100 % labels | epochs | s/epoch (wall) | CPU s/epoch | CPU s |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:

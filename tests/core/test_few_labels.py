@@ -112,5 +112,6 @@ def test_few_labels_bench_smoke(tmp_path):
     assert row["val_bce_epoch"] == 1 and row["val_bce_epoch_test_acc"] == pytest.approx(row["test_acc"], abs=1 / 300)
     assert "lowest val BCE at epoch 1" in r.stdout and "at lowest val BCE" in r.stdout
     assert "weights chosen on val BCE" in r.stdout and row["params"]["monitor"] == "loss"
+    assert "test acc (val BCE chosen)" in r.stdout
     assert {r_["method"] for r_ in res["algorithm1"]} >= {"k-means PCA-50 (K=11)", "k-means PCA-50 (K=88)"}
     assert (tmp_path / "learning_curves.png").stat().st_size > 0
