@@ -198,8 +198,8 @@ def main(argv=None):
     ap.add_argument("--lr", type=float, default=0.03)
     ap.add_argument("--ema", type=float, default=0.999)
     ap.add_argument("--weak-forward", default="joint")
-    ap.add_argument("--monitor", default="f1", choices=("f1", "loss"),
-                    help="validation figure that chooses the kept weights: weighted F1 or BCE")
+    ap.add_argument("--monitor", default="loss", choices=("f1", "loss"),
+                    help="validation figure that chooses the kept weights: BCE (FixMatch's default) or weighted F1")
     ap.add_argument("--sup-epochs", type=int, default=6,
                     help="supervised epochs over the labelled images (0: the FixMatch runs' labelled images seen)")
     ap.add_argument("--pica-epochs", type=int, default=1, help="PICA pre-training epochs (0: skip part d)")

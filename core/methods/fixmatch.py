@@ -163,7 +163,8 @@ class FixMatch(LabelledImageTrainer):
                         "(about a third less compute)",
         "label_fraction": "stratified fraction of the training labels used (seeded by seed)",
         "augment": "weak augmentation of labelled images and of the pseudo-labelling view",
-        "monitor": "validation figure for model selection: weighted F1 or BCE",
+        "monitor": "validation figure for model selection: BCE (loss) or weighted F1; BCE by default, because "
+                   "on a small validation set F1 saturates near 1 and then picks among near-ties",
         "seed": "seed of initialisation, label subset and batch order",
         "device": "auto / cpu / cuda",
     }
@@ -175,7 +176,7 @@ class FixMatch(LabelledImageTrainer):
                  n_combinations: int = 0, lr: float = 0.03, weight_decay: float = 5e-4, optimizer: str = "sgd",
                  momentum: float = 0.9, schedule: str = "cosine", ema_decay: float = 0.999,
                  weak_forward: str = "joint", label_fraction: float = 1.0, augment: str = "weak",
-                 monitor: str = "f1", mixed_precision: str = "auto", seed: int = 0, device: str = "auto"):
+                 monitor: str = "loss", mixed_precision: str = "auto", seed: int = 0, device: str = "auto"):
         self.variant = variant
         self.init_checkpoint = init_checkpoint
         self.init_run = init_run
