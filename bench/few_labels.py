@@ -146,7 +146,8 @@ def plot(rows: list, out: Path, tag: str = "") -> Path | None:
         ax.set_ylabel("test accuracy" + (f" ({n_curve:,} test images)" if n_curve else ""))
     axes[0].text(1, GOAL_ACC + 0.003, "goal 0.90", fontsize=7)
     axes[0].text(1, RESNET18_FULL_LABELS_ACC + 0.003, "ResNet-18, 100 % labels (published)", fontsize=7)
-    axes[1].legend(fontsize=7, loc="lower right")
+    if rows:  # the first write comes before any run has finished
+        axes[1].legend(fontsize=7, loc="lower right")
     fig.suptitle("OrganAMNIST, 10 % of the training labels: test accuracy per epoch", fontsize=10)
     fig.tight_layout()
     path = out / f"learning_curves{tag}.png"
