@@ -108,9 +108,10 @@ def test_few_labels_bench_smoke(tmp_path):
     assert 0 <= row["test_acc"] <= 1 and 30 <= row["labelled"] <= 50 and len(row["curve"]) == 1
     # --curve-test 0: the curve (and its last-epoch figure) is on the whole test split
     assert row["curve_test_images"] == 300 and "on 300 test images" in r.stdout
-    # the lowest-BCE epoch is reported next to the chosen one: one epoch, so both keep it
-    assert row["val_bce_epoch"] == 1 and row["val_bce_epoch_test_acc"] == pytest.approx(row["test_acc"], abs=1 / 300)
-    assert "lowest val BCE at epoch 1" in r.stdout and "at lowest val BCE" in r.stdout
+    # the epoch the other rule (val F1) would keep is reported next to the chosen one: one epoch, so both keep it
+    assert row["other_rule"] == "f1" and row["other_rule_epoch"] == 1
+    assert row["other_rule_test_acc"] == pytest.approx(row["test_acc"], abs=1 / 300)
+    assert "val F1 would keep epoch 1" in r.stdout and "| val F1 chosen |" in r.stdout
     assert "weights chosen on val BCE" in r.stdout and row["params"]["monitor"] == "loss"
     assert "test acc (val BCE chosen)" in r.stdout
     assert {r_["method"] for r_ in res["algorithm1"]} >= {"k-means PCA-50 (K=11)", "k-means PCA-50 (K=88)"}
