@@ -220,6 +220,8 @@ class DeepCluster(Method):
                        "then ImageNet's); off: ImageNet stem",
         "mixed_precision": "auto: bf16 on CUDA, float32 on CPU; bf16: bf16 on both; off: float32",
         "bn_samples": "images whose statistics set BatchNorm before each clustering (0: running averages)",
+        "pool_grid": "pool the trunk's last map to this many cells per side (1: global average; "
+                     "3 keeps where things are, e.g. left from right)",
         "backbone": "trunk network (DeepMCAT: vgg16_bn; default: the small convnet_small for a CPU budget)",
         "n_clusters": "k-means clusters (0: overcluster_factor x number of classes, else 80)",
         "overcluster_factor": "clusters per class when n_clusters is 0",
@@ -240,7 +242,7 @@ class DeepCluster(Method):
     }
 
     def __init__(self, *, backbone: str = "convnet_small", input_size: int = 0, small_input: bool = True,
-                 n_clusters: int = 0,
+                 pool_grid: int = 1, n_clusters: int = 0,
                  overcluster_factor: int = 8,
                  epochs: int = 200, batch_size: int = 256, lr: float = 0.05, momentum: float = 0.9,
                  weight_decay: float = 1e-5, hidden_dim: int = 512, mlp_depth: int = 2, dropout: float = 0.5,
@@ -251,6 +253,7 @@ class DeepCluster(Method):
         self.input_size = input_size
         self.mixed_precision = mixed_precision
         self.small_input = small_input
+        self.pool_grid = pool_grid
         self.n_clusters = n_clusters
         self.overcluster_factor = overcluster_factor
         self.epochs = epochs
@@ -289,9 +292,10 @@ class DeepCluster(Method):
         self.k_ = int(k)
         self.in_channels_ = int(in_channels)
         cfg = trunk_config or {"backbone": self.backbone, "small_input": bool(self.small_input),
-                               "input_size": int(image_size), "resize": int(self.input_size or 0), "sobel": False}
+                               "input_size": int(image_size), "resize": int(self.input_size or 0), "sobel": False,
+                               "pool_grid": int(self.pool_grid)}
         trunk = build_backbone(cfg["backbone"], in_channels, small_input=cfg["small_input"],
-                               input_size=cfg["input_size"], stem=cfg.get("stem"))
+                               input_size=cfg["input_size"], stem=cfg.get("stem"), pool_grid=cfg.get("pool_grid", 1))
         cfg["stem"] = getattr(trunk, "stem_name", None)
         self.trunk_config_ = cfg
         self.model_ = FeatureClassifierNet(trunk, int(self.hidden_dim),

@@ -221,6 +221,8 @@ class PICA(Method):
                        "then ImageNet's); off: ImageNet stem",
         "sobel": "feed Sobel gradients instead of intensities (PICA's input)",
         "feature_norm": "standardise trunk features before the cluster heads (prevents the one-cluster start)",
+        "pool_grid": "pool the trunk's last map to this many cells per side (1: global average; "
+                     "3 keeps where things are, e.g. left from right)",
         "mixed_precision": "auto: bf16 on CUDA, float32 on CPU; bf16: bf16 on both; off: float32",
         "backbone": "trunk network",
         "n_clusters": "target clusters (0: number of classes in the labels, else 10)",
@@ -246,7 +248,7 @@ class PICA(Method):
     }
 
     def __init__(self, *, backbone: str = "convnet_small", input_size: int = 0, small_input: bool = True,
-                 sobel: bool = False, feature_norm: bool = True, n_clusters: int = 0,
+                 sobel: bool = False, feature_norm: bool = True, pool_grid: int = 1, n_clusters: int = 0,
                  n_overclusters: int = 0,
                  epochs: int = 100, batch_size: int = 256, lr: float = 1e-3, weight_decay: float = 0.0,
                  lam: float = 0.1, prior: str = "entropy", alpha: float = 1.5, n_repeat: int = 1,
@@ -259,6 +261,7 @@ class PICA(Method):
         self.small_input = small_input
         self.sobel = sobel
         self.feature_norm = feature_norm
+        self.pool_grid = pool_grid
         self.mixed_precision = mixed_precision
         self.n_clusters = n_clusters
         self.n_overclusters = n_overclusters
@@ -304,9 +307,10 @@ class PICA(Method):
         # what the network was built as; a checkpoint carries it so reloading rebuilds the same
         cfg = trunk_config or {"backbone": self.backbone, "small_input": bool(self.small_input),
                                "input_size": int(image_size), "resize": int(self.input_size or 0), "sobel": bool(self.sobel),
-                               "feature_norm": bool(self.feature_norm)}
+                               "feature_norm": bool(self.feature_norm), "pool_grid": int(self.pool_grid)}
         trunk = build_backbone(cfg["backbone"], in_channels, small_input=cfg["small_input"],
-                               input_size=cfg["input_size"], sobel=cfg["sobel"], stem=cfg.get("stem"))
+                               input_size=cfg["input_size"], sobel=cfg["sobel"], stem=cfg.get("stem"),
+                               pool_grid=cfg.get("pool_grid", 1))
         cfg["stem"] = getattr(trunk, "stem_name", None)
         self.trunk_config_ = cfg
         self.model_ = ClusterNet(trunk, self.head_sizes_, feature_norm=cfg["feature_norm"])

@@ -20,6 +20,12 @@ expose ``out_dim = 512``:
   as ``convnet`` or 32-64-128 as ``convnet_small``, out_dim the last width) for a CPU budget:
   at 28 px with bf16, ``convnet_small`` trains ~30x faster per image than ResNet-18 on one core.
   PICA's and DeepCluster's default trunk.
+
+``build_backbone(..., pool_grid=g)`` pools every trunk's last map to g x g cells instead of one
+(``out_dim`` x g^2). Global average pooling keeps what is in an image but not where; on
+OrganAMNIST, whose left and right organs are near mirror images told apart by what lies beside
+them, a 3 x 3 grid lifted both PICA and DeepCluster on 8,000 training images
+(``bench/results/pool_grid_8k/``).
 """
 from __future__ import annotations
 
@@ -27,7 +33,7 @@ import torch
 from torch import nn
 
 __all__ = ["BasicBlock", "ResNet2d", "VGG2d", "ConvNet2d", "Sobel2d", "resnet18_2d", "vgg16_bn_2d", "convnet_2d",
-           "build_backbone",
+           "build_backbone", "pool_to_grid",
            "stem_for_size", "bn_warm_start", "precise_bn", "STEMS"]
 
 #: ResNet stems: 3x3 stride 1 (28-40 px), 3x3 stride 2 (41-96 px), 7x7 stride 2 + max-pool (larger)
@@ -232,7 +238,8 @@ class VGG2d(nn.Module):
 
 class ConvNet2d(nn.Module):
     """A small VGG-style trunk for 28-32 px inputs on a CPU budget: ``widths`` stages of
-    ``depth`` x (3x3 conv, BN, ReLU), 2 x 2 max-pool between stages, global average pooling.
+    ``depth`` x (3x3 conv, BN, ReLU), 2 x 2 max-pool between stages, global average pooling
+    (``pool_to_grid`` for a grid of cells).
     ~1/20 of ResNet-18's compute at 28 px. The stem (first conv) follows the ResNet stems:
     stride 1 ("small"), stride 2 ("strided") or stride 2 + max-pool ("imagenet"), so larger
     inputs reach the first stage at 16-32 px too."""
@@ -285,13 +292,33 @@ def vgg16_bn_2d(in_channels: int = 1, sobel: bool = False) -> nn.Module:
     return VGG2d(_VGG16, in_channels=in_channels, batch_norm=True, sobel=sobel)
 
 
+def pool_to_grid(trunk: nn.Module, grid: int = 1) -> nn.Module:
+    """Average-pool the last feature map to ``grid`` x ``grid`` cells instead of one, and
+    flatten them: ``out_dim`` grows by ``grid``^2. One cell (global average pooling) keeps what
+    is in the image but not where; OrganAMNIST's left and right organs are near mirror images
+    told apart by what lies beside them, which a coarse grid keeps. In place; returns ``trunk``."""
+    grid = int(grid)
+    if grid < 1:
+        raise ValueError(f"pool_grid must be >= 1, got {grid}")
+    if grid > 1:
+        trunk.pool = nn.AdaptiveAvgPool2d(grid)
+        trunk.out_dim = int(trunk.out_dim) * grid * grid
+    trunk.pool_grid = grid
+    return trunk
+
+
 def build_backbone(name: str, in_channels: int = 1, small_input: bool = True, *, stem: str | None = None,
-                   input_size: int | None = None, sobel: bool = False) -> nn.Module:
+                   input_size: int | None = None, sobel: bool = False, pool_grid: int = 1) -> nn.Module:
     """Backbone by name ("resnet18" | "vgg16_bn"), for methods that take it as a hyperparameter.
 
     ResNet stem: ``stem`` when given, else ``stem_for_size(input_size)`` when ``small_input``
     (28 px when the size is not given), else the ImageNet stem. Every BatchNorm layer averages
-    its first batches evenly (``bn_warm_start``)."""
+    its first batches evenly (``bn_warm_start``). ``pool_grid`` > 1 pools the last map to a grid
+    of cells (``pool_to_grid``)."""
+    return pool_to_grid(_named_backbone(name, in_channels, small_input, stem, input_size, sobel), pool_grid)
+
+
+def _named_backbone(name, in_channels, small_input, stem, input_size, sobel) -> nn.Module:
     name = name.lower().replace("-", "_")
     if name in ("resnet18", "resnet18_2d"):
         stem = stem or (stem_for_size(input_size) if small_input else "imagenet")

@@ -57,3 +57,41 @@ def test_precise_bn_is_the_average_of_batch_statistics():
     torch.testing.assert_close(bn.running_mean, mean)
     torch.testing.assert_close(bn.running_var, var)
     assert bn.momentum == 0.1 and bn.training
+
+
+def test_pool_grid_widens_the_features_and_survives_a_checkpoint():
+    """``pool_grid`` pools the last map to a grid of cells (out_dim x grid^2) for every trunk;
+    PICA and DeepCluster trained with it reload as the same network, and checkpoints from
+    before the option (no ``pool_grid`` in their trunk config) rebuild global average pooling."""
+    from tests.conftest import organamnist_per_class
+    from core.methods.deepcluster import DeepCluster
+    from core.methods.pica import PICA
+
+    for name, dim in (("convnet_small", 128), ("resnet18", 512)):
+        assert build_backbone(name, 1).out_dim == dim
+        net = build_backbone(name, 1, pool_grid=3)
+        assert net.out_dim == 9 * dim and net.pool_grid == 3
+        assert net(torch.rand(2, 1, 28, 28)).shape == (2, 9 * dim)
+    with pytest.raises(ValueError, match="pool_grid"):
+        build_backbone("convnet_small", 1, pool_grid=0)
+
+    torch.set_num_threads(2)
+    organ = organamnist_per_class(2)
+    pica = PICA(pool_grid=3, epochs=1, batch_size=11, n_clusters=4, n_overclusters=8, eval_samples=0,
+                device="cpu")
+    dc = DeepCluster(pool_grid=3, epochs=1, batch_size=11, n_clusters=4, device="cpu")
+    list(pica.steps(organ))
+    assert pica.transform(organ).shape == (22, 9 * 128)  # PICA's features are the trunk's
+    list(dc.steps(organ))
+    for m in (pica, dc):
+        assert m.model_.trunk.out_dim == 9 * 128
+        state = m.state_dict()
+        assert state["trunk_config"]["pool_grid"] == 3
+        again = type(m).from_checkpoint(state)
+        assert again.model_.trunk.pool_grid == 3
+        np.testing.assert_array_equal(again.predict_clusters(organ), m.predict_clusters(organ))
+    old = PICA(epochs=1, batch_size=11, n_clusters=4, n_overclusters=8, eval_samples=0, device="cpu")
+    list(old.steps(organ))
+    state = old.state_dict()
+    state["trunk_config"] = {k: v for k, v in state["trunk_config"].items() if k != "pool_grid"}
+    assert PICA.from_checkpoint(state).model_.trunk.pool_grid == 1
