@@ -28,6 +28,15 @@ Two changes from DeepMCAT in the defaults (8,000 OrganAMNIST images, 12 epochs, 
   (``pca_dim=0``, still selectable). Z-scored, whitening gives purity 0.648 / 0.622 against
   0.556 / 0.574 (128 dimensions: 0.621), and k-means with K = 11 on the features accuracy
   0.489 / 0.450 against 0.398 / 0.413.
+
+A third, since 2026-12-01: the trunk's last map is pooled to a 3 x 3 grid of cells
+(``pool_grid=3``; 1 is global average pooling, DeepMCAT's). Averaging the whole map keeps what is
+in an image but not where, and OrganAMNIST's left and right organs are near mirror images told
+apart by what lies beside them. On the same 8,000 images and 12 epochs, float32 on one CPU core
+(``bench/results/pool_grid_8k/``), purity at 8 x K rose 0.654 -> 0.762 on seed 0 (0.764 on
+seed 1); on the full set, trained transductively, 9 epochs reached test purity 0.833, where
+global pooling needed 29 for 0.838 (``bench/results/pool_grid_full/``). About 5 % more time
+per epoch.
 """
 from __future__ import annotations
 
@@ -242,7 +251,7 @@ class DeepCluster(Method):
     }
 
     def __init__(self, *, backbone: str = "convnet_small", input_size: int = 0, small_input: bool = True,
-                 pool_grid: int = 1, n_clusters: int = 0,
+                 pool_grid: int = 3, n_clusters: int = 0,
                  overcluster_factor: int = 8,
                  epochs: int = 200, batch_size: int = 256, lr: float = 0.05, momentum: float = 0.9,
                  weight_decay: float = 1e-5, hidden_dim: int = 512, mlp_depth: int = 2, dropout: float = 0.5,

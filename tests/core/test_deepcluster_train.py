@@ -56,10 +56,13 @@ def test_training_fits_the_pseudo_labels_and_logs_metrics(organ):
     assert len(m.history_) == 2
 
 
-def test_a_few_steps_lower_the_pseudo_label_loss(organ):
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_few_steps_lower_the_pseudo_label_loss(organ, seed):
+    # the default trunk (convnet_small, 3 x 3 grid); two steps of ResNet-18 with global pooling
+    # lowered this loss on one seed of three, so that is not a check of the update
     data = organ.subset(np.arange(16))
-    m = DeepCluster(epochs=1, batch_size=8, n_clusters=4, augment=False, dropout=0.0, lr=0.01, seed=0,
-                    device="cpu", backbone="resnet18")
+    m = DeepCluster(epochs=1, batch_size=8, n_clusters=4, augment=False, dropout=0.0, lr=0.01, seed=seed,
+                    device="cpu")
     gen = m.steps(data)
     next(p for p in gen if p.losses)  # k-means: this epoch's pseudo-labels
     labels = m.assign_.copy()
