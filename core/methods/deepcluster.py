@@ -34,9 +34,9 @@ A third, since 2026-12-01: the trunk's last map is pooled to a 3 x 3 grid of cel
 in an image but not where, and OrganAMNIST's left and right organs are near mirror images told
 apart by what lies beside them. On the same 8,000 images and 12 epochs, float32 on one CPU core
 (``bench/results/pool_grid_8k/``), purity at 8 x K rose 0.654 -> 0.762 on seed 0 (0.764 on
-seed 1); on the full set, trained transductively, 9 epochs reached test purity 0.833, where
-global pooling needed 29 for 0.838 (``bench/results/pool_grid_full/``). About 5 % more time
-per epoch.
+seed 1); on the full set, trained transductively, 9 / 16 epochs reached test purity 0.833 /
+0.845, where global pooling needed 29 / 51 for 0.838 / 0.847 (``bench/results/pool_grid_full/``):
+faster, not a higher ceiling. About 5 % more time per epoch.
 """
 from __future__ import annotations
 
