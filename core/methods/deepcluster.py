@@ -546,6 +546,9 @@ class DeepCluster(Method):
             "small_input": bool(state.get("params", {}).get("small_input", self.small_input)),
             "input_size": 28, "sobel": False}
         self._build(int(state["k"]), in_channels=int(state.get("in_channels", 1)), trunk_config=dict(cfg))
+        # the network is what the checkpoint was built as (global pooling before pool_grid existed);
+        # the reported hyperparameter follows it, not this class's default
+        self.pool_grid = int(self.trunk_config_.get("pool_grid", 1))
         self.model_.load_state_dict(state["model"])
         self.optimizer_.load_state_dict(state["optimizer"])
         self.top_optimizer_.load_state_dict(state["top_optimizer"])

@@ -563,6 +563,9 @@ class PICA(Method):
             "small_input": bool(state.get("params", {}).get("small_input", self.small_input)),
             "input_size": 28, "sobel": False, "feature_norm": False}
         self._build(state["head_sizes"], in_channels=state.get("in_channels", 1), trunk_config=dict(cfg))
+        # the network is what the checkpoint was built as (global pooling before pool_grid existed);
+        # the reported hyperparameter follows it, not this class's default
+        self.pool_grid = int(self.trunk_config_.get("pool_grid", 1))
         self.model_.load_state_dict(state["model"])
         self.optimizer_.load_state_dict(state["optimizer"])
         self.epoch_, self.step_ = int(state["epoch"]), int(state["step"])

@@ -94,4 +94,14 @@ def test_pool_grid_widens_the_features_and_survives_a_checkpoint():
     list(old.steps(organ))
     state = old.state_dict()
     state["trunk_config"] = {k: v for k, v in state["trunk_config"].items() if k != "pool_grid"}
-    assert PICA.from_checkpoint(state).model_.trunk.pool_grid == 1
+    legacy = PICA.from_checkpoint(state)
+    assert legacy.model_.trunk.pool_grid == 1 and legacy.get_params()["pool_grid"] == 1
+    # the same for DeepCluster, whose default is now the grid: an old run reports what it is
+    old_dc = DeepCluster(pool_grid=1, epochs=1, batch_size=11, n_clusters=4, device="cpu")
+    list(old_dc.steps(organ))
+    state = old_dc.state_dict()
+    state["params"] = {k: v for k, v in state["params"].items() if k != "pool_grid"}
+    state["trunk_config"] = {k: v for k, v in state["trunk_config"].items() if k != "pool_grid"}
+    legacy_dc = DeepCluster.from_checkpoint(state)
+    assert legacy_dc.model_.trunk.pool_grid == 1 and legacy_dc.get_params()["pool_grid"] == 1
+    np.testing.assert_array_equal(legacy_dc.predict_clusters(organ), old_dc.predict_clusters(organ))
