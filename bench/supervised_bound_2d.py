@@ -80,7 +80,7 @@ def main(argv=None) -> int:
 
     from core.device import autocast
     from core.methods.augment2d import strong_augment, to_unit_tensor
-    from core.methods.deepcluster import DeepCluster, kmeans_faiss_style
+    from core.methods.deepcluster import DeepCluster, kmeans_faiss_style, uniform_label_indexes
     from core.methods.pica import _step_generator
     from core.metrics.clustering import nmi, purity
 
@@ -129,15 +129,12 @@ def main(argv=None) -> int:
     m._new_top_optimizer()
     scored = {int(e) for e in args.score_epochs.split(",") if e.strip()} | {args.epochs}
     bs = min(args.batch_size, len(train))
-    per_class = [train[ref[train] == c] for c in range(k)]
+    per_class = [list(train[ref[train] == c]) for c in range(k)]
     cpu0, t_train = cpu_seconds(), 0.0
     for epoch in range(1, args.epochs + 1):
         t0 = time.perf_counter()
-        # drawn uniformly over the classes, as DeepCluster draws over its pseudo-labels
-        rs = np.random.RandomState(args.seed * 1000 + epoch)
-        order = np.concatenate([rs.choice(c, len(train) // k + 1, replace=len(c) < len(train) // k + 1)
-                                for c in per_class if len(c)])[:len(train)]
-        rs.shuffle(order)
+        # drawn uniformly over the classes by DeepCluster's own sampler, as over its pseudo-labels
+        order = uniform_label_indexes(len(train), per_class, np.random.RandomState(args.seed * 1000 + epoch))
         m.model_.train()
         for s in range(len(order) // bs):
             idx = order[s * bs:(s + 1) * bs]
