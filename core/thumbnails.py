@@ -3,15 +3,26 @@ from __future__ import annotations
 
 import numpy as np
 
+from .focus import crop_around, structure_focus
 
-def make_thumbnail(array: np.ndarray, *, size: int = 64, kind: str = "") -> np.ndarray:
+
+def make_thumbnail(array: np.ndarray, *, size: int = 64, kind: str = "",
+                   mask: np.ndarray | None = None) -> np.ndarray:
     """2D uint8 image at most ``size`` pixels on its long side.
 
     Volumes show their middle slice along the first axis; binary masks show their maximum
-    projection (a thin vessel is invisible in a single slice). RGB(A) frames are converted to
-    grey. Intensities are windowed to the 1st-99th percentiles.
+    projection (a thin vessel is invisible in a single slice). A volume given the ``mask`` of one
+    of its structures shows the slice with the structure's largest cross-section, cropped around
+    it: every structure of one scan would otherwise show the same slice. RGB(A) frames are
+    converted to grey. Intensities are windowed to the 1st-99th percentiles.
     """
     a = np.asarray(array)
+    if mask is not None and a.ndim == 3 and np.shape(mask) == a.shape:
+        focus = structure_focus(mask)
+        if focus is not None:
+            z = focus[0]
+            rows, cols = crop_around(np.asarray(mask)[z])
+            a = a[z, rows, cols]
     if a.ndim == 3 and a.shape[-1] in (3, 4) and kind != "volume":
         a = a[..., :3].astype(np.float32).mean(-1)
     if a.ndim == 4:  # time or channel: first frame

@@ -200,7 +200,8 @@ class GalleryView(QWidget):
         lab = ", ".join(self.model.labels().get(sid, [])) or "unlabelled"
         p = (self._preds or {}).get(sid)
         pred = p.text if p is not None and p.labels else "—"
-        return f"{lab}\n→ {pred}"
+        organ = self.model.structure_name(sid)
+        return (f"{organ}: " if organ else "") + f"{lab}\n→ {pred}"
 
     def _refresh_captions(self, predictions: bool = False) -> None:
         if predictions:

@@ -15,6 +15,9 @@ from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, \
     QWidget
 
+from core.focus import structure_focus
+from core.orientation import apply_transform, radiological_transform
+
 #: name -> (window, level) in Hounsfield units
 CT_PRESETS = {
     "soft tissue": (400, 40),
@@ -47,43 +50,6 @@ def auto_limits(data: np.ndarray) -> tuple[float, float]:
 VIEWS = {"axial": ((0, 1, 2), ("A", "P", "R", "L")),
          "coronal": ((1, 0, 2), ("S", "I", "R", "L")),
          "sagittal": ((2, 0, 1), ("S", "I", "A", "P"))}
-
-
-def radiological_transform(geometry, ndim: int):
-    """(axes permutation, flips) that bring a (z, y, x) array with SimpleITK direction cosines
-    to (inferior, posterior, left) axis order, or None without a usable direction. Each array
-    axis maps to the physical LPS axis it is most aligned with (no resampling)."""
-    g = geometry if isinstance(geometry, dict) else {}
-    d = g.get("direction")
-    if ndim != 3 or d is None or len(d) != 9:
-        return None
-    try:
-        D = np.asarray(d, dtype=float).reshape(3, 3)  # columns: index axes i, j, k in LPS
-    except (TypeError, ValueError):
-        return None
-    target_of_phys = {0: 2, 1: 1, 2: 0}        # LPS x -> array axis 2, y -> 1, z -> 0
-    want_sign = {0: 1.0, 1: 1.0, 2: -1.0}      # +L, +P, and -S (inferior) along increasing index
-    perm = [None, None, None]
-    flips = []
-    for a in range(3):                          # array axis a holds index axis n = 2 - a
-        col = D[:, 2 - a]
-        phys = int(np.argmax(np.abs(col)))
-        t = target_of_phys[phys]
-        if perm[t] is not None:
-            return None                         # degenerate (oblique at 45 degrees): leave as is
-        perm[t] = a
-        if np.sign(col[phys]) != want_sign[phys]:
-            flips.append(a)
-    return tuple(perm), tuple(flips)
-
-
-def apply_transform(a, tf):
-    if tf is None:
-        return a
-    perm, flips = tf
-    for ax in flips:
-        a = np.flip(a, axis=ax)
-    return np.ascontiguousarray(np.transpose(a, perm))
 
 
 def array_scale(geometry: dict | None, ndim: int):
@@ -164,6 +130,7 @@ class ImageView(QWidget):
         self.view_box.setToolTip("Plane shown (radiological convention from the image geometry)")
         self.view_box.currentTextChanged.connect(self.set_view)
         self._tf = None
+        self._focus = None  # a structure sample's largest cross-sections (display axes), else None
         self._markers = {}
         for side in ("top", "bottom", "left", "right"):
             m = QLabel("", self)
@@ -335,6 +302,10 @@ class ImageView(QWidget):
                 self.viewer.dims.set_current_step(0, data.shape[0] // 2)
             if self.viewer.dims.ndisplay == 3:
                 self._oblique()
+        if self._focus is not None and spatial == 3:
+            # a structure of the scan: open on it, even when the scan stays (liver -> kidney)
+            for axis, index in enumerate(self._focus):
+                self.viewer.dims.set_current_step(axis, index)
         self._show_markers(self.view_box.currentText() if (can3d and self._tf is not None
                                                             and self.viewer.dims.ndisplay == 2) else None)
         labels = ", ".join(self.model.labels().get(sample_id, [])) or "unlabelled"
@@ -354,6 +325,7 @@ class ImageView(QWidget):
             pass
 
     def _add_overlays(self, sample_id, shape, scale) -> None:
+        self._focus = None
         row = self.model.samples.loc[sample_id]
         mf = row.get("mask_file")
         # a shape mask's "label map" is the mask itself: an overlay would only hide it
@@ -366,6 +338,8 @@ class ImageView(QWidget):
                 if value is not None:
                     mask = np.where(mask == int(value), mask, 0)
                 mask = apply_transform(mask, self._tf)
+                if value is not None and mask.shape == tuple(shape):
+                    self._focus = structure_focus(mask)
                 if mask.shape == tuple(shape):
                     self._make_current()
                     layer = self.viewer.add_labels(mask.astype(np.int32), name="labels", scale=scale,
@@ -428,7 +402,8 @@ class ImageView(QWidget):
             return
         self.viewer.dims.order = VIEWS[name][0]
         axis = VIEWS[name][0][0]
-        self.viewer.dims.set_current_step(axis, layer.data.shape[axis] // 2)
+        index = self._focus[axis] if self._focus is not None else layer.data.shape[axis] // 2
+        self.viewer.dims.set_current_step(axis, index)
         self.fit()
         self._show_markers(name if self._tf is not None and self.viewer.dims.ndisplay == 2 else None)
 

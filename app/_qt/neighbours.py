@@ -173,7 +173,8 @@ class NeighboursView(QWidget):
             except Exception:  # noqa: BLE001 - a missing array shows as text, not a crash
                 pix = None
             labels = ", ".join(n.labels) or "unlabelled"
-            tile = _Tile(n.id, pix, f"{labels}\nd={format_distance(n.distance)}",
+            organ = self.model.structure_name(n.id)  # a scan's organs look alike at thumbnail size
+            tile = _Tile(n.id, pix, (f"{organ}\n" if organ else "") + f"{labels}\nd={format_distance(n.distance)}",
                          f"{n.id}\nlabels: {labels}\ncosine distance: {n.distance:.6g}", self._strip)
             tile.clicked.connect(self._select)
             self._strip_layout.insertWidget(self._strip_layout.count() - 1, tile)

@@ -364,8 +364,34 @@ class ProjectModel:
 
     # ------------------------------------------------------------------ images
     def thumbnail(self, sample_id: str, size: int = 64) -> np.ndarray:
-        """uint8 2D thumbnail: the image itself, a volume's middle axial slice, a mask's projection."""
+        """uint8 2D thumbnail: the image itself, a volume's middle axial slice, a mask's projection,
+        a structure's largest axial cross-section cropped around it."""
+        from core.orientation import apply_transform, radiological_transform
         from core.thumbnails import make_thumbnail
 
-        arr = self.project.load_sample_array(sample_id)
-        return make_thumbnail(arr, size=size, kind=self.samples.at[sample_id, "kind"])
+        arr = np.asarray(self.project.load_sample_array(sample_id))
+        kind = self.samples.at[sample_id, "kind"]
+        mask = self.structure_mask(sample_id) if kind == "structure" else None
+        if kind in ("volume", "structure"):  # as the image view shows it: patient's right on the left
+            tf = radiological_transform(self.samples.at[sample_id, "geometry"], arr.ndim)
+            arr = apply_transform(arr, tf)
+            mask = apply_transform(mask, tf) if mask is not None else None
+        return make_thumbnail(arr, size=size, kind=kind, mask=mask)
+
+    def structure_name(self, sample_id: str) -> str | None:
+        """The organ a structure sample stands for (``liver``), None for any other sample."""
+        if sample_id not in self.samples.index or self.samples.at[sample_id, "kind"] != "structure":
+            return None
+        meta = self.samples.at[sample_id, "metadata"]
+        return (meta.get("structure") or None) if isinstance(meta, dict) else None
+
+    def structure_mask(self, sample_id: str) -> np.ndarray | None:
+        """A structure sample's voxels in its scan's label map (None when it cannot be read)."""
+        meta = self.samples.at[sample_id, "metadata"] if "metadata" in self.samples else None
+        value = (meta or {}).get("label_value") if isinstance(meta, dict) else None
+        if value is None:
+            return None
+        try:
+            return np.asarray(self.project.load_sample_array(sample_id, mask=True)) == int(value)
+        except (KeyError, OSError, ValueError):
+            return None

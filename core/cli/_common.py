@@ -6,11 +6,28 @@ import ast
 import sys
 
 
-def add_project_arg(p: argparse.ArgumentParser, *, positional: bool = False, required: bool = True) -> None:
+def add_project_arg(p: argparse.ArgumentParser, *, positional: bool = False, required: bool = True,
+                    help: str = "project folder") -> None:
+    """``--project/-p PROJECT``; with ``positional`` also a bare ``PROJECT`` (``latentmap info P``),
+    since users type either form: :func:`project_arg` reads whichever was given."""
     if positional:
-        p.add_argument("project", help="project folder")
+        p.add_argument("project", nargs="?", help=help)
+        p.add_argument("--project", "-p", dest="project_option", metavar="PROJECT",
+                       help="the same, as an option")
+        p.set_defaults(project_required=required)
     else:
-        p.add_argument("--project", "-p", required=required, help="project folder")
+        p.add_argument("--project", "-p", required=required, help=help)
+
+
+def project_arg(args):
+    """The project a command was given, as ``PROJECT`` or ``--project/-p PROJECT``."""
+    bare, option = getattr(args, "project", None), getattr(args, "project_option", None)
+    if bare and option and bare != option:
+        raise ValueError(f"two projects given ({bare!r} and --project {option!r}): give one")
+    path = bare or option
+    if not path and getattr(args, "project_required", False):
+        raise ValueError("no project given: pass its folder, as PROJECT or --project PROJECT")
+    return path
 
 
 def open_project(path):

@@ -1,19 +1,19 @@
 """``latentmap info PROJECT``: what a project holds (counts by split, modality, kind, dataset, label)."""
 from __future__ import annotations
 
+from ._common import add_project_arg, open_project, project_arg
+
 
 def register(sub) -> None:
     p = sub.add_parser("info", help="print what a project holds",
                        description="Counts by split, modality, kind, dataset and label; the "
                                    "development set, runs and stored arrays.")
-    p.add_argument("project", help="project folder")
+    add_project_arg(p, positional=True)
     p.set_defaults(func=run_info)
 
 
 def run_info(args) -> int:
-    from ._common import open_project
-
-    project = open_project(args.project)
+    project = open_project(project_arg(args))
     for line in info_lines(project):
         print(line)
     return 0

@@ -91,7 +91,9 @@ def add_structures(project, scan_ids, structures) -> tuple[list[str], list[tuple
         if row["kind"] == "structure":
             continue
         if row.get("mask_file") is None:
-            errors.append((row["id"], "has no label map to take a structure from"))
+            errors.append((row["id"], "has no label map to take a structure from: import the scan "
+                                      "together with its label map (a file whose name says seg, "
+                                      "label or mask, e.g. scan.nii.gz scan_seg.nii.gz)"))
             continue
         for structure in structures:
             try:

@@ -81,3 +81,58 @@ def test_bad_sample_reports_instead_of_raising(qtbot, image_view, project_copy):
     f.write_bytes(b"not an npy file")
     sel.select([sid], current=sid)
     assert "cannot show" in view.info.text()
+
+
+def test_structure_samples_open_on_their_organ(qtbot, project_copy):
+    """A structure of the CT opens on the slice through it (the right kidney lies 7 slices below
+    the scan's middle), moves when another structure of the same scan is chosen, and its
+    thumbnail is a crop around it, not the scan's middle slice."""
+    from app._qt.image_view import ImageView
+    from app.components import ProjectModel, Selection
+    from core.focus import structure_focus
+    from core.project import Project
+    from core.workflows.derive import add_structures
+
+    path, info = project_copy
+    project = Project.open(path)
+    ids, errors = add_structures(project, [info["ct_id"]], ["kidney_right", "liver"])
+    project.close()
+    assert not errors
+    kidney, liver = ids
+    model = ProjectModel.open(path, author="tester")
+    sel = Selection()
+    view = ImageView(model, sel)
+    qtbot.addWidget(view)
+    view.resize(700, 600)
+    view.show()
+    qtbot.waitExposed(view)
+    try:
+        sel.select([info["ct_id"]], current=info["ct_id"])
+        assert view.viewer.dims.current_step[0] == 15          # a scan: its middle slice
+        for sid in (kidney, liver):
+            sel.select([sid], current=sid)
+            labels = view.layer("labels")
+            focus = structure_focus(labels.data > 0)
+            assert tuple(view.viewer.dims.current_step) == focus
+            step = view.viewer.dims.current_step[0]
+            assert (labels.data[step] > 0).any()               # the organ is on the shown slice
+        assert structure_focus(view.layer("labels").data > 0)[0] != 15
+        sel.select([kidney], current=kidney)
+        assert view.viewer.dims.current_step[0] != 15
+        view.set_view("coronal")
+        assert view.viewer.dims.current_step[1] == structure_focus(view.layer("labels").data > 0)[1]
+        assert nonblank(view.screenshot())
+        # previews are oriented as the view shows the scan (patient's right on the left)
+        from core.thumbnails import make_thumbnail
+        shown = np.asarray(view.layer("image").data)
+        np.testing.assert_array_equal(model.thumbnail(info["ct_id"], size=64),
+                                      make_thumbnail(shown, size=64, kind="volume"))
+        thumb = model.thumbnail(kidney, size=64)
+        assert model.structure_name(kidney) == "kidney_right" and model.structure_name(info["ct_id"]) is None
+        np.testing.assert_array_equal(thumb, make_thumbnail(shown, size=64, kind="structure",
+                                                            mask=view.layer("labels").data > 0))
+        assert thumb.shape != model.thumbnail(info["ct_id"], size=64).shape
+        assert thumb.shape != model.thumbnail(liver, size=64).shape
+    finally:
+        view.close_viewer()
+        model.close()

@@ -6,7 +6,7 @@ import numpy as np
 
 
 def test_orientation_from_geometry_matches_physical_coordinates(model):
-    from app._qt.image_view import apply_transform, radiological_transform
+    from core.orientation import apply_transform, radiological_transform
 
     ct = model.samples[model.samples["kind"] == "volume"].index[0]
     geom = model.samples.at[ct, "geometry"]

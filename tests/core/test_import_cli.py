@@ -67,6 +67,11 @@ def test_import_then_info(tmp_path, small_cohort, capsys):
     assert "samples: 9" in out
     for line in ("train   4", "test    2", "mask     6", "aneurysm  6", "arrays: 7 (6 meshes)", "runs: 0"):
         assert line in out, line
+    # the project as an option, as every other command takes it, reads the same
+    assert run_cli(["info", "-p", project_dir]) == 0
+    assert capsys.readouterr().out == out
+    with pytest.raises(ValueError, match="two projects given"):
+        run_cli(["info", project_dir, "--project", tmp_path / "other"])
 
 
 def test_import_options(tmp_path):
