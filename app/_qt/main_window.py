@@ -107,7 +107,8 @@ class MainWindow(QMainWindow):
         self.redo_action = self._action(e, "&Redo", self.redo, "Ctrl+Shift+Z")
         e.addSeparator()
         self._action(e, "Select &all", lambda: self.selection.select(self.model.samples.index), "Ctrl+A")
-        self._action(e, "Clear selection", self.selection.clear, "Esc")
+        # a lambda: opening a project makes a new Selection, and the action must clear that one
+        self._action(e, "Clear selection", lambda: self.selection.clear(), "Esc")
 
         self.view_menu = mb.addMenu("&View")
         self._action(self.view_menu, "Reset layout", self.reset_layout)

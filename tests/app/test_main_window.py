@@ -342,3 +342,37 @@ def test_bundled_style_and_icon_are_applied(qapp):
         assert not qapp.windowIcon().isNull()
     finally:
         qapp.setStyleSheet(before)
+
+
+def test_scatter_keys_and_window_keys_do_not_cancel_each_other(qtbot, project_copy, qtlog,
+                                                                _no_modal_dialogs):
+    """L is the scatter's lasso while the plot has the focus and the label search elsewhere;
+    Esc cancels a lasso being drawn and otherwise clears the selection. (Two shortcuts on one key
+    used to cancel each other: Qt's "ambiguous overload", and neither fired.)"""
+    path, info = project_copy
+    win = open_window(qtbot, path)
+    win.activateWindow()
+    qtbot.waitUntil(win.isActiveWindow, timeout=3000)
+    sc, panel = win.scatter_view, win.labels_panel
+    sc.plot.setFocus()
+    qtbot.waitUntil(sc.plot.hasFocus, timeout=3000)
+    for key, tool in ((Qt.Key_L, "lasso"), (Qt.Key_B, "box"), (Qt.Key_P, "pan"), (Qt.Key_L, "lasso")):
+        qtbot.keyClick(sc.plot, key)
+        assert sc.tool == tool
+    assert not panel.search.hasFocus()
+    # a lasso being drawn: Esc drops it and keeps the selection
+    some = info["mask_ids"][:3]
+    win.selection.select(some)
+    sc._drag_path = [(0.0, 0.0), (1.0, 1.0)]  # as a mouse drag leaves it mid-way
+    qtbot.keyClick(sc.plot, Qt.Key_Escape)
+    assert sc._drag_path == [] and list(win.selection.ids) == list(some)
+    # no lasso: Esc is the window's "Clear selection"
+    qtbot.keyClick(sc.plot, Qt.Key_Escape)
+    assert len(win.selection.ids) == 0
+    # outside the plot, L opens the label search
+    win.samples_list.setFocus()
+    qtbot.waitUntil(win.samples_list.hasFocus, timeout=3000)
+    qtbot.keyClick(win.samples_list, Qt.Key_L)
+    qtbot.waitUntil(panel.search.hasFocus, timeout=3000)
+    assert sc.tool == "lasso"
+    assert not [r for r in qtlog.records if "mbiguous" in r.message]
