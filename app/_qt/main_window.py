@@ -7,6 +7,7 @@ Optional panels written separately (clusters, training, evaluation) are listed i
 from __future__ import annotations
 
 import base64
+import html
 import importlib
 import traceback
 from pathlib import Path
@@ -90,6 +91,8 @@ class MainWindow(QMainWindow):
         self.new_action = self._action(f, "&New project…", self.new_project_dialog, "Ctrl+N",
                                        "Create an empty project folder, then import into it")
         self.open_action = self._action(f, "&Open project…", self.open_project_dialog, "Ctrl+O")
+        self.recent_menu = f.addMenu("Open &recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
         self.import_action = self._action(f, "&Import files…", self.import_files_dialog, "Ctrl+I",
                                           "Import images, volumes, meshes, .npz or a manifest")
         self.import_dir_action = self._action(f, "Import &folder…", self.import_folder_dialog)
@@ -114,7 +117,27 @@ class MainWindow(QMainWindow):
         self._action(self.view_menu, "Reset layout", self.reset_layout)
         self.view_menu.addSeparator()
         h = mb.addMenu("&Help")
+        self._action(h, "Keyboard shortcuts", self._shortcuts, "F1")
         self._action(h, "About LatentMap", self._about)
+
+    def _fill_recent_menu(self) -> None:
+        """File > Open recent: the newest first; a folder that has gone is listed greyed out."""
+        from app.components.recent import clear_recent, is_available, recent_projects
+
+        self.recent_menu.clear()
+        paths = recent_projects()
+        for i, path in enumerate(paths):
+            act = self.recent_menu.addAction(f"&{i + 1}  {path}" if i < 9 else path)
+            act.setEnabled(is_available(path))
+            if not act.isEnabled():
+                act.setText(act.text() + "  (not found)")
+            act.triggered.connect(lambda _=False, p=path: self._guarded(self.open_project, p))
+        if not paths:
+            self.recent_menu.addAction("(no recent projects)").setEnabled(False)
+        self.recent_menu.addSeparator()
+        clear = self.recent_menu.addAction("Clear list")
+        clear.setEnabled(bool(paths))
+        clear.triggered.connect(lambda *_: clear_recent())
 
     def _install_export_module(self) -> None:
         """``app/_qt/export.py`` (optional) adds its own entries: ``install(window)`` gets the
@@ -148,16 +171,27 @@ class MainWindow(QMainWindow):
 
     # ================================================================== project
     def _show_empty(self) -> None:
+        from app.components.recent import is_available, recent_projects
+
+        self._recent_on_start = [p for p in recent_projects() if is_available(p)]
+        links = "".join(f"<li><a href='recent:{i}'>{html.escape(Path(p).name or p)}</a>"
+                        f" <span style='color:#666'>{html.escape(p)}</span></li>"
+                        for i, p in enumerate(self._recent_on_start))
         msg = QLabel("<h2>LatentMap</h2><p>File &gt; Open project… (Ctrl+O), or File &gt; New project… (Ctrl+N)"
-                     " and then File &gt; Import…</p>", self)
+                     " and then File &gt; Import…</p>"
+                     + (f"<p>Recent projects:</p><ul>{links}</ul>" if links else ""), self)
         msg.setAlignment(Qt.AlignCenter)
+        msg.setTextInteractionFlags(Qt.TextBrowserInteraction)
+        msg.linkActivated.connect(self._open_recent_link)
+        self.empty_message = msg
         self.setCentralWidget(msg)
         # nothing to undo or import into before a project is open
         for a in (self.undo_action, self.redo_action, self.import_action, self.import_dir_action):
             a.setEnabled(False)
 
-    def set_model(self, model: ProjectModel) -> None:
-        """Show ``model``'s project: rebuild every view on it and restore its session state."""
+    def set_model(self, model: ProjectModel, source=None) -> None:
+        """Show ``model``'s project: rebuild every view on it and restore its session state.
+        ``source`` is how the user named it (a folder or a URL), for File > Open recent."""
         if self.model is not None:
             self.save_session()
             self._teardown_views()
@@ -174,6 +208,9 @@ class MainWindow(QMainWindow):
         for a in (self.import_action, self.import_dir_action):
             a.setEnabled(True)
         self.setWindowTitle(f"LatentMap — {model.project.name} ({model.project.path})")
+        from app.components.recent import remember_project
+
+        remember_project(source if source is not None else model.project.path)
         self.restore_session()
         # no shapes in the project: the mesh view would stay empty, give its room to the image
         if "Mesh" in self.docks and not ({"mask", "mesh", "structure"} & set(model.samples["kind"])
@@ -187,15 +224,19 @@ class MainWindow(QMainWindow):
             # after the window has shown (at start-up), from the event loop
             after_first_paint(lambda: QTimer.singleShot(0, lambda: self._guarded(self.start_first_map)))
 
+    def _open_recent_link(self, href: str) -> None:
+        if href.startswith("recent:"):
+            self._guarded(self.open_project, self._recent_on_start[int(href.split(":", 1)[1])])
+
     def open_project(self, path) -> None:
         from core.project import Project
 
-        self.set_model(ProjectModel(Project.open(Path(path))))
+        self.set_model(ProjectModel(Project.open(Path(path))), source=path)
 
     def new_project(self, path) -> None:
         from core.project import Project
 
-        self.set_model(ProjectModel(Project.create(Path(path))))
+        self.set_model(ProjectModel(Project.create(Path(path))), source=path)
 
     def new_project_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "New LatentMap project (a folder)", "my-project")
@@ -733,6 +774,12 @@ class MainWindow(QMainWindow):
             box.show()  # scripted runs (screenshots) must not block on a dialog
         else:
             box.exec()
+
+    def _shortcuts(self):
+        from app._qt.shortcuts import show_shortcuts
+
+        self.shortcuts_dialog = show_shortcuts(self)
+        return self.shortcuts_dialog
 
     def _about(self):
         """Help › About (app/_qt/about.py): version, libraries, sample-data licence."""

@@ -140,3 +140,10 @@ def _no_window_waits_from_another_test():
     after_paint.reset()
     yield
     after_paint.reset()
+
+
+@pytest.fixture(autouse=True)
+def _user_folder_of_the_test(tmp_path_factory, monkeypatch):
+    """The app's per-user files (recent projects, the sample project) go to a folder of the
+    test run, never to the developer's own home."""
+    monkeypatch.setenv("LATENTMAP_DATA_HOME", str(tmp_path_factory.getbasetemp() / "user-data"))

@@ -256,6 +256,52 @@ def test_empty_window_and_bad_project_dialog(qtbot, tmp_path, _no_modal_dialogs)
     win.close()
 
 
+def test_recent_projects_menu_and_start_screen(qtbot, tmp_path, built_project, monkeypatch,
+                                              _no_modal_dialogs):
+    """Projects opened are listed newest first in File > Open recent and on the empty window,
+    across sessions; a folder that has gone is greyed out; a URL with a password is never kept."""
+    import shutil
+
+    from app._qt.main_window import MainWindow
+    from app.components.recent import MAX_RECENT, recent_file, recent_projects, remember_project
+
+    monkeypatch.setenv("LATENTMAP_DATA_HOME", str(tmp_path / "home"))
+    assert recent_projects() == []
+    a, b = tmp_path / "a", tmp_path / "b"
+    for p in (a, b):
+        shutil.copytree(built_project[0], p)
+    win = MainWindow(optional_panels=False)
+    qtbot.addWidget(win)
+    win.open_project(a)
+    win.open_project(b)
+    win.open_project(a)
+    assert recent_projects() == [str(a.resolve()), str(b.resolve())]
+    win.close()
+    # next session: the start screen links them; a click opens the project
+    shutil.rmtree(b)
+    win = MainWindow(optional_panels=False)
+    qtbot.addWidget(win)
+    assert str(a.resolve()) in win.empty_message.text() and str(b) not in win.empty_message.text()
+    win.recent_menu.aboutToShow.emit()
+    acts = [x for x in win.recent_menu.actions() if not x.isSeparator()]
+    assert [x.isEnabled() for x in acts[:2]] == [True, False] and "not found" in acts[1].text()
+    win.empty_message.linkActivated.emit("recent:0")
+    assert win.model is not None and win.model.project.path.resolve() == a.resolve()
+    acts[-1].trigger()  # Clear list
+    assert recent_projects() == []
+    win.close()
+    # bounded, no passwords kept, a damaged list reads as empty
+    for i in range(MAX_RECENT + 3):
+        remember_project(tmp_path / f"p{i}")
+    assert len(recent_projects()) == MAX_RECENT and recent_projects()[0].endswith(f"p{MAX_RECENT + 2}")
+    remember_project("postgresql://ann:secret@db/lm?folder=/x")
+    remember_project("postgresql://ann@db/lm?folder=/x")
+    assert recent_projects()[0] == "postgresql://ann@db/lm?folder=/x"
+    assert "secret" not in recent_file().read_text()
+    recent_file().write_text("{not json")
+    assert recent_projects() == []
+
+
 @pytest.mark.slow
 def test_sample_project_built_on_first_use_and_opened(qtbot, qapp, tmp_path, monkeypatch):
     """make run's path: the bundled cohort becomes a trained, clustered project behind a progress
@@ -346,6 +392,8 @@ def test_bundled_style_and_icon_are_applied(qapp):
 
 def test_scatter_keys_and_window_keys_do_not_cancel_each_other(qtbot, project_copy, qtlog,
                                                                 _no_modal_dialogs):
+    from qtpy.QtWidgets import QTextBrowser
+
     """L is the scatter's lasso while the plot has the focus and the label search elsewhere;
     Esc cancels a lasso being drawn and otherwise clears the selection. (Two shortcuts on one key
     used to cancel each other: Qt's "ambiguous overload", and neither fired.)"""
@@ -376,3 +424,17 @@ def test_scatter_keys_and_window_keys_do_not_cancel_each_other(qtbot, project_co
     qtbot.waitUntil(panel.search.hasFocus, timeout=3000)
     assert sc.tool == "lasso"
     assert not [r for r in qtlog.records if "mbiguous" in r.message]
+    # Help > Keyboard shortcuts lists the keys that work, read from the live window
+    from app._qt.shortcuts import shortcut_rows
+
+    rows = shortcut_rows(win)
+    for row in (("Window", "Esc", "Clear selection"), ("Window", "Ctrl+Z", "Undo"),
+                ("Window", "L", "Search labels"), ("Window", "2", "Toggle label 2"),
+                ("Window", "F1", "Keyboard shortcuts")):
+        assert row in rows, row
+    scatter = {k: w for where, k, w in rows if where.startswith("Latent scatter")}
+    assert scatter == {"L": "Lasso tool", "B": "Box tool", "P": "Pan tool", "R": "Show all points",
+                       "Esc": "Cancel the lasso or box being drawn"}
+    dlg = win._shortcuts()
+    assert "Lasso tool" in dlg.findChild(QTextBrowser).toPlainText()
+    dlg.close()
