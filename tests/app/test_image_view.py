@@ -8,8 +8,7 @@ import pytest
 from tests.app.conftest import nonblank
 
 
-@pytest.fixture
-def image_view(qtbot, model):
+def open_view(qtbot, model):
     from app._qt.image_view import ImageView
     from app.components import Selection
 
@@ -19,6 +18,12 @@ def image_view(qtbot, model):
     view.resize(700, 600)
     view.show()
     qtbot.waitExposed(view)
+    return view, sel
+
+
+@pytest.fixture
+def image_view(qtbot, model):
+    view, sel = open_view(qtbot, model)
     yield view, sel
     view.close_viewer()
 
@@ -87,8 +92,7 @@ def test_structure_samples_open_on_their_organ(qtbot, project_copy):
     """A structure of the CT opens on the slice through it (the right kidney lies 7 slices below
     the scan's middle), moves when another structure of the same scan is chosen, and its
     thumbnail is a crop around it, not the scan's middle slice."""
-    from app._qt.image_view import ImageView
-    from app.components import ProjectModel, Selection
+    from app.components import ProjectModel
     from core.focus import structure_focus
     from core.project import Project
     from core.workflows.derive import add_structures
@@ -100,12 +104,7 @@ def test_structure_samples_open_on_their_organ(qtbot, project_copy):
     assert not errors
     kidney, liver = ids
     model = ProjectModel.open(path, author="tester")
-    sel = Selection()
-    view = ImageView(model, sel)
-    qtbot.addWidget(view)
-    view.resize(700, 600)
-    view.show()
-    qtbot.waitExposed(view)
+    view, sel = open_view(qtbot, model)
     try:
         sel.select([info["ct_id"]], current=info["ct_id"])
         assert view.viewer.dims.current_step[0] == 15          # a scan: its middle slice
