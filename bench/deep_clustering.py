@@ -475,9 +475,9 @@ def run_dataset(name, args, out_dir: Path):
     probe = test_probe(data, args.probe_test, args.seed) if args.eval_every else None
     common = dict(batch_size=args.batch_size, seed=args.seed, device=args.device,
                   input_size=args.input_size, mixed_precision=args.mixed_precision)
-    pica_kw = dict(n_clusters=k, n_repeat=args.n_repeat, eval_samples=args.eval_samples,
-                   lr=args.lr, backbone=args.backbone, head_schedule=args.head_schedule, **common,
-                   **json.loads(args.pica_params))
+    pica_kw = {**dict(n_clusters=k, n_repeat=args.n_repeat, eval_samples=args.eval_samples,
+                      lr=args.lr, backbone=args.backbone, head_schedule=args.head_schedule, **common),
+               **json.loads(args.pica_params)}  # --pica-params has the last word
     ckpts = {}
     methods = []
     if args.epochs:
@@ -485,10 +485,10 @@ def run_dataset(name, args, out_dir: Path):
     if args.sd_epochs:
         methods.append(("PICA + L_SD", PICA(prior="dirichlet", alpha=args.alpha, epochs=args.sd_epochs, **pica_kw)))
     if args.dc_epochs:
-        methods.append(("DeepCluster", DeepCluster(epochs=args.dc_epochs, backbone=args.dc_backbone,
-                                                   lr=args.dc_lr, **common,
-                                                   **({} if args.dc_pca is None else {"pca_dim": args.dc_pca}),
-                                                   **json.loads(args.dc_params))))
+        # --dc-params has the last word (it may name the backbone or the learning rate too)
+        dc_kw = {"backbone": args.dc_backbone, "lr": args.dc_lr, **common,
+                 **({} if args.dc_pca is None else {"pca_dim": args.dc_pca}), **json.loads(args.dc_params)}
+        methods.append(("DeepCluster", DeepCluster(epochs=args.dc_epochs, **dc_kw)))
     dc = next((m for label, m in methods if label == "DeepCluster"), None)
     dc_untrained = overclustering_baselines(data, train, dc, args.seed, rows) if dc is not None else None
     for label, method in methods:
