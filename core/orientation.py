@@ -36,10 +36,13 @@ def radiological_transform(geometry, ndim: int):
     return tuple(perm), tuple(flips)
 
 
-def apply_transform(a, tf):
+def apply_transform(a, tf, *, copy: bool = True):
+    """``a`` in display orientation. ``copy=False`` gives a view (no voxel is read): a preview
+    that needs one slice of a memory-mapped CT then reads that slice alone."""
     if tf is None:
         return a
     perm, flips = tf
     for ax in flips:
         a = np.flip(a, axis=ax)
-    return np.ascontiguousarray(np.transpose(a, perm))
+    a = np.transpose(a, perm)
+    return np.ascontiguousarray(a) if copy else a

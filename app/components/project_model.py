@@ -5,6 +5,7 @@ announced, so views never talk to each other and never hold the only copy of any
 """
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,8 @@ from core.project import Project
 
 #: columns every project can be coloured by, before metadata columns
 BASE_COLUMNS = ("cluster", "label", "predicted", "split", "dataset", "modality", "kind", "dev")
+#: previews kept in memory per project (64 px: 4 KiB each)
+THUMBNAIL_CACHE = 1024
 
 
 class ProjectModel:
@@ -37,6 +40,7 @@ class ProjectModel:
         self._active_run: int | None = int(run) if run else None
         self._active_clustering: str | None = project.meta("active_clustering")
         self._placer = None
+        self._thumbs: OrderedDict = OrderedDict()  # (id, size) -> uint8 preview, newest last
         #: ids placed in this session (new cases), newest last: the views highlight them
         self.placed_ids: list[str] = []
         self.placements: dict = {}
@@ -369,14 +373,22 @@ class ProjectModel:
         from core.orientation import apply_transform, radiological_transform
         from core.thumbnails import make_thumbnail
 
-        arr = np.asarray(self.project.load_sample_array(sample_id))
+        key = (sample_id, int(size))
+        if key in self._thumbs:  # a sample's arrays never change: the strip and the panels reuse it
+            self._thumbs.move_to_end(key)
+            return self._thumbs[key]
+        arr = np.asarray(self.project.load_sample_array(sample_id))  # memory-mapped: read lazily
         kind = self.samples.at[sample_id, "kind"]
         mask = self.structure_mask(sample_id) if kind == "structure" else None
         if kind in ("volume", "structure"):  # as the image view shows it: patient's right on the left
             tf = radiological_transform(self.samples.at[sample_id, "geometry"], arr.ndim)
-            arr = apply_transform(arr, tf)
-            mask = apply_transform(mask, tf) if mask is not None else None
-        return make_thumbnail(arr, size=size, kind=kind, mask=mask)
+            arr = apply_transform(arr, tf, copy=False)
+            mask = apply_transform(mask, tf, copy=False) if mask is not None else None
+        thumb = make_thumbnail(arr, size=size, kind=kind, mask=mask)
+        self._thumbs[key] = thumb
+        while len(self._thumbs) > THUMBNAIL_CACHE:
+            self._thumbs.popitem(last=False)
+        return thumb
 
     def structure_name(self, sample_id: str) -> str | None:
         """The organ a structure sample stands for (``liver``), None for any other sample."""

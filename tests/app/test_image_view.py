@@ -128,6 +128,7 @@ def test_structure_samples_open_on_their_organ(qtbot, project_copy):
                                       make_thumbnail(shown, size=64, kind="volume"))
         thumb = model.thumbnail(kidney, size=64)
         assert model.structure_name(kidney) == "kidney_right" and model.structure_name(info["ct_id"]) is None
+        assert model.thumbnail(kidney, size=64) is thumb  # kept: the strip and the panels reuse it
         np.testing.assert_array_equal(thumb, make_thumbnail(shown, size=64, kind="structure",
                                                             mask=view.layer("labels").data > 0))
         assert thumb.shape != model.thumbnail(info["ct_id"], size=64).shape
