@@ -155,8 +155,9 @@ class ClustersPanel(QWidget):
         self.info.setText(f"{len(self.rows)} clusters · {total} samples · {n_unmatched} unmatched")
 
     def _strip(self, ids) -> QPixmap:
-        strip = QImage(THUMB * N_THUMBS, THUMB, QImage.Format_Grayscale8)
-        strip.fill(0)
+        # transparent where a small cluster has fewer than N_THUMBS members (not a black bar)
+        strip = QImage(THUMB * N_THUMBS, THUMB, QImage.Format_ARGB32_Premultiplied)
+        strip.fill(Qt.transparent)
         from qtpy.QtGui import QPainter
 
         painter = QPainter(strip)

@@ -34,6 +34,10 @@ def test_clusters_panel_lists_clusters_and_jumps_to_members(qtbot, model, select
     expected = [s for s, a in zip(ids, assign) if a == panel.rows[0]["cluster"]]
     assert list(selection.ids) == expected
     assert nonblank(grab(panel))
+    # a member strip draws the members it has; past them it is transparent, not a black bar
+    strip = panel._strip(expected[:1]).toImage()
+    assert strip.pixelColor(strip.width() - 1, strip.height() // 2).alpha() == 0
+    assert any(strip.pixelColor(x, y).alpha() == 255 for x in range(0, 40, 4) for y in range(0, 40, 4))
 
 
 def test_clusters_panel_algorithm1_override_undo_and_recluster(qtbot, model, selection):
