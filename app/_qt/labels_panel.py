@@ -111,6 +111,7 @@ class LabelsPanel(QWidget):
 
     # ------------------------------------------------------------------ building
     def rebuild(self) -> None:
+        self._name_number_keys()
         for b in self.buttons.values():
             self.toggle_grid.removeWidget(b)
             b.deleteLater()
@@ -157,6 +158,16 @@ class LabelsPanel(QWidget):
             act.triggered.connect(lambda _=False, k=i: self.toggle_number(k + 1))
             window.addAction(act)
             self.shortcut_actions.append(act)
+        self._name_number_keys()
+
+    def _name_number_keys(self) -> None:
+        """Keys 1-9 named after the labels they toggle now (Help › Keyboard shortcuts shows them)."""
+        names = self.model.label_names()
+        for act in self.shortcut_actions:
+            key = act.shortcut().toString()
+            if key.isdigit():
+                k = int(key)
+                act.setText(f"Toggle label {k}" + (f": {names[k - 1]}" if k <= len(names) else " (none yet)"))
 
     # ------------------------------------------------------------------ state
     def update_state(self) -> None:

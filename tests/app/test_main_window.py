@@ -429,8 +429,9 @@ def test_scatter_keys_and_window_keys_do_not_cancel_each_other(qtbot, project_co
 
     rows = shortcut_rows(win)
     for row in (("Window", "Esc", "Clear selection"), ("Window", "Ctrl+Z", "Undo"),
-                ("Window", "L", "Search labels"), ("Window", "2", "Toggle label 2"),
-                ("Window", "F1", "Keyboard shortcuts")):
+                ("Window", "L", "Search labels"),
+                ("Window", "2", f"Toggle label 2: {win.model.label_names()[1]}"),
+                ("Window", "9", "Toggle label 9 (none yet)"), ("Window", "F1", "Keyboard shortcuts")):
         assert row in rows, row
     scatter = {k: w for where, k, w in rows if where.startswith("Latent scatter")}
     assert scatter == {"L": "Lasso tool", "B": "Box tool", "P": "Pan tool", "R": "Show all points",
