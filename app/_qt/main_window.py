@@ -31,6 +31,9 @@ OPTIONAL_PANELS = [
 AREAS = {"left": Qt.LeftDockWidgetArea, "right": Qt.RightDockWidgetArea,
          "top": Qt.TopDockWidgetArea, "bottom": Qt.BottomDockWidgetArea}
 STATE_KEY = "main_window"
+#: how often the session (layout, selection, panel settings) is saved while the app runs, so a
+#: crash or a killed process loses at most this much of it (edits are saved as they are made)
+AUTOSAVE_MS = 60_000
 MAX_SAVED_SELECTION = 100_000
 
 
@@ -67,6 +70,10 @@ class MainWindow(QMainWindow):
         from app._qt.after_paint import FirstPaintWatcher
 
         self._first_paint = FirstPaintWatcher(self)  # start-up work queued until the window shows
+        self._saved_session = None  # the last session state written, to skip unchanged writes
+        self.autosave_timer = QTimer(self)
+        self.autosave_timer.setInterval(AUTOSAVE_MS)
+        self.autosave_timer.timeout.connect(self.autosave_session)
         self._build_menus()
         self._build_status()
         if model is not None:
@@ -212,6 +219,8 @@ class MainWindow(QMainWindow):
 
         remember_project(source if source is not None else model.project.path)
         self.restore_session()
+        self._saved_session = None
+        self.autosave_timer.start()
         # no shapes in the project: the mesh view would stay empty, give its room to the image
         if "Mesh" in self.docks and not ({"mask", "mesh", "structure"} & set(model.samples["kind"])
                                          or model.project.arrays.exists("points")):
@@ -421,13 +430,29 @@ class MainWindow(QMainWindow):
                     pass
         return st
 
-    def save_session(self) -> None:
+    def save_session(self, state: dict | None = None) -> None:
         if self.model is None:
             return
         try:
-            self.model.project.save_state(STATE_KEY, self.session_state())
+            state = self.session_state() if state is None else state
+            self.model.project.save_state(STATE_KEY, state)
+            self._saved_session = state
         except Exception as exc:  # noqa: BLE001 - closing must not fail on this
             print(f"latentmap: could not save the session state: {exc}")
+
+    def autosave_session(self) -> bool:
+        """Save the session when it changed since the last save (timer; not on a read-only
+        project). Returns whether it wrote."""
+        if self.model is None or getattr(self.model.project, "read_only", False):
+            return False
+        try:
+            state = self.session_state()
+        except Exception:  # noqa: BLE001 - a panel mid-rebuild: try again next time
+            return False
+        if state == self._saved_session:
+            return False
+        self.save_session(state)
+        return self._saved_session is state
 
     def restore_session(self) -> None:
         st = self.model.project.load_state(STATE_KEY) or {}
@@ -478,6 +503,7 @@ class MainWindow(QMainWindow):
 
         from app._qt.jobs import cancel_running_jobs
 
+        self.autosave_timer.stop()
         self.cancel_jobs()
         # every running job, whichever panel started it (training, UMAP, evaluation): cancelled
         # and its thread ended (bounded) before the project and the interpreter go away

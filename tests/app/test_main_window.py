@@ -302,6 +302,26 @@ def test_recent_projects_menu_and_start_screen(qtbot, tmp_path, built_project, m
     assert recent_projects() == []
 
 
+def test_session_is_saved_while_the_app_runs(qtbot, project_copy, _no_modal_dialogs):
+    """The layout, selection and filter reach the project while the app runs (a crash or a kill
+    loses at most a minute of them), and only when they changed."""
+    from core.project import Project
+
+    path, info = project_copy
+    win = open_window(qtbot, path)
+    assert win.autosave_timer.isActive() and win.autosave_timer.interval() <= 60_000
+    some = info["mask_ids"][3:6]
+    win.selection.select(some, current=some[0])
+    win.samples_list.filter_edit.setText("train")
+    assert win.autosave_session() is True
+    assert win.autosave_session() is False          # nothing changed since
+    with Project.open(path, read_only=True) as other:  # as the next start would read it
+        saved = other.load_state("main_window")
+    assert saved["selection"] == list(some) and saved["current"] == some[0] and saved["filter"] == "train"
+    win.close()
+    assert not win.autosave_timer.isActive()
+
+
 @pytest.mark.slow
 def test_sample_project_built_on_first_use_and_opened(qtbot, qapp, tmp_path, monkeypatch):
     """make run's path: the bundled cohort becomes a trained, clustered project behind a progress
