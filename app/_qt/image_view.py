@@ -311,7 +311,8 @@ class ImageView(QWidget):
         labels = ", ".join(self.model.labels().get(sample_id, [])) or "unlabelled"
         extra = [n for n in ("labels", "residual") if n in self.viewer.layers]
         self.info.setText(f"{sample_id} · {kind} {row['modality']} {'x'.join(map(str, data.shape))}"
-                          f" · {row['split'] or 'no split'} · {labels}"
+                          + self._structure_size(sample_id, kind, row["geometry"], spatial)
+                          + f" · {row['split'] or 'no split'} · {labels}"
                           + (f" · overlays: {', '.join(extra)}" if extra else ""))
         self.shown.emit(sample_id)
 
@@ -323,6 +324,19 @@ class ImageView(QWidget):
             self.qt_viewer.canvas._scene_canvas.set_current()
         except Exception:  # noqa: BLE001 - private API; without it napari still tries
             pass
+
+    def _structure_size(self, sample_id, kind, geometry, spatial) -> str:
+        """' · liver 1,043.2 ml' for a structure sample (its voxels times the voxel size; voxels
+        alone when the scan has no spacing), else ''."""
+        layer = self.layer("labels")
+        if kind != "structure" or layer is None:
+            return ""
+        n = int(np.count_nonzero(layer.data))
+        name = self.model.structure_name(sample_id) or "structure"
+        spacing = array_scale(geometry, spatial)
+        if spacing is None:
+            return f" · {name} {n:,} voxels"
+        return f" · {name} {n * float(np.prod(spacing)) / 1000.0:,.1f} ml"
 
     def _add_overlays(self, sample_id, shape, scale) -> None:
         self._focus = None

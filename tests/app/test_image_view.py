@@ -118,6 +118,10 @@ def test_structure_samples_open_on_their_organ(qtbot, project_copy):
         assert structure_focus(view.layer("labels").data > 0)[0] != 15
         sel.select([kidney], current=kidney)
         assert view.viewer.dims.current_step[0] != 15
+        # its volume, from the label map's voxels and the CT's 3 mm spacing (3,947 voxels)
+        seg = model.project.load_sample_array(info["ct_id"], mask=True)
+        ml = np.count_nonzero(seg == 2) * 27 / 1000
+        assert f"kidney_right {ml:,.1f} ml" in view.info.text() and ml == pytest.approx(106.6, abs=0.1)
         view.set_view("coronal")
         assert view.viewer.dims.current_step[1] == structure_focus(view.layer("labels").data > 0)[1]
         assert nonblank(view.screenshot())
