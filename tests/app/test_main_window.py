@@ -412,6 +412,7 @@ def test_bundled_style_and_icon_are_applied(qapp):
 
 def test_scatter_keys_and_window_keys_do_not_cancel_each_other(qtbot, project_copy, qtlog,
                                                                 _no_modal_dialogs):
+    from qtpy.QtCore import QPoint
     from qtpy.QtWidgets import QTextBrowser
 
     """L is the scatter's lasso while the plot has the focus and the label search elsewhere;
@@ -422,7 +423,9 @@ def test_scatter_keys_and_window_keys_do_not_cancel_each_other(qtbot, project_co
     win.activateWindow()
     qtbot.waitUntil(win.isActiveWindow, timeout=3000)
     sc, panel = win.scatter_view, win.labels_panel
-    sc.plot.setFocus()
+    win.samples_list.setFocus()
+    vp = sc.plot.viewport()  # a click on the plot gives it the focus, as a user's does
+    qtbot.mouseClick(vp, Qt.LeftButton, pos=QPoint(vp.width() // 2, vp.height() // 2))
     qtbot.waitUntil(sc.plot.hasFocus, timeout=3000)
     for key, tool in ((Qt.Key_L, "lasso"), (Qt.Key_B, "box"), (Qt.Key_P, "pan"), (Qt.Key_L, "lasso")):
         qtbot.keyClick(sc.plot, key)
