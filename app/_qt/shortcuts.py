@@ -26,6 +26,11 @@ def shortcut_rows(window) -> list[tuple[str, str, str]]:
     for k in getattr(scatter, "plot_keys", {}):
         rows.append(("Latent scatter (when it has the focus)", QKeySequence(k).toString(QKeySequence.NativeText),
                      SCATTER_KEYS.get(k, "")))
+    from app._qt.gallery import GalleryView
+
+    if window.findChildren(GalleryView):
+        rows.append(("Gallery (when its grid has the focus and tiles are picked)", "1-9",
+                     "Give the picked tiles that label (not the whole selection)"))
     return rows
 
 

@@ -61,3 +61,45 @@ def test_label_from_the_gallery(qtbot, model):
     assert set(sel.ids) == set(normal + unl)
     model.undo()
     assert model.project.labels(normal[:1])[normal[0]] == ["normal"]
+
+
+def test_number_keys_label_the_picked_tiles_not_the_whole_selection(qtbot, model):
+    """In a window whose keys 1-9 label the selection, the same keys in the gallery grid label
+    only the tiles picked there; with none picked they stay the window's."""
+    from qtpy.QtCore import Qt
+    from qtpy.QtWidgets import QMainWindow
+
+    from app._qt.gallery import GalleryView
+    from app._qt.labels_panel import LabelsPanel
+    from app.components import Selection
+
+    sel = Selection()
+    win = QMainWindow()
+    panel = LabelsPanel(model, sel)
+    panel.install_shortcuts(win)
+    g = GalleryView(model, sel)
+    win.setCentralWidget(g)
+    qtbot.addWidget(win)
+    win.resize(900, 500)
+    win.show()
+    win.activateWindow()
+    qtbot.waitUntil(win.isActiveWindow, timeout=3000)
+    labels = model.labels()
+    normal = [s for s, v in labels.items() if v == ["normal"]][:8]
+    sel.select(normal)
+    qtbot.waitUntil(lambda: g.grid.count() == 8, timeout=20_000)
+    names = model.label_names()
+    key = Qt.Key_1 + names.index("hyperplasia")
+    g.pick(normal[:2])
+    g.grid.setFocus()
+    qtbot.waitUntil(g.grid.hasFocus, timeout=3000)
+    qtbot.keyClick(g.grid, key)
+    after = model.project.labels(normal)
+    assert [after[s] for s in normal[:2]] == [["hyperplasia"]] * 2
+    assert all(after[s] == ["normal"] for s in normal[2:])         # the rest of the selection kept
+    model.undo()
+    assert model.project.labels(normal[:2]) == {s: ["normal"] for s in normal[:2]}
+    # nothing picked: the key is the window's again (the whole selection)
+    g.pick([])
+    qtbot.keyClick(g.grid, key)
+    assert all(v == ["hyperplasia"] for v in model.project.labels(normal).values())

@@ -459,6 +459,8 @@ def test_scatter_keys_and_window_keys_do_not_cancel_each_other(qtbot, project_co
     scatter = {k: w for where, k, w in rows if where.startswith("Latent scatter")}
     assert scatter == {"L": "Lasso tool", "B": "Box tool", "P": "Pan tool", "R": "Show all points",
                        "Esc": "Cancel the lasso or box being drawn"}
+    assert ("Gallery (when its grid has the focus and tiles are picked)", "1-9",
+            "Give the picked tiles that label (not the whole selection)") in rows
     dlg = win._shortcuts()
     assert "Lasso tool" in dlg.findChild(QTextBrowser).toPlainText()
     dlg.close()
