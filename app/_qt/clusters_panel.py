@@ -25,7 +25,6 @@ class ClustersPanel(QWidget):
         self.model = model
         self.selection = selection
         self.rows: list[dict] = []
-        self._thumb_cache: dict[str, QImage] = {}
         self._job: QtJob | None = None
         self._build()
         model.clustering_changed.connect(lambda *_: self.refresh())
@@ -162,15 +161,11 @@ class ClustersPanel(QWidget):
 
         painter = QPainter(strip)
         for i, sid in enumerate(ids):
-            img = self._thumb_cache.get(sid)
-            if img is None:
-                try:
-                    arr = np.ascontiguousarray(self.model.thumbnail(sid, size=THUMB))
-                except Exception:  # noqa: BLE001 - a missing array must not break the table
-                    continue
-                img = QImage(arr.data, arr.shape[1], arr.shape[0], arr.strides[0],
-                             QImage.Format_Grayscale8).copy()
-                self._thumb_cache[sid] = img
+            try:  # the model keeps the previews
+                arr = np.ascontiguousarray(self.model.thumbnail(sid, size=THUMB))
+            except Exception:  # noqa: BLE001 - a missing array must not break the table
+                continue
+            img = QImage(arr.data, arr.shape[1], arr.shape[0], arr.strides[0], QImage.Format_Grayscale8)
             painter.drawImage(i * THUMB, 0, img.scaled(THUMB, THUMB, Qt.KeepAspectRatio))
         painter.end()
         return QPixmap.fromImage(strip)

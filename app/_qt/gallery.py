@@ -10,10 +10,12 @@ the GUI thread's idle time, so a large selection shows its grid at once and fill
 from __future__ import annotations
 
 import numpy as np
-from qtpy.QtCore import QEvent, QSize, Qt, QTimer, Signal
+from qtpy.QtCore import QSize, Qt, QTimer, Signal
 from qtpy.QtGui import QColor, QIcon, QImage, QPixmap
 from qtpy.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QLabel, QListWidget,
                             QListWidgetItem, QPushButton, QSpinBox, QVBoxLayout, QWidget)
+
+from app._qt.keys import ClaimKeys
 
 SORTS = ("distance to centre", "label", "prediction", "id")
 #: at most this many tiles (the rest is counted in the header; sort to bring others first)
@@ -100,7 +102,7 @@ class GalleryView(QWidget):
         self.grid.setSpacing(4)
         self.grid.setWordWrap(True)
         self.grid.itemDoubleClicked.connect(self._show_one)
-        self.grid.installEventFilter(self)  # keys 1-9 label the picked tiles (eventFilter)
+        self._claimed_keys = ClaimKeys(self.grid, self._number_key)  # 1-9 label the picked tiles
         self._resize_tiles(thumb_size)
 
         top = QHBoxLayout()
@@ -233,21 +235,15 @@ class GalleryView(QWidget):
         return not self._pending
 
     # ------------------------------------------------------------------ labelling
-    def eventFilter(self, obj, ev):
-        """While the grid has the focus and tiles are picked, keys 1-9 give *those* tiles the
-        label (as the Apply button does); the window's same keys would label the whole
-        selection, every tile shown. An accepted shortcut override keeps the key here."""
-        if obj is self.grid and ev.type() in (QEvent.ShortcutOverride, QEvent.KeyPress) \
-                and not (ev.modifiers() & ~Qt.KeypadModifier):
-            k = ev.key() - Qt.Key_0
-            names = self.model.label_names()
-            picked = self.picked_ids()
-            if 1 <= k <= min(9, len(names)) and picked:
-                ev.accept()
-                if ev.type() == QEvent.KeyPress:
-                    self.apply_label(names[k - 1], picked)
-                return True
-        return super().eventFilter(obj, ev)
+    def _number_key(self, ev):
+        """While tiles are picked, keys 1-9 give *those* tiles the label (as the Apply button
+        does); the window's same keys would label the whole selection, every tile shown."""
+        k = ev.key() - Qt.Key_0
+        names = self.model.label_names()
+        picked = self.picked_ids()
+        if 1 <= k <= min(9, len(names)) and picked:
+            return lambda: self.apply_label(names[k - 1], picked)
+        return None
 
     def picked_ids(self) -> list[str]:
         return [it.data(Qt.UserRole) for it in self.grid.selectedItems()]

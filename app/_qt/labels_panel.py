@@ -163,11 +163,8 @@ class LabelsPanel(QWidget):
     def _name_number_keys(self) -> None:
         """Keys 1-9 named after the labels they toggle now (Help › Keyboard shortcuts shows them)."""
         names = self.model.label_names()
-        for act in self.shortcut_actions:
-            key = act.shortcut().toString()
-            if key.isdigit():
-                k = int(key)
-                act.setText(f"Toggle label {k}" + (f": {names[k - 1]}" if k <= len(names) else " (none yet)"))
+        for k, act in enumerate(self.shortcut_actions[1:], start=1):  # [0] is the label search
+            act.setText(f"Toggle label {k}" + (f": {names[k - 1]}" if k <= len(names) else " (none yet)"))
 
     # ------------------------------------------------------------------ state
     def update_state(self) -> None:

@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import html
 
-from qtpy.QtCore import Qt
 from qtpy.QtGui import QKeySequence
 from qtpy.QtWidgets import QAction, QDialog, QDialogButtonBox, QTextBrowser, QVBoxLayout
-
-#: what the scatter plot's keys do (app/_qt/scatter/view.py ``plot_keys``), while it has the focus
-SCATTER_KEYS = {Qt.Key_L: "Lasso tool", Qt.Key_B: "Box tool", Qt.Key_P: "Pan tool",
-                Qt.Key_R: "Show all points", Qt.Key_Escape: "Cancel the lasso or box being drawn"}
-
 
 def shortcut_rows(window) -> list[tuple[str, str, str]]:
     """(where, key, what) for every shortcut of ``window``, window-wide keys first."""
@@ -23,9 +17,9 @@ def shortcut_rows(window) -> list[tuple[str, str, str]]:
             seen.add((key, text))
             rows.append(("Window", key, text))
     scatter = getattr(window, "scatter_view", None)
-    for k in getattr(scatter, "plot_keys", {}):
+    for k, (what, _) in getattr(scatter, "plot_keys", {}).items():
         rows.append(("Latent scatter (when it has the focus)", QKeySequence(k).toString(QKeySequence.NativeText),
-                     SCATTER_KEYS.get(k, "")))
+                     what))
     from app._qt.gallery import GalleryView
 
     if window.findChildren(GalleryView):

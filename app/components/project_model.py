@@ -390,17 +390,20 @@ class ProjectModel:
             self._thumbs.popitem(last=False)
         return thumb
 
+    def _structure_meta(self, sample_id: str) -> dict:
+        """A structure sample's metadata (``structure``, ``label_value``); {} for other samples."""
+        if sample_id not in self.samples.index or self.samples.at[sample_id, "kind"] != "structure":
+            return {}
+        meta = self.samples.at[sample_id, "metadata"]
+        return meta if isinstance(meta, dict) else {}
+
     def structure_name(self, sample_id: str) -> str | None:
         """The organ a structure sample stands for (``liver``), None for any other sample."""
-        if sample_id not in self.samples.index or self.samples.at[sample_id, "kind"] != "structure":
-            return None
-        meta = self.samples.at[sample_id, "metadata"]
-        return (meta.get("structure") or None) if isinstance(meta, dict) else None
+        return self._structure_meta(sample_id).get("structure") or None
 
     def structure_mask(self, sample_id: str) -> np.ndarray | None:
         """A structure sample's voxels in its scan's label map (None when it cannot be read)."""
-        meta = self.samples.at[sample_id, "metadata"] if "metadata" in self.samples else None
-        value = (meta or {}).get("label_value") if isinstance(meta, dict) else None
+        value = self._structure_meta(sample_id).get("label_value")
         if value is None:
             return None
         try:

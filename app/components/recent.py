@@ -64,11 +64,6 @@ def remember_project(path) -> list[str]:
     return _write([key] + [p for p in recent_projects() if p != key][: MAX_RECENT - 1])
 
 
-def forget_project(path) -> list[str]:
-    key = _key(path)
-    return _write([p for p in recent_projects() if p != key])
-
-
 def clear_recent() -> list[str]:
     return _write([])
 

@@ -15,6 +15,7 @@ import numpy as np
 import pyqtgraph as pg
 from qtpy import QtCore, QtGui, QtWidgets
 
+from app._qt.keys import ClaimKeys
 from app.components.colour import ColourBy
 from app.components.selection import ADD, REPLACE, SUBTRACT, Selection
 
@@ -317,38 +318,28 @@ class ScatterView(QtWidgets.QWidget):
         self.vb.sigResized.connect(self._schedule_render)
         self.plot.scene().sigMouseMoved.connect(self._mouse_moved)
         self.plot.viewport().installEventFilter(self)
-        # The plot's own keys. Not QShortcuts: the window binds L (search labels) and Esc (clear
-        # selection) too, and two shortcuts on one key cancel each other (Qt's "ambiguous
-        # overload": neither fires). The plot claims its keys only while it has the focus.
-        self.plot_keys = {QtCore.Qt.Key_L: lambda: self.set_tool("lasso"),
-                          QtCore.Qt.Key_B: lambda: self.set_tool("box"),
-                          QtCore.Qt.Key_P: lambda: self.set_tool("pan"),
-                          QtCore.Qt.Key_R: self.reset_view,
-                          QtCore.Qt.Key_Escape: self._cancel_drag}
-        self.plot.installEventFilter(self)
+        # The plot's own keys, claimed while it has the focus (app/_qt/keys.py): the window binds
+        # L (search labels) and Esc (clear selection) too. key -> (what it does, action)
+        self.plot_keys = {QtCore.Qt.Key_L: ("Lasso tool", lambda: self.set_tool("lasso")),
+                          QtCore.Qt.Key_B: ("Box tool", lambda: self.set_tool("box")),
+                          QtCore.Qt.Key_P: ("Pan tool", lambda: self.set_tool("pan")),
+                          QtCore.Qt.Key_R: ("Show all points", self.reset_view),
+                          QtCore.Qt.Key_Escape: ("Cancel the lasso or box being drawn", self._cancel_drag)}
+        self._claimed_keys = ClaimKeys(self.plot, self._plot_key)
         self.resize(980, 680)
 
     def _plot_key(self, ev):
         """The action of a plain key press the plot takes (None: leave it to the window).
         Esc is the plot's only while a lasso or box is being drawn; otherwise it clears the
         selection, as everywhere else."""
-        if ev.modifiers() & ~QtCore.Qt.KeypadModifier:
-            return None
         if ev.key() == QtCore.Qt.Key_Escape and not self._drag_path:
             return None
-        return self.plot_keys.get(ev.key())
+        return self.plot_keys.get(ev.key(), (None, None))[1]
 
     def eventFilter(self, obj, ev):
         if ev.type() == QtCore.QEvent.Leave:
             self._hover_timer.stop()
             self.hover_card.hide()
-        elif obj is self.plot and ev.type() in (QtCore.QEvent.ShortcutOverride, QtCore.QEvent.KeyPress):
-            fn = self._plot_key(ev)
-            if fn is not None:
-                ev.accept()  # an accepted override: the key comes here, not to the window's shortcut
-                if ev.type() == QtCore.QEvent.KeyPress:
-                    fn()
-                return True
         return False
 
     # ================================================================== models
